@@ -1,0 +1,452 @@
+"""Synthetic Sentinel-2 L1C products in the real SAFE layout, with a CDSE-shaped STAC item.
+
+Tests need L1C input that exercises the same code paths as production (JPEG2000 decoding with
+reduced-resolution reads, three native resolutions, the processing-baseline radiometric offset,
+nodata and saturated pixels, CDSE's STAC 1.1 item shape) without network access. Everything is
+generated from ``seed`` so that a test sees the same pixels on every run.
+
+The pixel values are top-of-atmosphere digital numbers of a plausible landscape: vegetation,
+bare soil and water patches with spatial texture at several scales and a haze field, so that the
+spectra and the spatial statistics look like a real scene (not white noise). They are not a
+radiative-transfer simulation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from pyproj import CRS, Transformer
+from rasterio.transform import from_origin
+from rasterio.warp import transform_geom
+
+__all__ = [
+    "BAND_INFO",
+    "CDSE_STAC_EXTENSIONS",
+    "cdse_s3_base",
+    "make_l1c_product",
+    "mgrs_tile_grid",
+    "multihash_sha256",
+]
+
+# name: (resolution m, common name, centre wavelength um as CDSE writes it, MTD band_id)
+BAND_INFO: dict[str, tuple[int, str | None, float, int]] = {
+    "B01": (60, "coastal", 0.443, 0),
+    "B02": (10, "blue", 0.493, 1),
+    "B03": (10, "green", 0.56, 2),
+    "B04": (10, "red", 0.665, 3),
+    "B05": (20, "rededge071", 0.704, 4),
+    "B06": (20, "rededge075", 0.74, 5),
+    "B07": (20, "rededge078", 0.783, 6),
+    "B08": (10, "nir", 0.833, 7),
+    "B8A": (20, "nir08", 0.865, 8),
+    "B09": (60, "nir09", 0.945, 9),
+    "B10": (60, "cirrus", 1.373, 10),
+    "B11": (20, "swir16", 1.614, 11),
+    "B12": (20, "swir22", 2.202, 12),
+}
+
+# TOA reflectance of the landscape's end-members, per band (B01..B12 order of BAND_INFO).
+_SPECTRA: dict[str, dict[str, float]] = {
+    "vegetation": dict(
+        zip(
+            BAND_INFO,
+            [0.11, 0.085, 0.08, 0.055, 0.10, 0.22, 0.27, 0.30, 0.31, 0.10, 0.004, 0.17, 0.08],
+            strict=True,
+        )
+    ),
+    "soil": dict(
+        zip(
+            BAND_INFO,
+            [0.13, 0.12, 0.13, 0.15, 0.17, 0.19, 0.20, 0.22, 0.23, 0.08, 0.005, 0.30, 0.24],
+            strict=True,
+        )
+    ),
+    "water": dict(
+        zip(
+            BAND_INFO,
+            [0.12, 0.095, 0.07, 0.045, 0.035, 0.03, 0.028, 0.025, 0.022, 0.01, 0.002, 0.01, 0.008],
+            strict=True,
+        )
+    ),
+}
+
+CDSE_STAC_EXTENSIONS = [
+    "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "https://stac-extensions.github.io/sat/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/product/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+]
+
+_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # MGRS letters: no I, no O
+_ROW_LETTERS = "ABCDEFGHJKLMNPQRSTUV"
+_BANDS_LAT = "CDEFGHJKLMNPQRSTUVWX"
+# First orbit of each unit, to give plausible absolute orbit numbers in granule names.
+_ORBIT_EPOCH = {
+    "sentinel-2a": datetime(2015, 6, 23, tzinfo=timezone.utc),
+    "sentinel-2b": datetime(2017, 3, 7, tzinfo=timezone.utc),
+    "sentinel-2c": datetime(2024, 9, 5, tzinfo=timezone.utc),
+}
+_ORBITS_PER_DAY = 143 / 10
+_PSD = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd"
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def multihash_sha256(path: Path) -> str:
+    """``file:checksum`` of a file: sha2-256 multihash in hex (``1220`` + digest)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return "1220" + digest.hexdigest()
+
+
+def cdse_s3_base(date: datetime) -> str:
+    """CDSE's S3 prefix for L1C products of a sensing day, to pass as ``href_base``."""
+    return f"s3://eodata/Sentinel-2/MSI/L1C/{date:%Y/%m/%d}/"
+
+
+def mgrs_tile_grid(tile: str) -> tuple[int, float, float]:
+    """EPSG code and upper-left corner (x, y) of a Sentinel-2 MGRS tile.
+
+    Sentinel-2 tiles are 109.8 km squares whose corner is the MGRS 100 km square's north-west
+    corner moved outwards onto the 60 m grid (31TCJ -> 300000, 4900020; 51CVP -> 399960,
+    1400020, as CDSE's items say). Computing it keeps any tile usable without shipping the
+    tiling grid.
+    """
+    zone, band, col, row = int(tile[:2]), tile[2], tile[3], tile[4]
+    north = band >= "N"
+    epsg = (32600 if north else 32700) + zone
+    col_set = _LETTERS[((zone - 1) % 3) * 8 : ((zone - 1) % 3) * 8 + 8]
+    easting = (col_set.index(col) + 1) * 100_000
+    row_offset = 5 if zone % 2 == 0 else 0
+    row_northing = ((_ROW_LETTERS.index(row) - row_offset) % 20) * 100_000
+    lat_min = -80 + 8 * _BANDS_LAT.index(band)
+    to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
+    _, band_north = to_utm.transform(zone * 6 - 183, lat_min)
+    k = math.ceil((band_north - 100_000 - row_northing) / 2_000_000)
+    north_edge = row_northing + k * 2_000_000 + 100_000
+    # The 60 m grid is anchored on the equator: northings from 0 (north) or 10 000 km (south).
+    if north:
+        top = math.ceil(north_edge / 60) * 60
+    else:
+        top = 10_000_000 - math.floor((10_000_000 - north_edge) / 60) * 60
+    return epsg, float(math.floor(easting / 60) * 60), float(top)
+
+
+def _texture(
+    rng: np.random.Generator, shape: tuple[int, int], res: int, scales_m: tuple[int, ...]
+) -> np.ndarray:
+    """Smooth multi-scale noise in [0, 1] sampled at ``res`` metres.
+
+    Coarse random grids are defined in metres and bilinearly sampled at the pixel centres, so the
+    same seed gives the same landscape at 10, 20 and 60 m: the bands of a product stay coregistered.
+    """
+    h, w = shape
+    out = np.zeros(shape, dtype=np.float32)
+    total = 0.0
+    for i, cell in enumerate(scales_m):
+        gh = int(h * res / cell) + 2
+        gw = int(w * res / cell) + 2
+        grid = rng.random((gh, gw), dtype=np.float32)
+        fy = (np.arange(h, dtype=np.float32) + 0.5) * res / cell
+        fx = (np.arange(w, dtype=np.float32) + 0.5) * res / cell
+        y0, x0 = fy.astype(np.int64), fx.astype(np.int64)
+        wy, wx = (fy - y0)[:, None], (fx - x0)[None, :]
+        top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x0 + 1] * wx
+        bottom = grid[y0 + 1][:, x0] * (1 - wx) + grid[y0 + 1][:, x0 + 1] * wx
+        weight = 0.5**i
+        out += weight * (top * (1 - wy) + bottom * wy)
+        total += weight
+    out /= total
+    lo, hi = float(out.min()), float(out.max())
+    return (out - lo) / (hi - lo + 1e-6)
+
+
+def _band_dn(
+    name: str,
+    shape: tuple[int, int],
+    seed: int,
+    offset: int,
+    nodata_fraction: float,
+    saturated_fraction: float,
+) -> np.ndarray:
+    """Digital numbers of one band: landscape reflectance + haze, quantized like L1C."""
+    res = BAND_INFO[name][0]
+    # The latent fields use their own generators so that every band sees the same landscape.
+    veg = _texture(np.random.default_rng([seed, 1]), shape, res, (2560, 640, 160, 40))
+    water = _texture(np.random.default_rng([seed, 2]), shape, res, (5120, 1280, 320))
+    haze = _texture(np.random.default_rng([seed, 3]), shape, res, (10240, 2560))
+    bright = _texture(np.random.default_rng([seed, 4]), shape, res, (1280, 320, 80))
+    v = np.clip((veg - 0.35) * 2.5, 0, 1)
+    w = np.clip((water - 0.78) * 12, 0, 1)
+    refl = (1 - w) * (
+        v * _SPECTRA["vegetation"][name] + (1 - v) * _SPECTRA["soil"][name]
+    ) + w * _SPECTRA["water"][name]
+    # Path radiance grows towards the blue: a spatially smooth haze.
+    wavelength = BAND_INFO[name][2]
+    refl = refl + haze * 0.04 * (0.443 / wavelength) ** 2
+    noise = np.random.default_rng([seed, 100 + BAND_INFO[name][3]])
+    refl = refl * (1 + 0.03 * noise.standard_normal(shape, dtype=np.float32))
+    dn = np.clip(np.rint(refl * 10_000) + offset, 1, 65_534).astype(np.uint16)
+    if saturated_fraction > 0:
+        dn[bright >= np.quantile(bright, 1 - saturated_fraction)] = 65_535
+    if nodata_fraction > 0:
+        # L1C nodata sits on the swath edge: a strip on the west side of the tile.
+        cols = round(nodata_fraction * shape[1])
+        dn[:, :cols] = 0
+    return dn
+
+
+def _write_jp2(path: Path, dn: np.ndarray, epsg: int, x0: float, y0: float, res: int) -> None:
+    """Write a lossless JPEG2000 with several resolution levels, like the real L1C files.
+
+    Resolution levels are what GDAL exposes as overviews, so reduced-resolution reads (previews,
+    pyramids) decode only part of the codestream, as they do on real products.
+    """
+    h, w = dn.shape
+    levels = max(1, min(6, int(math.log2(max(1, min(h, w) // 32))) + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path,
+        "w",
+        driver="JP2OpenJPEG",
+        width=w,
+        height=h,
+        count=1,
+        dtype="uint16",
+        crs=CRS.from_epsg(epsg).to_wkt(),
+        transform=from_origin(x0, y0, res, res),
+        QUALITY=100,
+        REVERSIBLE="YES",
+        RESOLUTIONS=levels,
+        BLOCKXSIZE=min(w, 1024),
+        BLOCKYSIZE=min(h, 1024),
+    ) as dst:
+        dst.write(dn, 1)
+
+
+def _mtd_xml(
+    product: str,
+    start: datetime,
+    baseline: str,
+    platform: str,
+    rel_orbit: int,
+    abs_orbit: int,
+    granule: str,
+    band_files: dict[str, str],
+    cloud_cover: float,
+) -> str:
+    """A small MTD_MSIL1C.xml with the structure and radiometric fields of the real one."""
+    iso = start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    images = "\n".join(
+        f"              <IMAGE_FILE>{rel.removesuffix('.jp2')}</IMAGE_FILE>"
+        for rel in band_files.values()
+    )
+    offsets = ""
+    if baseline >= "04.00":
+        rows = "\n".join(
+            f'        <RADIO_ADD_OFFSET band_id="{i}">-1000</RADIO_ADD_OFFSET>' for i in range(13)
+        )
+        offsets = f"\n      <Radiometric_Offset_List>\n{rows}\n      </Radiometric_Offset_List>"
+    unit = "Sentinel-2" + platform[-1].upper()
+    datatake = f"G{product[:3]}_{start:%Y%m%dT%H%M%S}_{abs_orbit:06d}_N{baseline}"
+    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<n1:Level-1C_User_Product xmlns:n1="{_PSD}" xmlns:xsi="{_XSI}">
+  <n1:General_Info>
+    <Product_Info>
+      <PRODUCT_START_TIME>{iso}</PRODUCT_START_TIME>
+      <PRODUCT_STOP_TIME>{iso}</PRODUCT_STOP_TIME>
+      <PRODUCT_URI>{product}.SAFE</PRODUCT_URI>
+      <PROCESSING_LEVEL>Level-1C</PROCESSING_LEVEL>
+      <PRODUCT_TYPE>S2MSI1C</PRODUCT_TYPE>
+      <PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>
+      <Datatake datatakeIdentifier="{datatake}">
+        <SPACECRAFT_NAME>{unit}</SPACECRAFT_NAME>
+        <DATATAKE_TYPE>INS-NOBS</DATATAKE_TYPE>
+        <DATATAKE_SENSING_START>{iso}</DATATAKE_SENSING_START>
+        <SENSING_ORBIT_NUMBER>{rel_orbit}</SENSING_ORBIT_NUMBER>
+        <SENSING_ORBIT_DIRECTION>DESCENDING</SENSING_ORBIT_DIRECTION>
+      </Datatake>
+      <Query_Options completeSingleTile="true">
+        <PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT>
+      </Query_Options>
+      <Product_Organisation>
+        <Granule_List>
+          <Granule granuleIdentifier="{granule}" imageFormat="JPEG2000">
+{images}
+          </Granule>
+        </Granule_List>
+      </Product_Organisation>
+    </Product_Info>
+    <Product_Image_Characteristics>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>NODATA</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>0</SPECIAL_VALUE_INDEX>
+      </Special_Values>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>SATURATED</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>65535</SPECIAL_VALUE_INDEX>
+      </Special_Values>
+      <QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>{offsets}
+    </Product_Image_Characteristics>
+  </n1:General_Info>
+  <n1:Quality_Indicators_Info>
+    <Cloud_Coverage_Assessment>{cloud_cover:.1f}</Cloud_Coverage_Assessment>
+  </n1:Quality_Indicators_Info>
+</n1:Level-1C_User_Product>
+"""
+
+
+def make_l1c_product(
+    root: Path,
+    *,
+    tile: str = "31TCJ",
+    size_10m: int = 384,
+    bands: tuple[str, ...] = ("B02", "B03", "B04"),
+    baseline: str = "05.10",
+    date: datetime = datetime(2024, 1, 16, 10, 53, 29, tzinfo=timezone.utc),
+    platform: str = "sentinel-2b",
+    seed: int = 0,
+    nodata_fraction: float = 0.0,
+    saturated_fraction: float = 0.0,
+    href_base: str | None = None,
+    cloud_cover: float = 0.0,
+    relative_orbit: int = 51,
+) -> dict[str, Any]:
+    """Write a synthetic L1C product under ``root`` and return its CDSE-shaped STAC item.
+
+    Layout: ``<root>/<product>.SAFE/MTD_MSIL1C.xml`` and
+    ``<root>/<product>.SAFE/GRANULE/L1C_<tile>_A<orbit>_<time>/IMG_DATA/<tile>_<time>_<band>.jp2``.
+    The product covers the tile's north-west corner over ``size_10m`` 10 m pixels (10980 for a
+    whole tile); 20 m and 60 m bands cover the same extent at their native resolution, so choose a
+    multiple of 6 to keep every grid exactly aligned (the default 384 is).
+
+    Digital numbers carry the +1000 radiometric offset when ``baseline`` >= "04.00" (declared in
+    the MTD file's ``RADIO_ADD_OFFSET``; older baselines have no offset list, as real products).
+    The STAC item keeps CDSE's ``raster:offset`` -0.1 whatever the baseline, like CDSE does.
+
+    Asset hrefs are absolute local paths, or ``href_base`` + the path relative to ``root`` (e.g.
+    ``cdse_s3_base(date)`` once the tree is uploaded under that prefix).
+    """
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=timezone.utc)
+    date = date.astimezone(timezone.utc)
+    epsg, ulx, uly = mgrs_tile_grid(tile)
+    unit = {"sentinel-2a": "S2A", "sentinel-2b": "S2B", "sentinel-2c": "S2C"}[platform]
+    stamp = f"{date:%Y%m%dT%H%M%S}"
+    discriminator = f"{date + timedelta(minutes=47, seconds=3):%Y%m%dT%H%M%S}"
+    n_base = "N" + baseline.replace(".", "")
+    product = f"{unit}_MSIL1C_{stamp}_{n_base}_R{relative_orbit:03d}_T{tile}_{discriminator}"
+    abs_orbit = int((date - _ORBIT_EPOCH[platform]).total_seconds() / 86400 * _ORBITS_PER_DAY) + 1
+    granule = f"L1C_T{tile}_A{abs_orbit:06d}_{date - timedelta(seconds=4):%Y%m%dT%H%M%S}"
+    safe = root / f"{product}.SAFE"
+    offset = 1000 if baseline >= "04.00" else 0
+    extent = size_10m * 10
+
+    def href(path: Path) -> str:
+        return href_base + path.relative_to(root).as_posix() if href_base else str(path)
+
+    assets: dict[str, Any] = {}
+    band_files: dict[str, str] = {}
+    for name in bands:
+        res, common, wavelength, _ = BAND_INFO[name]
+        n = math.ceil(extent / res)
+        path = safe / "GRANULE" / granule / "IMG_DATA" / f"T{tile}_{stamp}_{name}.jp2"
+        dn = _band_dn(name, (n, n), seed, offset, nodata_fraction, saturated_fraction)
+        _write_jp2(path, dn, epsg, ulx, uly, res)
+        band_files[name] = path.relative_to(safe).as_posix()
+        band_meta: dict[str, Any] = {"name": name}
+        if common:
+            band_meta["eo:common_name"] = common
+        band_meta["eo:center_wavelength"] = wavelength
+        assets[name] = {
+            "href": href(path),
+            "type": "image/jp2",
+            "title": f"{name} - {res}m",
+            "roles": ["data", "reflectance"],
+            "bands": [band_meta],
+            "data_type": "uint16",
+            "nodata": 0,
+            "raster:scale": 0.0001,
+            "raster:offset": -0.1,
+            "gsd": res,
+            "proj:code": f"EPSG:{epsg}",
+            "proj:shape": [n, n],
+            "proj:bbox": [ulx, uly - n * res, ulx + n * res, uly],
+            "proj:transform": [res, 0, ulx, 0, -res, uly],
+            "file:size": path.stat().st_size,
+            "file:checksum": multihash_sha256(path),
+        }
+    mtd = safe / "MTD_MSIL1C.xml"
+    mtd.write_text(
+        _mtd_xml(
+            product,
+            date,
+            baseline,
+            platform,
+            relative_orbit,
+            abs_orbit,
+            granule,
+            band_files,
+            cloud_cover,
+        )
+    )
+    assets["product_metadata"] = {
+        "href": href(mtd),
+        "type": "application/xml",
+        "title": "MTD_MSIL1C.xml",
+        "roles": ["metadata"],
+        "file:size": mtd.stat().st_size,
+        "file:checksum": multihash_sha256(mtd),
+    }
+    ring = [
+        (ulx, uly - extent),
+        (ulx + extent, uly - extent),
+        (ulx + extent, uly),
+        (ulx, uly),
+        (ulx, uly - extent),
+    ]
+    geom = transform_geom(f"EPSG:{epsg}", "EPSG:4326", {"type": "Polygon", "coordinates": [ring]})
+    coords = [[round(x, 7), round(y, 7)] for x, y in geom["coordinates"][0]]
+    coords[-1] = coords[0]
+    lons, lats = [c[0] for c in coords], [c[1] for c in coords]
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": list(CDSE_STAC_EXTENSIONS),
+        "id": product,
+        "geometry": {"type": "Polygon", "coordinates": [coords]},
+        "bbox": [min(lons), min(lats), max(lons), max(lats)],
+        "properties": {
+            "datetime": date.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "platform": platform,
+            "constellation": "sentinel-2",
+            "instruments": ["msi"],
+            "processing:level": "L1",
+            "processing:version": baseline,
+            "product:type": "S2MSI1C",
+            "eo:cloud_cover": cloud_cover,
+            "grid:code": f"MGRS-{tile}",
+            "sat:relative_orbit": relative_orbit,
+            "sat:orbit_state": "descending",
+        },
+        "links": [
+            {
+                "rel": "collection",
+                "href": "https://stac.dataspace.copernicus.eu/v1/collections/sentinel-2-l1c",
+                "type": "application/json",
+            }
+        ],
+        "assets": assets,
+        "collection": "sentinel-2-l1c",
+    }
