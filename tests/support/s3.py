@@ -26,7 +26,7 @@ from rasterio.session import AWSSession
 __all__ = ["S3Server", "start_s3_server"]
 
 ACCESS_KEY_ID = "test-access-key"
-SECRET_ACCESS_KEY = "test-secret-key"  # noqa: S105 - moto accepts any credentials
+SECRET_ACCESS_KEY = "test-secret-key"  # moto accepts any credentials
 
 
 @dataclass
