@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Reproduces the shipped weights and the three validation variants on CPU (about 25 min, 2 cores).
+# Needs the real pairs at ../shared/data (see models/README.md). Seeds are fixed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-.scratch/train}
+DATA=${DATA:-../shared/data}
+mkdir -p "$OUT"
+common=(--data-root "$DATA" --patch 64 --batch 8 --seed 0 --threads 2 --pseudo-surfaces --no-progress)
+
+# 1. physics-only: simulated TOA over the training L2A surfaces (and training L1C as pseudo-surfaces)
+$PY -m component.train "${common[@]}" --output "$OUT/physics.safetensors" \
+    --physics-steps 2000 --lr 1e-3 --checkpoint-dir "$OUT/ck_physics" --resume
+# 2. real-only: the two training real pairs, from scratch
+$PY -m component.train "${common[@]}" --output "$OUT/real.safetensors" \
+    --real-steps 700 --lr 1e-3 --checkpoint-dir "$OUT/ck_real" --resume
+# 3. physics + fine-tune: start from 1., real pairs with a quarter of simulated patches
+$PY -m component.train "${common[@]}" --output "$OUT/finetune.safetensors" \
+    --init "$OUT/physics.safetensors" --real-steps 700 --physics-mix 0.25 --lr 3e-4 \
+    --checkpoint-dir "$OUT/ck_finetune" --resume

@@ -1,0 +1,143 @@
+"""Build the U-Net from the card and load its weights, refusing anything unverified or broken.
+
+Two weight formats are accepted: the project's ``.safetensors`` (verified against the card's
+sha256, so a tampered or truncated file never runs) and ESA AI-Sen2Cor style ``.pth`` PyTorch
+``state_dict`` files, read with ``torch.load(weights_only=True)`` so no pickled code can run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from component.errors import ModelError
+from component.modelcard import ModelCard
+
+_STRIP_PREFIXES = ("module.", "model.", "net.", "unet.")
+
+
+def build_unet(in_channels: int, out_channels: int, encoder: str = "timm-efficientnet-b2"):
+    """The bare U-Net whose ``state_dict`` is what weight files contain (no wrapper prefix)."""
+    import segmentation_models_pytorch as smp
+
+    return smp.Unet(
+        encoder_name=encoder,
+        encoder_weights=None,
+        in_channels=in_channels,
+        classes=out_channels,
+    )
+
+
+class ReflectanceNet(nn.Module):
+    """U-Net followed by a ReLU: surface reflectance is never negative."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.unet(x))
+
+
+def build_model(card: ModelCard) -> ReflectanceNet:
+    """The network the card describes, with random weights."""
+    return ReflectanceNet(build_unet(card.in_channels, card.out_channels, card.encoder))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed so large files do not fill memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _strip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop DataParallel/wrapper prefixes so ESA-style checkpoints fit the bare U-Net."""
+    out = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _STRIP_PREFIXES:
+                if key.startswith(prefix):
+                    key = key[len(prefix) :]
+                    changed = True
+        out[key] = value
+    return out
+
+
+def read_state_dict(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+    """Read weights by suffix; verify the checksum when one is known (the card's own file)."""
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}; restore it or pass --weights FILE")
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expected_sha256.lower():
+            raise ModelError(
+                f"weights {path.name} sha256 {actual[:12]}… does not match the model card "
+                f"({expected_sha256[:12]}…); restore the shipped file or update the card"
+            )
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        elif suffix in (".pth", ".pt"):
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state:
+                state = state["state_dict"]
+        else:
+            raise ModelError(f"unknown weights format {path.suffix!r}; use .safetensors or .pth")
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"weights {path.name} are corrupt or not a state_dict ({type(exc).__name__}); "
+            "use a .safetensors or a weights-only .pth state_dict"
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"weights {path.name} are not a tensor state_dict; use a state_dict file")
+    return _strip(state)
+
+
+def load_model(card: ModelCard, weights: str | Path | None = None) -> ReflectanceNet:
+    """Build the card's network and load its weights in eval mode.
+
+    ``weights`` overrides the card's file; a user-given file has no card checksum to verify
+    against, so only its structure (keys and shapes) is checked.
+    """
+    if weights is None:
+        path, sha = card.weights_path, card.weights_sha256
+        if not sha:
+            raise ModelError(f"model card {card.card_path} has no weights sha256; fix the card")
+    else:
+        path, sha = Path(weights), None
+    state = read_state_dict(path, sha)
+    model = build_model(card)
+    try:
+        model.unet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise ModelError(
+            f"weights {path.name} do not fit the card's {card.architecture}/{card.encoder} with "
+            f"{card.in_channels}->{card.out_channels} bands ({first}); use matching weights"
+        ) from exc
+    return model.eval()
+
+
+def save_weights(model: nn.Module, path: Path) -> str:
+    """Save the bare U-Net state_dict as safetensors and return its sha256."""
+    from safetensors.torch import save_file
+
+    unet = model.unet if isinstance(model, ReflectanceNet) else model
+    state = {k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return sha256_file(path)
