@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 from pyproj import CRS, Transformer
-from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
 
 __all__ = [
@@ -225,7 +225,7 @@ def _write_jp2(path: Path, dn: np.ndarray, epsg: int, x0: float, y0: float, res:
         count=1,
         dtype="uint16",
         crs=CRS.from_epsg(epsg).to_wkt(),
-        transform=from_origin(x0, y0, res, res),
+        transform=Affine(res, 0, x0, 0, -res, y0),
         QUALITY=100,
         REVERSIBLE="YES",
         RESOLUTIONS=levels,
