@@ -1,0 +1,69 @@
+"""Failures a user can cause, each with its own exit code.
+
+The CLI turns a :class:`ComponentError` into one line on stderr and exits with the
+class's ``exit_code``; anything else is a bug and exits 1 with a traceback. The codes are
+listed in the README, so keep them stable: scheduled runs and workflow engines branch on
+them.
+"""
+
+from __future__ import annotations
+
+
+class ComponentError(Exception):
+    """Base class: ``str(error)`` is the one-line message shown to the user."""
+
+    exit_code = 1
+
+
+class InvalidParameterError(ComponentError):
+    """A command-line or DeltaTwin input value is malformed (bbox, datetime, resolution...)."""
+
+    exit_code = 2
+
+
+class NoItemsFoundError(ComponentError):
+    """The search matched no L1C item."""
+
+    exit_code = 3
+
+
+class InvalidItemError(ComponentError):
+    """An input item is not usable: malformed JSON, not L1C, a required band missing."""
+
+    exit_code = 4
+
+
+class AssetReadError(ComponentError):
+    """A band asset is missing, unreadable or corrupt."""
+
+    exit_code = 5
+
+
+class StacApiError(ComponentError):
+    """The STAC API cannot be reached or keeps failing."""
+
+    exit_code = 6
+
+
+class CredentialsError(ComponentError):
+    """An ``s3://`` asset needs CDSE S3 keys and none were given."""
+
+    exit_code = 7
+
+
+class ModelError(ComponentError):
+    """The weights or the model card are missing, tampered with or incompatible."""
+
+    exit_code = 8
+
+
+class OutputError(ComponentError):
+    """The output folder cannot be written, or another run holds it."""
+
+    exit_code = 9
+
+
+class PartialFailureError(ComponentError):
+    """Some items of a multi-item run failed while others succeeded (see the run summary)."""
+
+    exit_code = 10

@@ -1,0 +1,232 @@
+"""Items -> lazy TOA reflectance on the item's own grid, read with stackstac.
+
+Three choices matter here:
+
+* The output grid is the item's own UTM grid at the requested resolution, anchored at the
+  tile's origin, so a 60 m product lines up pixel for pixel with CDSE's 60 m L2A bands.
+  stackstac's default snapping (to multiples of the resolution) would shift it by up to a
+  pixel, because Sentinel-2 tile origins are not multiples of 60 m.
+* With a bbox only the window that covers it is read (snapped outward to that grid).
+* Coarser grids are read with ``average`` resampling through GDAL's warper, which picks the
+  JPEG 2000 reduced-resolution level closest to the target: a 60 m product decodes the 10 m
+  bands at 40 m rather than at full resolution. L1C files carry no nodata tag, so the reader
+  below declares 0 as nodata to keep fill pixels out of those averages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+import stackstac
+import xarray as xr
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from stackstac.rio_reader import AutoParallelRioReader
+
+from component import stac_bridge
+from component.errors import AssetReadError, CredentialsError, InvalidItemError
+
+CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
+DEFAULT_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid: where the output pixels are."""
+
+    epsg: int
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        left, top = self.transform.c, self.transform.f
+        return (
+            left,
+            top + self.transform.e * self.height,
+            left + self.transform.a * self.width,
+            top,
+        )
+
+    @property
+    def resolution(self) -> float:
+        return self.transform.a
+
+
+def output_grid(
+    item: dict[str, Any],
+    band: str,
+    resolution: int,
+    bbox: tuple[float, float, float, float] | None = None,
+) -> Grid:
+    """The grid of *band* resampled to *resolution*, clipped to *bbox* (WGS84) if given."""
+    epsg = stac_bridge.epsg_of(item, band)
+    (a, _, c, _, e, f), (height, width) = stac_bridge.asset_grid(item, band)
+    left, top = c, f
+    right, bottom = c + a * width, f + e * height
+    if bbox is not None:
+        w, s, east, n = transform_bounds("EPSG:4326", f"EPSG:{epsg}", *bbox, densify_pts=21)
+        w, s, east, n = max(w, left), max(s, bottom), min(east, right), min(n, top)
+        if w >= east or s >= n:
+            raise InvalidItemError(
+                f"item {item.get('id')!r} does not intersect the bbox {','.join(map(str, bbox))}: "
+                "widen the bbox or drop --bbox"
+            )
+        left = c + math.floor((w - c) / resolution) * resolution
+        top = f - math.floor((f - n) / resolution) * resolution
+        right = c + math.ceil((east - c) / resolution) * resolution
+        bottom = f - math.ceil((f - s) / resolution) * resolution
+    out_width = math.ceil(round((right - left) / resolution, 6))
+    out_height = math.ceil(round((top - bottom) / resolution, 6))
+    transform = Affine(resolution, 0.0, left, 0.0, -resolution, top)
+    return Grid(epsg=epsg, transform=transform, width=out_width, height=out_height)
+
+
+class L1CReader(AutoParallelRioReader):
+    """stackstac's reader, but with DN 0 declared nodata in the warped (resampled) view.
+
+    Without this, ``average`` resampling at the edge of a swath mixes fill zeros into valid
+    pixels. When no resampling is needed stackstac reads the file directly and zeros are
+    masked later by :func:`to_toa`.
+    """
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        opened = super()._open()
+        vrt = getattr(opened, "vrt", None)
+        if vrt is None or vrt.src_nodata is not None:
+            return opened
+        dataset = opened.ds
+        with self.gdal_env.open_vrt:
+            masked_vrt = WarpedVRT(
+                dataset,
+                sharing=False,
+                resampling=self.resampling,
+                src_nodata=stac_bridge.NODATA_DN,
+                nodata=stac_bridge.NODATA_DN,
+                **self.spec.vrt_params,
+            )
+        vrt.close()
+        return type(opened)(self.gdal_env, dataset, vrt=masked_vrt)
+
+
+def gdal_env(credentials: dict[str, str] | None = None) -> dict[str, str]:
+    """GDAL settings to read CDSE's S3 (``s3://eodata/...``) through /vsis3.
+
+    Endpoint, TLS and region come from the environment when set (tests point them at a
+    loopback server), else CDSE's values. Credentials are passed here, never logged.
+    """
+    import os
+
+    env = {
+        "AWS_S3_ENDPOINT": os.environ.get("AWS_S3_ENDPOINT", CDSE_S3_ENDPOINT),
+        "AWS_HTTPS": os.environ.get("AWS_HTTPS", "YES"),
+        "AWS_VIRTUAL_HOSTING": os.environ.get("AWS_VIRTUAL_HOSTING", "FALSE"),
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "default"),
+        "GDAL_HTTP_MAX_RETRY": "4",
+        "GDAL_HTTP_RETRY_DELAY": "1",
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".jp2,.tif,.tiff,.xml",
+    }
+    if credentials:
+        env.update(credentials)
+    return env
+
+
+def check_credentials(item: dict[str, Any], bands: tuple[str, ...], env: dict[str, str]) -> None:
+    """``s3://`` assets need keys: say so before any read is tried."""
+    needs_s3 = any(item["assets"][b]["href"].startswith("s3://") for b in bands)
+    if needs_s3 and not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+        raise CredentialsError(
+            f"item {item.get('id')!r} has s3:// assets: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (CDSE S3 keys) or pass the s3 key inputs"
+        )
+
+
+def check_assets(item: dict[str, Any], bands: tuple[str, ...], env: dict[str, str]) -> None:
+    """Open each band's header once: a missing or corrupt file fails here, before any output."""
+    with rasterio.Env(**env):
+        for band in bands:
+            href = item["assets"][band]["href"]
+            try:
+                with rasterio.open(href) as dataset:
+                    if dataset.count != 1:
+                        raise AssetReadError(
+                            f"asset {band} of {item.get('id')!r} has {dataset.count} bands, "
+                            "expected 1: use a sentinel-2-l1c item"
+                        )
+            except RasterioError as error:
+                raise AssetReadError(
+                    f"cannot read asset {band} of {item.get('id')!r} ({_short(error)}): "
+                    "check that the file exists and is a valid JPEG 2000/GeoTIFF"
+                ) from None
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]
+
+
+def load_dn(
+    item: dict[str, Any],
+    bands: tuple[str, ...],
+    grid: Grid,
+    env: dict[str, str],
+    chunksize: int = DEFAULT_CHUNK,
+) -> xr.DataArray:
+    """Lazy uint16 DN (band, y, x) on *grid*; 0 where the file has no data."""
+    bridged = stac_bridge.for_stackstac(item, bands)
+    native = abs(stac_bridge.asset_grid(item, bands[0])[0][0])
+    resampling = Resampling.average if grid.resolution > native else Resampling.nearest
+    stack = stackstac.stack(
+        [bridged],
+        assets=list(bands),
+        epsg=grid.epsg,
+        resolution=grid.resolution,
+        bounds=grid.bounds,
+        snap_bounds=False,
+        resampling=resampling,
+        dtype=np.dtype("uint16"),
+        fill_value=np.uint16(stac_bridge.NODATA_DN),
+        rescale=False,
+        chunksize=chunksize,
+        errors_as_nodata=(),
+        gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(always=env),
+        reader=L1CReader,
+        properties=False,
+    )
+    dn = stack.isel(time=0, drop=True)
+    if dn.shape[1:] != (grid.height, grid.width):
+        raise AssertionError(f"stackstac returned {dn.shape[1:]}, grid is {grid}")
+    return dn
+
+
+def to_toa(dn: xr.DataArray, radiometry: stac_bridge.BandRadiometry) -> xr.DataArray:
+    """DN -> TOA reflectance (float32), NaN where any band is nodata (0) or saturated."""
+    invalid = ((dn == stac_bridge.NODATA_DN) | (dn == stac_bridge.SATURATED_DN)).any("band")
+    toa = (dn.astype("float32") + np.float32(radiometry.add_offset)) / np.float32(
+        radiometry.quantification
+    )
+    return toa.where(~invalid).astype("float32")
+
+
+def load_toa(
+    item: dict[str, Any],
+    bands: tuple[str, ...],
+    resolution: int,
+    bbox: tuple[float, float, float, float] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[xr.DataArray, Grid]:
+    """Check the item, then return its lazy TOA reflectance and the grid it lies on."""
+    env = env if env is not None else gdal_env()
+    stac_bridge.require_bands(item, bands)
+    check_credentials(item, bands, env)
+    grid = output_grid(item, bands[0], resolution, bbox)
+    check_assets(item, bands, env)
+    dn = load_dn(item, bands, grid, env)
+    return to_toa(dn, stac_bridge.radiometry(item)), grid

@@ -1,0 +1,160 @@
+"""Parsing and validation of user inputs.
+
+Inputs arrive as strings from three places (the CLI, the DeltaTwin command line and
+scheduled runs), so every parser here takes a string, returns a typed value, and raises
+:class:`~component.errors.InvalidParameterError` with a message that says what a valid value
+looks like. An empty string means "not given": DeltaTwin substitutes optional inputs that
+the user left blank as empty strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from component.errors import InvalidParameterError
+
+DEFAULT_STAC_URL = "https://stac.dataspace.copernicus.eu/v1/"
+DEFAULT_COLLECTION = "sentinel-2-l1c"
+RESOLUTIONS = (10, 20, 60)
+
+_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
+)
+_MGRS = re.compile(r"^(?:MGRS-)?T?(?P<tile>\d{1,2}[C-HJ-NP-X][A-HJ-NP-Z]{2})$")
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``"W,S,E,N"`` in WGS84 degrees; west > east is allowed (antimeridian crossing)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        west, south, east, north = (float(p) for p in parts)
+    except ValueError:
+        raise InvalidParameterError(
+            f"bad --bbox {text!r}: give four numbers W,S,E,N in degrees, e.g. 1.2,43.4,1.6,43.7"
+        ) from None
+    if not (-180 <= west <= 180 and -180 <= east <= 180):
+        raise InvalidParameterError(f"bad --bbox {text!r}: longitudes must lie in [-180, 180]")
+    if not (-90 <= south < north <= 90):
+        raise InvalidParameterError(
+            f"bad --bbox {text!r}: latitudes must lie in [-90, 90] with south < north"
+        )
+    if west == east:
+        raise InvalidParameterError(f"bad --bbox {text!r}: west and east must differ")
+    return (west, south, east, north)
+
+
+def _parse_instant(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """An ISO 8601 duration such as ``P1D`` or ``PT6H``; ``None`` if *text* is not one."""
+    match = _DURATION.match(text)
+    if not match or text in ("P", "PT") or text.endswith("T"):
+        return None
+    return timedelta(**{k: int(v) for k, v in match.groupdict().items() if v})
+
+
+def parse_datetime(text: str, now: datetime | None = None) -> str:
+    """A STAC ``datetime`` search value.
+
+    Accepts what the STAC API accepts (an instant, ``start/end`` with ``..`` for open ends)
+    plus an ISO duration such as ``P2D``, meaning "from that long ago until now", which is
+    what a scheduled run over a rolling window needs. Returns a normalized interval string.
+    """
+    text = text.strip()
+    hint = "give an ISO interval like 2024-01-01/2024-01-31, an instant, or a duration like P1D"
+    duration = parse_duration(text)
+    if duration is not None:
+        end = now or datetime.now(timezone.utc)
+        start = end - duration
+        return f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    parts = text.split("/")
+    if len(parts) > 2 or not text:
+        raise InvalidParameterError(f"bad --datetime {text!r}: {hint}")
+    try:
+        instants = [None if p in ("", "..") else _parse_instant(p) for p in parts]
+    except ValueError:
+        raise InvalidParameterError(f"bad --datetime {text!r}: {hint}") from None
+    if len(parts) == 2:
+        start, end = instants
+        if start is None and end is None:
+            raise InvalidParameterError(f"bad --datetime {text!r}: both ends are open; {hint}")
+        if start and end and start > end:
+            raise InvalidParameterError(f"bad --datetime {text!r}: the start is after the end")
+    return text
+
+
+def parse_resolution(text: str | int) -> int:
+    """10, 20 or 60 metres: the Sentinel-2 native grids the output is written on."""
+    try:
+        value = int(str(text).strip().removesuffix("m"))
+    except ValueError:
+        value = -1
+    if value not in RESOLUTIONS:
+        raise InvalidParameterError(f"unsupported --resolution {text!r}: choose 10, 20 or 60")
+    return value
+
+
+def parse_cloud_cover(text: str) -> float:
+    """A percentage in [0, 100]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise InvalidParameterError(f"bad --max-cloud-cover {text!r}: give a percentage 0-100")
+    return value
+
+
+def parse_tile(text: str) -> str:
+    """An MGRS tile such as ``31TCJ`` (``T31TCJ``, ``MGRS-31TCJ`` accepted); returns ``31TCJ``."""
+    match = _MGRS.match(text.strip().upper())
+    if not match:
+        raise InvalidParameterError(f"bad --tile {text!r}: give an MGRS tile such as 31TCJ")
+    tile = match["tile"]
+    return tile.zfill(5)
+
+
+def parse_limit(text: str) -> int:
+    """A positive item count."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InvalidParameterError(f"bad --limit {text!r}: give a positive whole number")
+    return value
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """What to look for in a STAC API."""
+
+    stac_url: str = DEFAULT_STAC_URL
+    collection: str = DEFAULT_COLLECTION
+    bbox: tuple[float, float, float, float] | None = None
+    datetime: str | None = None
+    max_cloud_cover: float | None = None
+    tile: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Everything one ``run`` needs, validated."""
+
+    output: Path
+    items: tuple[str, ...] = ()
+    search: SearchParams | None = None
+    resolution: int = 60
+    bbox: tuple[float, float, float, float] | None = None
+    device: str = "auto"
+    weights: Path | None = None
+    archive: Path | None = None
+    gdal_env: dict[str, str] = field(default_factory=dict, repr=False)
