@@ -1,0 +1,172 @@
+"""``python -m component run|train|evaluate``: a thin layer over the pipeline.
+
+Every flag accepts an empty string as "not given", because DeltaTwin substitutes optional
+inputs that a user left blank as empty strings. Failures a user can cause print one line
+(``error: ...``) and exit with the code of their class (README, "Exit codes"); the run
+summary JSON goes to stdout, logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from component import __version__
+from component.errors import ComponentError, InvalidParameterError
+from component.params import (
+    DEFAULT_COLLECTION,
+    DEFAULT_STAC_URL,
+    RunParams,
+    SearchParams,
+    parse_bbox,
+    parse_cloud_cover,
+    parse_datetime,
+    parse_limit,
+    parse_resolution,
+    parse_tile,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("component")
+
+
+def _optional(value: str | None, parse: Callable[[str], T]) -> T | None:
+    if value is None or not value.strip():
+        return None
+    return parse(value.strip())
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    inputs = parser.add_argument_group("inputs (none given: the embedded sample)")
+    inputs.add_argument(
+        "--item",
+        action="append",
+        default=[],
+        metavar="PATH_OR_URL",
+        help="an L1C STAC Item (repeatable); takes precedence over a search",
+    )
+    inputs.add_argument("--stac-url", default=DEFAULT_STAC_URL, help="STAC API root")
+    inputs.add_argument("--collection", default=DEFAULT_COLLECTION, help="L1C collection id")
+    inputs.add_argument("--bbox", help="W,S,E,N in degrees: search area and output window")
+    inputs.add_argument(
+        "--datetime", help="ISO interval (2024-01-01/2024-01-31) or duration back from now (P1D)"
+    )
+    inputs.add_argument("--max-cloud-cover", help="maximum eo:cloud_cover, percent")
+    inputs.add_argument("--tile", help="MGRS tile, e.g. 31TCJ")
+    inputs.add_argument("--limit", help="at most this many items")
+    parser.add_argument("--resolution", default="60", help="output grid: 10, 20 or 60 m")
+    parser.add_argument("--output", default="output", help="output catalog folder")
+    parser.add_argument("--archive", help="also write a .tar.gz of the whole output catalog")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--weights", help="other weights: .safetensors or ESA-format .pth")
+    secrets = parser.add_argument_group(
+        "CDSE S3 credentials (default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+    )
+    secrets.add_argument("--s3-access-key-id", help=argparse.SUPPRESS)
+    secrets.add_argument("--s3-secret-access-key", help=argparse.SUPPRESS)
+
+
+def run_params(args: argparse.Namespace) -> RunParams:
+    """Validate everything before any work starts, so a typo costs nothing."""
+    bbox = _optional(args.bbox, parse_bbox)
+    datetime = _optional(args.datetime, parse_datetime)
+    cloud = _optional(args.max_cloud_cover, parse_cloud_cover)
+    tile = _optional(args.tile, parse_tile)
+    limit = _optional(args.limit, parse_limit)
+    items = tuple(i.strip() for i in args.item if i and i.strip())
+    search = None
+    if not items and any(v is not None for v in (bbox, datetime, tile)):
+        search = SearchParams(
+            stac_url=(args.stac_url or "").strip() or DEFAULT_STAC_URL,
+            collection=(args.collection or "").strip() or DEFAULT_COLLECTION,
+            bbox=bbox,
+            datetime=datetime,
+            max_cloud_cover=cloud,
+            tile=tile,
+            limit=limit,
+        )
+    device = (args.device or "").strip() or "auto"
+    if device not in ("auto", "cpu", "cuda"):
+        raise InvalidParameterError(f"unsupported --device {device!r}: choose auto, cpu or cuda")
+    weights = _optional(args.weights, Path)
+    if weights is not None and not weights.is_file():
+        raise InvalidParameterError(f"--weights {weights} does not exist: give a weights file")
+    return RunParams(
+        output=Path((args.output or "").strip() or "output"),
+        items=items,
+        search=search,
+        resolution=parse_resolution((args.resolution or "").strip() or "60"),
+        bbox=bbox,
+        device=device,
+        weights=weights,
+        archive=_optional(args.archive, Path),
+        gdal_env=_gdal_env(args),
+    )
+
+
+def _gdal_env(args: argparse.Namespace) -> dict[str, str]:
+    from component.load import gdal_env
+
+    key = (args.s3_access_key_id or "").strip() or os.environ.get("AWS_ACCESS_KEY_ID", "")
+    secret = (args.s3_secret_access_key or "").strip() or os.environ.get(
+        "AWS_SECRET_ACCESS_KEY", ""
+    )
+    credentials = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret} if key else {}
+    return gdal_env(credentials)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from component.pipeline import run
+
+    summary = run(run_params(args))
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m component",
+        description="Sentinel-2 L1C -> L2A surface reflectance with a U-Net; STAC in, STAC out.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="correct L1C items into an L2A STAC catalog")
+    add_run_arguments(run_parser)
+    run_parser.set_defaults(handler=_run)
+
+    from component import evaluate, train  # noqa: PLC0415 (torch-heavy, only when needed)
+
+    train_parser = commands.add_parser("train", help="train the network")
+    train.add_arguments(train_parser)
+    train_parser.set_defaults(handler=train.run)
+    evaluate_parser = commands.add_parser("evaluate", help="score the network on an L1C/L2A pair")
+    evaluate.add_arguments(evaluate_parser)
+    evaluate_parser.set_defaults(handler=evaluate.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("rasterio", "urllib3", "distributed", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.handler(args) or 0)
+    except ComponentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,226 @@
+"""The STAC 1.1 Item of an L2A product, in the forms CDSE's own L2A items use.
+
+Asset keys carry the resolution (``B02_60m``, ``TCI_60m``) as in CDSE's ``sentinel-2-l2a``
+collection; each data asset states ``bands`` with ``eo:common_name``, ``raster:scale`` /
+``raster:offset``, ``nodata`` and ``data_type`` such that ``DN * scale + offset`` is BOA
+reflectance, its projection (``proj:code``, ``proj:shape``, ``proj:transform``), and a
+``file:checksum`` (sha2-256 multihash) with ``file:size``. Hrefs are relative, so the product
+folder can be moved or archived as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pystac
+from rasterio.warp import transform_geom
+
+from component import __version__
+from component.load import Grid
+from component.write import NODATA, OFFSET, SCALE, WrittenAsset
+
+SOFTWARE_NAME = "s2-l1c2l2a-component"
+EXTENSIONS = [
+    "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+]
+OPTIONAL_EXTENSIONS = {
+    "grid:": "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
+    "sat:": "https://stac-extensions.github.io/sat/v1.1.0/schema.json",
+    "view:": "https://stac-extensions.github.io/view/v1.1.0/schema.json",
+}
+CARRIED_PROPERTIES = (
+    "datetime",
+    "start_datetime",
+    "end_datetime",
+    "platform",
+    "constellation",
+    "instruments",
+    "eo:cloud_cover",
+    "grid:code",
+    "sat:relative_orbit",
+    "sat:absolute_orbit",
+    "sat:orbit_state",
+    "view:sun_azimuth",
+    "view:sun_elevation",
+    "view:incidence_angle",
+    "view:azimuth",
+)
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+# Sentinel-2A/B MSI band centres and widths (micrometres), as CDSE's items state them.
+BAND_INFO: dict[str, tuple[str, float, float]] = {
+    "B01": ("coastal", 0.443, 0.027),
+    "B02": ("blue", 0.493, 0.098),
+    "B03": ("green", 0.56, 0.045),
+    "B04": ("red", 0.665, 0.038),
+    "B05": ("rededge071", 0.704, 0.019),
+    "B06": ("rededge075", 0.74, 0.018),
+    "B07": ("rededge078", 0.783, 0.028),
+    "B08": ("nir", 0.842, 0.145),
+    "B8A": ("nir08", 0.865, 0.033),
+    "B09": ("nir09", 0.945, 0.026),
+    "B11": ("swir16", 1.61, 0.143),
+    "B12": ("swir22", 2.19, 0.242),
+}
+
+
+def output_id(input_id: str, model_name: str, model_version: str) -> str:
+    """Deterministic: the same input and model version always give the same id."""
+    return f"{input_id.replace('_MSIL1C_', '_MSIL2A_')}_{model_name}-{model_version}"
+
+
+def multihash_sha256(path: Path) -> str:
+    """``file:checksum`` form: multihash code 0x12 (sha2-256), length 0x20, then the digest."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return "1220" + digest.hexdigest()
+
+
+def _band_entry(band: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": band}
+    if band in BAND_INFO:
+        common, centre, width = BAND_INFO[band]
+        entry |= {
+            "eo:common_name": common,
+            "eo:center_wavelength": centre,
+            "eo:full_width_half_max": width,
+        }
+    return entry
+
+
+def _projection(grid: Grid) -> dict[str, Any]:
+    t = grid.transform
+    return {
+        "proj:code": f"EPSG:{grid.epsg}",
+        "proj:shape": [grid.height, grid.width],
+        "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+        "proj:bbox": list(grid.bounds),
+    }
+
+
+def _asset(written: WrittenAsset, grid: Grid) -> pystac.Asset:
+    fields: dict[str, Any] = {
+        "file:size": written.path.stat().st_size,
+        "file:checksum": multihash_sha256(written.path),
+    }
+    if written.kind == "thumbnail":
+        return pystac.Asset(
+            href=f"./{written.path.name}",
+            media_type="image/png",
+            roles=["thumbnail"],
+            title="Thumbnail (true colour)",
+            extra_fields=fields,
+        )
+    fields |= _projection(grid)
+    fields["gsd"] = grid.resolution
+    fields["bands"] = [_band_entry(band) for band in written.bands]
+    if written.kind == "reflectance":
+        fields |= {
+            "data_type": "uint16",
+            "nodata": NODATA,
+            "raster:scale": SCALE,
+            "raster:offset": OFFSET,
+            "raster:spatial_resolution": grid.resolution,
+        }
+        title = f"{written.bands[0]} BOA reflectance ({round(grid.resolution)} m)"
+        roles = ["data", "reflectance"]
+    else:
+        fields |= {"data_type": "uint8", "nodata": 0}
+        title = f"True colour image ({round(grid.resolution)} m)"
+        roles = ["visual"]
+    return pystac.Asset(
+        href=f"./{written.path.name}",
+        media_type=COG_MEDIA_TYPE,
+        roles=roles,
+        title=title,
+        extra_fields=fields,
+    )
+
+
+def footprint(grid: Grid) -> dict[str, Any]:
+    """The grid's outline in WGS84, densified so UTM curvature is kept."""
+    left, bottom, right, top = grid.bounds
+    steps = 8
+    ring = (
+        [(left + (right - left) * i / steps, bottom) for i in range(steps)]
+        + [(right, bottom + (top - bottom) * i / steps) for i in range(steps)]
+        + [(right - (right - left) * i / steps, top) for i in range(steps)]
+        + [(left, top - (top - bottom) * i / steps) for i in range(steps)]
+    )
+    ring.append(ring[0])
+    geometry = {"type": "Polygon", "coordinates": [ring]}
+    return transform_geom(f"EPSG:{grid.epsg}", "EPSG:4326", geometry, precision=7)
+
+
+def _bbox_of(geometry: dict[str, Any]) -> list[float]:
+    xs = [p[0] for p in geometry["coordinates"][0]]
+    ys = [p[1] for p in geometry["coordinates"][0]]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _datetime(value: str | None) -> datetime | None:
+    return pystac.utils.str_to_datetime(value) if value else None
+
+
+def describe(
+    *,
+    l1c: dict[str, Any],
+    l1c_href: str | None,
+    item_id: str,
+    grid: Grid,
+    assets: list[WrittenAsset],
+    model_name: str,
+    model_version: str,
+    model_sha256: str,
+    clipped: bool,
+) -> pystac.Item:
+    """The L2A Item; *clipped* says whether the grid is a bbox window of the tile."""
+    geometry = footprint(grid) if clipped or not l1c.get("geometry") else l1c["geometry"]
+    source = l1c.get("properties", {})
+    properties = {key: source[key] for key in CARRIED_PROPERTIES if key in source}
+    properties |= {
+        "processing:level": "L2",
+        "processing:version": __version__,
+        "processing:datetime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "processing:software": {SOFTWARE_NAME: __version__, model_name: model_version},
+        "processing:lineage": (
+            f"Bottom-of-atmosphere reflectance predicted from Sentinel-2 L1C product "
+            f"{l1c.get('id')} by the {model_name} {model_version} network "
+            f"(weights sha256 {model_sha256}), on the L1C's own grid at "
+            f"{round(grid.resolution)} m"
+        ),
+    }
+    item = pystac.Item(
+        id=item_id,
+        geometry=geometry,
+        bbox=_bbox_of(geometry),
+        datetime=_datetime(properties.pop("datetime", None)),
+        properties=properties,
+        stac_extensions=[
+            *EXTENSIONS,
+            *(url for prefix, url in OPTIONAL_EXTENSIONS.items() if any(
+                key.startswith(prefix) for key in properties
+            )),
+        ],
+    )
+    for written in assets:
+        item.add_asset(written.key, _asset(written, grid))
+    if l1c_href:
+        item.add_link(
+            pystac.Link(
+                rel="derived_from",
+                target=l1c_href,
+                media_type="application/geo+json",
+                title=f"Sentinel-2 L1C input {l1c.get('id')}",
+            )
+        )
+    return item

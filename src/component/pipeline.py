@@ -1,0 +1,247 @@
+"""One run: find L1C items, then for each: load -> correct -> write -> describe -> publish.
+
+Each input is processed on its own; with several inputs a failed one is reported and the
+others go on (a scheduled run should not lose a day's work to one corrupt granule). A
+product that is already published for the same input and model version, and whose files
+still match their checksums, is skipped: the output catalog is the run's only state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tarfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from component import catalog, load, search
+from component.describe import describe, output_id
+from component.errors import AssetReadError, ComponentError, PartialFailureError
+from component.inference import Corrector
+from component.modelcard import ModelCard, load_card
+from component.params import RunParams
+from component.sample import item_path as sample_item_path
+from component.write import ProductWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ItemResult:
+    """What happened to one input."""
+
+    input_id: str
+    output_id: str
+    status: str  # "processed", "skipped" or "failed"
+    reason: str = ""
+    exit_code: int = 0
+    item: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """The JSON summary a run prints and writes beside its catalog."""
+
+    found: int = 0
+    processed: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    results: list[ItemResult] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "found": self.found,
+            "processed": self.processed,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "seconds": self.seconds,
+            "items": [asdict(result) for result in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class Model:
+    """The corrector and the identity that output ids and lineage carry."""
+
+    card: ModelCard
+    corrector: Corrector
+    name: str
+    version: str
+    sha256: str
+
+
+def load_model(params: RunParams) -> Model:
+    card = load_card()
+    corrector = Corrector.from_card(card, params.weights, params.device)
+    if params.weights is None:
+        return Model(card, corrector, card.name, card.version, card.weights_sha256)
+    # A user's own weights (e.g. ESA's .pth) must never be mistaken for the shipped model's
+    # products: their checksum goes into the version, hence into the output ids.
+    digest = hashlib.sha256(Path(params.weights).read_bytes()).hexdigest()
+    return Model(card, corrector, card.name, f"custom.{digest[:12]}", digest)
+
+
+def find_inputs(params: RunParams) -> list[search.InputItem]:
+    """Items named on the command line, else a search, else the embedded sample."""
+    if params.items:
+        return [search.read_item(source) for source in params.items]
+    if params.search is not None:
+        return search.search(params.search)
+    log.info("no input given: processing the embedded sample")
+    return [search.read_item(str(sample_item_path()))]
+
+
+def run(params: RunParams) -> RunSummary:
+    """The whole job; raises the item's own error when the only input fails."""
+    started = time.perf_counter()
+    summary = RunSummary()
+    inputs = find_inputs(params)
+    summary.found = len(inputs)
+    summary.seconds["search"] = round(time.perf_counter() - started, 3)
+    model = load_model(params)
+    with catalog.locked(params.output):
+        catalog.clear_staging(params.output)
+        for source in inputs:
+            result = process(source, model, params)
+            summary.results.append(result)
+            if result.status == "processed":
+                summary.processed.append(result.output_id)
+            elif result.status == "skipped":
+                summary.skipped.append({"id": result.output_id, "reason": result.reason})
+            else:
+                summary.failed.append({"id": source.id, "reason": result.reason})
+        catalog.rebuild(params.output)
+        summary.seconds["total"] = round(time.perf_counter() - started, 3)
+        catalog.write_json_atomic(params.output / "run-summary.json", summary.to_dict())
+        if params.archive is not None:
+            write_archive(params.output, params.archive)
+    if summary.failed:
+        failures = [r for r in summary.results if r.status == "failed"]
+        if len(inputs) == 1:
+            raise _reraise(failures[0])
+        raise PartialFailureError(
+            f"{len(failures)} of {len(inputs)} item(s) failed (see run-summary.json in "
+            f"{params.output}): {failures[0].input_id}: {failures[0].reason}"
+        )
+    return summary
+
+
+def _reraise(result: ItemResult) -> ComponentError:
+    error = ComponentError(result.reason)
+    error.exit_code = result.exit_code
+    return error
+
+
+def process(source: search.InputItem, model: Model, params: RunParams) -> ItemResult:
+    """One input -> one published product (or a stated reason why not)."""
+    out_id = output_id(source.id, model.name, model.version)
+    result = ItemResult(input_id=source.id, output_id=out_id, status="processed")
+    problem = catalog.verify_product(params.output, out_id)
+    if problem is None:
+        result.status, result.reason = "skipped", "already published, checksums verified"
+        result.item = str(catalog.item_path(params.output, out_id))
+        log.info("%s: %s", out_id, result.reason)
+        return result
+    staged = catalog.new_staging_folder(params.output, out_id)
+    try:
+        published = _produce(source, model, params, out_id, staged, result)
+    except ComponentError as error:
+        catalog.discard(staged)
+        result.status, result.reason, result.exit_code = "failed", str(error), error.exit_code
+        log.error("%s: %s", source.id, error)
+        return result
+    except BaseException:
+        catalog.discard(staged)
+        raise
+    if published is None:
+        catalog.discard(staged)
+        result.status = "skipped"
+        log.warning("%s: skipped: %s", source.id, result.reason)
+    else:
+        result.item = str(published)
+        log.info("%s: published %s", source.id, published)
+    return result
+
+
+def _produce(
+    source: search.InputItem,
+    model: Model,
+    params: RunParams,
+    out_id: str,
+    staged: Path,
+    result: ItemResult,
+) -> Path | None:
+    clock = _Clock(result.seconds)
+    bands = model.card.input_bands
+    toa, grid = load.load_toa(source.data, bands, params.resolution, params.bbox, params.gdal_env)
+    try:
+        toa_values = toa.values
+    except RuntimeError as error:  # stackstac wraps GDAL read errors in RuntimeError
+        raise AssetReadError(
+            f"reading {source.id} failed ({str(error).splitlines()[0][:200]}): check the asset "
+            "files and the S3 settings"
+        ) from None
+    clock.lap("read")
+    valid = np.isfinite(toa_values).all(axis=0)
+    if not valid.any():
+        result.reason = "no valid pixel in the requested area (all nodata or saturated)"
+        return None
+    boa = model.corrector.correct(toa_values)
+    clock.lap("infer")
+    writer = ProductWriter(staged, grid, model.card.output_bands)
+    try:
+        writer.write(Window(0, 0, grid.width, grid.height), boa)
+        assets = writer.finish()
+    finally:
+        writer.close()
+    clock.lap("write")
+    item = describe(
+        l1c=source.data,
+        l1c_href=source.href,
+        item_id=out_id,
+        grid=grid,
+        assets=assets,
+        model_name=model.name,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        clipped=params.bbox is not None,
+    )
+    catalog.add_parent_links(item)
+    catalog.write_json_atomic(
+        staged / f"{out_id}.json", item.to_dict(include_self_link=False, transform_hrefs=False)
+    )
+    clock.lap("describe")
+    published = catalog.publish(params.output, staged, out_id)
+    clock.lap("publish")
+    return published
+
+
+class _Clock:
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.into[stage] = round(now - self.last, 3)
+        self.last = now
+
+
+def write_archive(output: Path, archive: Path) -> None:
+    """A .tar.gz of the published catalog (no staging, no lock), written then renamed."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    temporary = archive.with_name(f".{archive.name}.{uuid.uuid4().hex[:8]}.tmp")
+    skip = {catalog.STAGING, catalog.LOCK}
+    with tarfile.open(temporary, "w:gz") as tar:
+        for path in sorted(output.iterdir()):
+            if path.name in skip or path.resolve() in (archive.resolve(), temporary.resolve()):
+                continue
+            tar.add(path, arcname=f"{output.name}/{path.name}")
+    temporary.replace(archive)
