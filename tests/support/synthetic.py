@@ -143,33 +143,50 @@ def mgrs_tile_grid(tile: str) -> tuple[int, float, float]:
     return epsg, float(math.floor(easting / 60) * 60), float(top)
 
 
-def _texture(
-    rng: np.random.Generator, shape: tuple[int, int], res: int, scales_m: tuple[int, ...]
-) -> np.ndarray:
-    """Smooth multi-scale noise in [0, 1] sampled at ``res`` metres.
+class _Texture:
+    """Smooth multi-scale noise in [0, 1], defined in metres and sampled at any resolution.
 
-    Coarse random grids are defined in metres and bilinearly sampled at the pixel centres, so the
-    same seed gives the same landscape at 10, 20 and 60 m: the bands of a product stay coregistered.
+    Coarse random grids (one per scale) are bilinearly sampled at pixel centres, so the same seed
+    gives the same landscape at 10, 20 and 60 m and the bands of a product stay coregistered.
+    Rows are produced in blocks so that a whole 10980 x 10980 tile fits in modest memory.
     """
-    h, w = shape
-    out = np.zeros(shape, dtype=np.float32)
-    total = 0.0
-    for i, cell in enumerate(scales_m):
-        gh = int(h * res / cell) + 2
-        gw = int(w * res / cell) + 2
-        grid = rng.random((gh, gw), dtype=np.float32)
-        fy = (np.arange(h, dtype=np.float32) + 0.5) * res / cell
-        fx = (np.arange(w, dtype=np.float32) + 0.5) * res / cell
-        y0, x0 = fy.astype(np.int64), fx.astype(np.int64)
-        wy, wx = (fy - y0)[:, None], (fx - x0)[None, :]
-        top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x0 + 1] * wx
-        bottom = grid[y0 + 1][:, x0] * (1 - wx) + grid[y0 + 1][:, x0 + 1] * wx
-        weight = 0.5**i
-        out += weight * (top * (1 - wy) + bottom * wy)
-        total += weight
-    out /= total
-    lo, hi = float(out.min()), float(out.max())
-    return (out - lo) / (hi - lo + 1e-6)
+
+    def __init__(
+        self, rng: np.random.Generator, shape: tuple[int, int], res: int, scales_m: tuple[int, ...]
+    ) -> None:
+        h, w = shape
+        self.res, self.width = res, w
+        self.octaves = []
+        for i, cell in enumerate(scales_m):
+            grid = rng.random((int(h * res / cell) + 2, int(w * res / cell) + 2), dtype=np.float32)
+            self.octaves.append((cell, grid, 0.5**i))
+        self.total = sum(weight for _, _, weight in self.octaves)
+        # Contrast stretch from a regular subsample (deterministic, cheap at any size).
+        sample = self._raw(np.arange(0, h, max(1, h // 256)))
+        self.lo, self.hi = float(sample.min()), float(sample.max())
+
+    def _raw(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), self.width), dtype=np.float32)
+        for cell, grid, weight in self.octaves:
+            fy = (rows.astype(np.float32) + 0.5) * self.res / cell
+            fx = (np.arange(self.width, dtype=np.float32) + 0.5) * self.res / cell
+            y0, x0 = fy.astype(np.int64), fx.astype(np.int64)
+            wy, wx = (fy - y0)[:, None], (fx - x0)[None, :]
+            top = grid[y0][:, x0] * (1 - wx) + grid[y0][:, x0 + 1] * wx
+            bottom = grid[y0 + 1][:, x0] * (1 - wx) + grid[y0 + 1][:, x0 + 1] * wx
+            out += weight * (top * (1 - wy) + bottom * wy)
+        return out / self.total
+
+    def rows_at(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows of the field, stretched to [0, 1]."""
+        return np.clip((self._raw(rows) - self.lo) / (self.hi - self.lo + 1e-6), 0, 1)
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows ``r0:r1`` of the field, stretched to [0, 1]."""
+        return self.rows_at(np.arange(r0, r1))
+
+
+_BLOCK_ROWS = 512
 
 
 def _band_dn(
@@ -181,29 +198,34 @@ def _band_dn(
     saturated_fraction: float,
 ) -> np.ndarray:
     """Digital numbers of one band: landscape reflectance + haze, quantized like L1C."""
-    res = BAND_INFO[name][0]
+    res, _, wavelength, band_id = BAND_INFO[name]
     # The latent fields use their own generators so that every band sees the same landscape.
-    veg = _texture(np.random.default_rng([seed, 1]), shape, res, (2560, 640, 160, 40))
-    water = _texture(np.random.default_rng([seed, 2]), shape, res, (5120, 1280, 320))
-    haze = _texture(np.random.default_rng([seed, 3]), shape, res, (10240, 2560))
-    bright = _texture(np.random.default_rng([seed, 4]), shape, res, (1280, 320, 80))
-    v = np.clip((veg - 0.35) * 2.5, 0, 1)
-    w = np.clip((water - 0.78) * 12, 0, 1)
-    refl = (1 - w) * (
-        v * _SPECTRA["vegetation"][name] + (1 - v) * _SPECTRA["soil"][name]
-    ) + w * _SPECTRA["water"][name]
+    veg = _Texture(np.random.default_rng([seed, 1]), shape, res, (2560, 640, 160, 40))
+    water = _Texture(np.random.default_rng([seed, 2]), shape, res, (5120, 1280, 320))
+    haze = _Texture(np.random.default_rng([seed, 3]), shape, res, (10240, 2560))
+    bright = _Texture(np.random.default_rng([seed, 4]), shape, res, (1280, 320, 80))
+    noise = np.random.default_rng([seed, 100 + band_id])
+    spectra = {k: v[name] for k, v in _SPECTRA.items()}
     # Path radiance grows towards the blue: a spatially smooth haze.
-    wavelength = BAND_INFO[name][2]
-    refl = refl + haze * 0.04 * (0.443 / wavelength) ** 2
-    noise = np.random.default_rng([seed, 100 + BAND_INFO[name][3]])
-    refl = refl * (1 + 0.03 * noise.standard_normal(shape, dtype=np.float32))
-    dn = np.clip(np.rint(refl * 10_000) + offset, 1, 65_534).astype(np.uint16)
+    haze_gain = 0.04 * (0.443 / wavelength) ** 2
     if saturated_fraction > 0:
-        dn[bright >= np.quantile(bright, 1 - saturated_fraction)] = 65_535
+        sample = bright.rows_at(np.arange(0, shape[0], max(1, shape[0] // 256)))
+        threshold = float(np.quantile(sample, 1 - saturated_fraction))
+    dn = np.empty(shape, dtype=np.uint16)
+    for r0 in range(0, shape[0], _BLOCK_ROWS):
+        r1 = min(shape[0], r0 + _BLOCK_ROWS)
+        v = np.clip((veg.rows(r0, r1) - 0.35) * 2.5, 0, 1)
+        w = np.clip((water.rows(r0, r1) - 0.78) * 12, 0, 1)
+        refl = (1 - w) * (v * spectra["vegetation"] + (1 - v) * spectra["soil"])
+        refl += w * spectra["water"] + haze.rows(r0, r1) * haze_gain
+        refl *= 1 + 0.03 * noise.standard_normal((r1 - r0, shape[1]), dtype=np.float32)
+        block = np.clip(np.rint(refl * 10_000) + offset, 1, 65_534).astype(np.uint16)
+        if saturated_fraction > 0:
+            block[bright.rows(r0, r1) >= threshold] = 65_535
+        dn[r0:r1] = block
     if nodata_fraction > 0:
         # L1C nodata sits on the swath edge: a strip on the west side of the tile.
-        cols = round(nodata_fraction * shape[1])
-        dn[:, :cols] = 0
+        dn[:, : round(nodata_fraction * shape[1])] = 0
     return dn
 
 
