@@ -185,6 +185,8 @@ def _run(manifest_path: str, workflow_path: str, workdir: str, inputs_path: str,
         async def execute_job(self, job: Job) -> None:
             command = job.command
             if job.outputs:
+                # Docker creates a bind-mount's host folder; do the same for the copy target.
+                os.makedirs(job.outputs[0].dest, exist_ok=True)
                 sources = " ".join(e.src for e in job.outputs)
                 command += f" && cp {sources} {job.outputs[0].dest}"
             proc = await asyncio.to_thread(
