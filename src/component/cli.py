@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,14 +110,12 @@ def run_params(args: argparse.Namespace) -> RunParams:
 
 
 def _gdal_env(args: argparse.Namespace) -> dict[str, str]:
-    from component.load import gdal_env
+    from component.load import gdal_env, use_s3_credentials
 
-    key = (args.s3_access_key_id or "").strip() or os.environ.get("AWS_ACCESS_KEY_ID", "")
-    secret = (args.s3_secret_access_key or "").strip() or os.environ.get(
-        "AWS_SECRET_ACCESS_KEY", ""
+    use_s3_credentials(
+        (args.s3_access_key_id or "").strip(), (args.s3_secret_access_key or "").strip()
     )
-    credentials = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret} if key else {}
-    return gdal_env(credentials)
+    return gdal_env()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -141,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run_parser)
     run_parser.set_defaults(handler=_run)
 
-    from component import evaluate, train  # noqa: PLC0415 (torch-heavy, only when needed)
+    from component import evaluate, train
 
     train_parser = commands.add_parser("train", help="train the network")
     train.add_arguments(train_parser)

@@ -16,6 +16,7 @@ Three choices matter here:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
-from stackstac.rio_reader import AutoParallelRioReader
+from stackstac.rio_reader import AutoParallelRioReader, SelfCleaningDatasetReader
 
 from component import stac_bridge
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
@@ -101,48 +102,77 @@ class L1CReader(AutoParallelRioReader):
     def _open(self):  # type: ignore[no-untyped-def]
         opened = super()._open()
         vrt = getattr(opened, "vrt", None)
-        if vrt is None or vrt.src_nodata is not None:
+        if vrt is None:
             return opened
         dataset = opened.ds
+        level = overview_level(dataset, abs(self.spec.vrt_params["transform"].a))
+        if level is None and vrt.src_nodata is not None:
+            return opened
+        src_nodata = stac_bridge.NODATA_DN if vrt.src_nodata is None else vrt.src_nodata
+        vrt.close()
+        if level is not None:
+            # GDAL's warper does not pick a source overview by itself: open the JPEG 2000
+            # reduced-resolution level explicitly so only that part of the codestream decodes.
+            with self.gdal_env.open:
+                reduced = SelfCleaningDatasetReader(
+                    self.url, sharing=False, OVERVIEW_LEVEL=str(level)
+                )
+            dataset.close()
+            dataset = reduced
         with self.gdal_env.open_vrt:
             masked_vrt = WarpedVRT(
                 dataset,
                 sharing=False,
                 resampling=self.resampling,
-                src_nodata=stac_bridge.NODATA_DN,
+                src_nodata=src_nodata,
                 nodata=stac_bridge.NODATA_DN,
                 **self.spec.vrt_params,
             )
-        vrt.close()
         return type(opened)(self.gdal_env, dataset, vrt=masked_vrt)
 
 
-def gdal_env(credentials: dict[str, str] | None = None) -> dict[str, str]:
+def overview_level(dataset: rasterio.io.DatasetReader, target_resolution: float) -> int | None:
+    """Index of the coarsest overview still at least as fine as *target_resolution*, if any."""
+    native = abs(dataset.res[0])
+    best = None
+    for index, factor in enumerate(dataset.overviews(1)):
+        if native * factor <= target_resolution * (1 + 1e-6):
+            best = index
+    return best
+
+
+def gdal_env() -> dict[str, str]:
     """GDAL settings to read CDSE's S3 (``s3://eodata/...``) through /vsis3.
 
     Endpoint, TLS and region come from the environment when set (tests point them at a
-    loopback server), else CDSE's values. Credentials are passed here, never logged.
+    loopback server), else CDSE's values. The keys themselves are not among these options:
+    rasterio refuses AWS credentials as ``Env`` options, and GDAL reads them from the process
+    environment (see :func:`use_s3_credentials`), which also keeps them out of any object that
+    could be logged or pickled.
     """
-    import os
-
-    env = {
+    return {
         "AWS_S3_ENDPOINT": os.environ.get("AWS_S3_ENDPOINT", CDSE_S3_ENDPOINT),
         "AWS_HTTPS": os.environ.get("AWS_HTTPS", "YES"),
         "AWS_VIRTUAL_HOSTING": os.environ.get("AWS_VIRTUAL_HOSTING", "FALSE"),
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "default"),
-        "GDAL_HTTP_MAX_RETRY": "4",
-        "GDAL_HTTP_RETRY_DELAY": "1",
+        "GDAL_HTTP_MAX_RETRY": os.environ.get("GDAL_HTTP_MAX_RETRY", "4"),
+        "GDAL_HTTP_RETRY_DELAY": os.environ.get("GDAL_HTTP_RETRY_DELAY", "1"),
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".jp2,.tif,.tiff,.xml",
     }
-    if credentials:
-        env.update(credentials)
-    return env
 
 
-def check_credentials(item: dict[str, Any], bands: tuple[str, ...], env: dict[str, str]) -> None:
+def use_s3_credentials(access_key_id: str | None, secret_access_key: str | None) -> None:
+    """Hand secret inputs to GDAL through this process's environment (never to logs or files)."""
+    if access_key_id and secret_access_key:
+        os.environ["AWS_ACCESS_KEY_ID"] = access_key_id
+        os.environ["AWS_SECRET_ACCESS_KEY"] = secret_access_key
+
+
+def check_credentials(item: dict[str, Any], bands: tuple[str, ...]) -> None:
     """``s3://`` assets need keys: say so before any read is tried."""
     needs_s3 = any(item["assets"][b]["href"].startswith("s3://") for b in bands)
-    if needs_s3 and not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+    has_keys = os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if needs_s3 and not has_keys:
         raise CredentialsError(
             f"item {item.get('id')!r} has s3:// assets: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (CDSE S3 keys) or pass the s3 key inputs"
@@ -225,7 +255,7 @@ def load_toa(
     """Check the item, then return its lazy TOA reflectance and the grid it lies on."""
     env = env if env is not None else gdal_env()
     stac_bridge.require_bands(item, bands)
-    check_credentials(item, bands, env)
+    check_credentials(item, bands)
     grid = output_grid(item, bands[0], resolution, bbox)
     check_assets(item, bands, env)
     dn = load_dn(item, bands, grid, env)

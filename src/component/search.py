@@ -4,8 +4,8 @@ The search goes through pystac-client, which follows ``next`` links for paging. 
 each user to 4 concurrent connections and 2000 requests a minute and answers 429 beyond
 that, so every request is retried with exponential backoff on 429, 5xx and connection
 errors inside a bounded budget; past it the run fails with :class:`StacApiError`.
-Cloud-cover and tile filters are sent to the API (Query extension) and applied again to
-what comes back, so an API that ignores them still yields the right items.
+Cloud-cover and tile filters are sent to the API when it declares the Query extension
+(CDSE does) and are applied again to what comes back, so any API yields the right items.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import pystac
 import requests
-from pystac_client import Client
+from pystac_client import Client, ConformanceClasses
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 from urllib3.util.retry import Retry
@@ -120,6 +120,9 @@ def search(params: SearchParams) -> list[InputItem]:
     """L1C items matching *params*, oldest first; raises if there are none."""
     client = open_client(params.stac_url)
     query: dict[str, Any] = {}
+    # Only an API that declares the Query extension gets one: some (rustac's in-memory
+    # backend) answer a POST with an unknown "query" by matching nothing at all.
+    supports_query = client.conforms_to(ConformanceClasses.QUERY)
     if params.max_cloud_cover is not None:
         query["eo:cloud_cover"] = {"lte": params.max_cloud_cover}
     if params.tile is not None:
@@ -129,7 +132,7 @@ def search(params: SearchParams) -> list[InputItem]:
             collections=[params.collection],
             bbox=params.bbox,
             datetime=params.datetime,
-            query=query or None,
+            query=(query or None) if supports_query else None,
             max_items=params.limit,
             limit=min(params.limit or 100, 100),
         )
