@@ -8,6 +8,7 @@ sha256, so a tampered or truncated file never runs) and ESA AI-Sen2Cor style ``.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -20,15 +21,24 @@ _STRIP_PREFIXES = ("module.", "model.", "net.", "unet.")
 
 
 def build_unet(in_channels: int, out_channels: int, encoder: str = "timm-efficientnet-b2"):
-    """The bare U-Net whose ``state_dict`` is what weight files contain (no wrapper prefix)."""
+    """The bare U-Net whose ``state_dict`` is what weight files contain (no wrapper prefix).
+
+    smp flags ``timm-`` encoders as deprecated in favour of ``tu-`` ones, but their parameter
+    names differ and ESA AI-Sen2Cor checkpoints use the ``timm-`` layout, so it is kept and the
+    warning silenced.
+    """
     import segmentation_models_pytorch as smp
 
-    return smp.Unet(
-        encoder_name=encoder,
-        encoder_weights=None,
-        in_channels=in_channels,
-        classes=out_channels,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*encoders are deprecated", category=DeprecationWarning
+        )
+        return smp.Unet(
+            encoder_name=encoder,
+            encoder_weights=None,
+            in_channels=in_channels,
+            classes=out_channels,
+        )
 
 
 class ReflectanceNet(nn.Module):

@@ -1,0 +1,106 @@
+"""Weights loading: checksum refusal, ESA-style .pth state_dicts, weights-only loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from component.errors import ModelError
+from component.model import build_model, load_model, save_weights, sha256_file
+from component.modelcard import load_card
+
+SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Freshly initialised weights, built once (building the U-Net takes a second or two)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "w.safetensors"
+    return path, save_weights(build_model(load_card(SHIPPED_CARD)), path)
+
+
+def make_card(tmp_path: Path, weights: tuple[Path, str]) -> Path:
+    """A copy of the shipped card pointing at a private copy of ``weights`` in ``tmp_path``."""
+    data = json.loads(SHIPPED_CARD.read_text())
+    source, sha = weights
+    weights_path = tmp_path / "w.safetensors"
+    shutil.copyfile(source, weights_path)
+    data["weights"] = {"file": weights_path.name, "sha256": sha, "format": "safetensors"}
+    path = tmp_path / "model_card.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_shipped_card_fields() -> None:
+    card = load_card(SHIPPED_CARD)
+    assert card.input_bands == card.output_bands
+    assert card.in_channels == len(card.input_bands)
+    assert card.tile_size % 32 == 0 and 0 <= card.tile_overlap < card.tile_size
+    assert card.weights_path.parent == SHIPPED_CARD.parent
+
+
+def test_models_dir_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weights_file: tuple[Path, str]
+) -> None:
+    card_path = make_card(tmp_path, weights_file)
+    monkeypatch.setenv("COMPONENT_MODELS_DIR", str(tmp_path))
+    card = load_card()
+    assert card.card_path == card_path
+    assert card.weights_path == tmp_path / "w.safetensors"
+    monkeypatch.setenv("COMPONENT_MODELS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ModelError, match="COMPONENT_MODELS_DIR"):
+        load_card()
+
+
+def test_verified_load_and_tampered_refusal(tmp_path: Path, weights_file: tuple[Path, str]) -> None:
+    card = load_card(make_card(tmp_path, weights_file))
+    assert not load_model(card).training
+    data = bytearray(card.weights_path.read_bytes())
+    data[-10] ^= 0xFF
+    card.weights_path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match the model card") as err:
+        load_model(card)
+    assert "\n" not in str(err.value)
+
+
+def test_esa_pth_round_trip_with_module_prefix(
+    tmp_path: Path, weights_file: tuple[Path, str]
+) -> None:
+    card = load_card(make_card(tmp_path, weights_file))
+    source = load_model(card)
+    pth = tmp_path / "esa.pth"
+    torch.save({f"module.{k}": v for k, v in source.unet.state_dict().items()}, pth)
+    loaded = load_model(card, pth)  # user file: structure-checked, no card sha to verify
+    x = torch.rand(1, card.in_channels, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(loaded(x), source(x))
+
+
+def test_pickled_code_is_refused(tmp_path: Path, weights_file: tuple[Path, str]) -> None:
+    card = load_card(make_card(tmp_path, weights_file))
+    pth = tmp_path / "evil.pth"
+    torch.save({"weights": torch.nn.Linear(2, 2)}, pth)  # a full module pickle, not tensors
+    with pytest.raises(ModelError):
+        load_model(card, pth)
+
+
+def test_incompatible_and_corrupt_weights(tmp_path: Path, weights_file: tuple[Path, str]) -> None:
+    card = load_card(make_card(tmp_path, weights_file))
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"encoder.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(card, wrong)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model(card, junk)
+    onnx = tmp_path / "x.onnx"
+    onnx.write_bytes(b"\0")
+    with pytest.raises(ModelError, match="unknown weights format"):
+        load_model(card, onnx)
+    assert len(sha256_file(junk)) == 64
