@@ -7,12 +7,19 @@ Layout::
     OUTPUT/<item id>/*.tif, *.png       its assets
     OUTPUT/.staging/                    products being written (never linked)
     OUTPUT/.lock                        held by the run that writes here
+    OUTPUT/run-summary.json             what the last run found, processed, skipped, failed
 
 A product is written into ``.staging`` and moved into place with one ``rename`` once it is
 complete, so a reader (or the next run) sees it whole or not at all, whatever moment the
 process dies at. ``catalog.json`` is then rebuilt from the product folders and replaced
 atomically: it is derived state, so it can never disagree with what is on disk for long,
-and a killed run leaves the previous valid catalog in place.
+and a killed run leaves the previous valid catalog in place. It is rebuilt at the start of a
+run (a product published by a run killed before its catalog update is linked then) and after
+each publish (a long run killed half-way keeps what it finished).
+
+Scheduled runs may overlap when one overruns its slot: the second waits for the first's lock
+for a bounded time (``COMPONENT_LOCK_TIMEOUT_S``, default 600 s) and then skips what the first
+published; past the timeout it fails with exit code 9. ``0`` restores fail-fast.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +44,34 @@ CATALOG_ID = "s2-l1c2l2a"
 CATALOG_DESCRIPTION = "Sentinel-2 L2A bottom-of-atmosphere reflectance predicted from L1C"
 STAGING = ".staging"
 LOCK = ".lock"
+LOCK_TIMEOUT_ENV = "COMPONENT_LOCK_TIMEOUT_S"
+DEFAULT_LOCK_TIMEOUT_S = 600.0
+_LOCK_POLL_S = 0.2
+PAUSE_ENV = "COMPONENT_TEST_PAUSE_AT"
+PAUSE_MARKER_ENV = "COMPONENT_TEST_PAUSE_MARKER"
+_PAUSE_MAX_S = 300.0
+
+log = logging.getLogger(__name__)
+
+
+def pause_point(stage: str) -> None:
+    """Test seam for the crash tests (``tests/test_kill.py``); a no-op in production.
+
+    When ``COMPONENT_TEST_PAUSE_AT`` equals *stage*, write this process's id into the file named
+    by ``COMPONENT_TEST_PAUSE_MARKER`` and sleep until that file is deleted (at most 300 s), so
+    that a test can SIGKILL the run at a known moment, or let it go on. Stages: ``staged``
+    (staging folder made, nothing read), then the stage just finished: ``read``, ``infer``,
+    ``write`` (COGs staged), ``describe`` (Item staged), ``publish`` (product moved into place,
+    catalog not yet updated), and ``catalog`` (new catalog.json written beside the old one, not
+    yet renamed over it).
+    """
+    if os.environ.get(PAUSE_ENV) != stage:
+        return
+    marker = Path(os.environ[PAUSE_MARKER_ENV])
+    marker.write_text(str(os.getpid()))
+    deadline = time.monotonic() + _PAUSE_MAX_S
+    while marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def item_path(output: Path, item_id: str) -> Path:
@@ -61,13 +98,32 @@ def verify_product(output: Path, item_id: str) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def locked(output: Path) -> Iterator[None]:
-    """Hold the output folder for this run; a second run fails at once with a clear message.
+def lock_timeout() -> float:
+    """Seconds to wait for another run's lock: ``COMPONENT_LOCK_TIMEOUT_S`` or 600."""
+    text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise OutputError(
+            f"bad {LOCK_TIMEOUT_ENV} {text!r}: give a number of seconds (0: do not wait)"
+        ) from None
+    return max(0.0, value)
 
-    ``flock`` is released by the kernel when the process dies, even by SIGKILL, so a crashed
-    run never leaves a stale lock behind.
+
+@contextlib.contextmanager
+def locked(output: Path, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold the output folder for this run, waiting at most *timeout_s* for another run.
+
+    Why wait rather than fail at once: scheduled runs fire every few hours and one that
+    overruns its slot (a slow S3 day, retries) must not turn the next one into an alert; the
+    next run waits, then finds the overrunning run's products published and skips them. The
+    wait is bounded (``COMPONENT_LOCK_TIMEOUT_S``, default 600 s) so that a hung run is still
+    reported, with exit code 9. ``flock`` is released by the kernel when the process dies,
+    even by SIGKILL, so a crashed run never leaves a stale lock behind.
     """
+    timeout = lock_timeout() if timeout_s is None else timeout_s
     try:
         output.mkdir(parents=True, exist_ok=True)
         handle = (output / LOCK).open("a+")
@@ -75,13 +131,25 @@ def locked(output: Path) -> Iterator[None]:
         raise OutputError(
             f"cannot write to {output} ({error.strerror}): choose a writable --output"
         ) from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise OutputError(
-            f"another run is writing to {output}: wait for it to finish or use another --output"
-        ) from None
+    deadline = time.monotonic() + timeout
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise OutputError(
+                    f"another run is writing to {output} (waited {timeout:g} s, "
+                    f"{LOCK_TIMEOUT_ENV}): wait for it to finish or use another --output"
+                ) from None
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "another run is writing to %s: waiting up to %g s for it", output, timeout
+                )
+            time.sleep(_LOCK_POLL_S)
     try:
         yield
     finally:
@@ -100,8 +168,14 @@ def discard(folder: Path) -> None:
 
 
 def clear_staging(output: Path) -> None:
-    """Leftovers of killed runs: never part of the catalog, safe to delete under the lock."""
+    """Leftovers of killed runs: never part of the catalog, safe to delete under the lock.
+
+    That is the staging folder and the temporary files of :func:`write_json_atomic`.
+    """
     shutil.rmtree(output / STAGING, ignore_errors=True)
+    for leftover in output.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
 
 
 def publish(output: Path, staged: Path, item_id: str) -> Path:
@@ -126,15 +200,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write to a temporary file beside *path*, fsync, then rename over it."""
+def write_json_atomic(path: Path, data: object, stage: str | None = None) -> None:
+    """Write to a temporary file beside *path*, fsync, then rename over it.
+
+    *stage* names a :func:`pause_point` between the write and the rename.
+    """
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with temporary.open("w") as stream:
         json.dump(data, stream, indent=2)
         stream.write("\n")
         stream.flush()
         os.fsync(stream.fileno())
+    if stage is not None:
+        pause_point(stage)
     temporary.replace(path)
+    _fsync_dir(path.parent)
 
 
 def rebuild(output: Path) -> Path:
@@ -153,7 +233,12 @@ def rebuild(output: Path) -> Path:
         *links,
     ]
     target = output / "catalog.json"
-    write_json_atomic(target, data)
+    try:
+        unchanged = json.loads(target.read_text()) == data
+    except (OSError, ValueError):
+        unchanged = False
+    if not unchanged:  # a run that only skips leaves the catalog (and its mtime) alone
+        write_json_atomic(target, data, stage="catalog")
     return target
 
 
