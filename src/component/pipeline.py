@@ -21,11 +21,13 @@ from rasterio.windows import Window
 
 from component import catalog, load, search
 from component.describe import describe, output_id
+from component.engines import build_corrector
 from component.errors import AssetReadError, ComponentError, PartialFailureError
 from component.inference import Corrector
 from component.modelcard import ModelCard, load_card
 from component.params import RunParams
 from component.sample import item_path as sample_item_path
+from component.stream import correct_stream
 from component.write import ProductWriter
 
 log = logging.getLogger(__name__)
@@ -75,17 +77,18 @@ class Model:
     name: str
     version: str
     sha256: str
+    runtime: str
 
 
 def load_model(params: RunParams) -> Model:
     card = load_card()
-    corrector = Corrector.from_card(card, params.weights, params.device)
+    corrector, runtime = build_corrector(card, params.weights, params.device, params.engine)
     if params.weights is None:
-        return Model(card, corrector, card.name, card.version, card.weights_sha256)
+        return Model(card, corrector, card.name, card.version, card.weights_sha256 or "", runtime)
     # A user's own weights (e.g. ESA's .pth) must never be mistaken for the shipped model's
     # products: their checksum goes into the version, hence into the output ids.
     digest = hashlib.sha256(Path(params.weights).read_bytes()).hexdigest()
-    return Model(card, corrector, card.name, f"custom.{digest[:12]}", digest)
+    return Model(card, corrector, card.name, f"custom.{digest[:12]}", digest, runtime)
 
 
 def find_inputs(params: RunParams) -> list[search.InputItem]:
@@ -105,14 +108,17 @@ def run(params: RunParams) -> RunSummary:
     inputs = find_inputs(params)
     summary.found = len(inputs)
     summary.seconds["search"] = round(time.perf_counter() - started, 3)
-    model = load_model(params)
+    # The lock comes before the model so that a run refused by it costs nothing.
     with catalog.locked(params.output):
+        model = load_model(params)
         catalog.clear_staging(params.output)
+        catalog.rebuild(params.output)  # links what a run killed before its update published
         for source in inputs:
             result = process(source, model, params)
             summary.results.append(result)
             if result.status == "processed":
                 summary.processed.append(result.output_id)
+                catalog.rebuild(params.output)  # a run killed later keeps this product
             elif result.status == "skipped":
                 summary.skipped.append({"id": result.output_id, "reason": result.reason})
             else:
@@ -149,13 +155,27 @@ def process(source: search.InputItem, model: Model, params: RunParams) -> ItemRe
         result.item = str(catalog.item_path(params.output, out_id))
         log.info("%s: %s", out_id, result.reason)
         return result
+    too_cloudy = _too_cloudy(source, params)
+    if too_cloudy:
+        result.status, result.reason = "skipped", too_cloudy
+        log.warning("%s: skipped: %s", source.id, too_cloudy)
+        return result
+    if problem != "absent":
+        log.warning("%s: republishing: the published product is invalid (%s)", out_id, problem)
     staged = catalog.new_staging_folder(params.output, out_id)
+    catalog.pause_point("staged")
     try:
         published = _produce(source, model, params, out_id, staged, result)
     except ComponentError as error:
         catalog.discard(staged)
         result.status, result.reason, result.exit_code = "failed", str(error), error.exit_code
         log.error("%s: %s", source.id, error)
+        return result
+    except Exception as error:  # one item's bug must not lose the other items
+        catalog.discard(staged)
+        reason = f"internal error ({type(error).__name__}: {str(error)[:200]})"
+        result.status, result.reason, result.exit_code = "failed", reason, 1
+        log.exception("%s: %s", source.id, reason)
         return result
     except BaseException:
         catalog.discard(staged)
@@ -170,6 +190,19 @@ def process(source: search.InputItem, model: Model, params: RunParams) -> ItemRe
     return result
 
 
+def _too_cloudy(source: search.InputItem, params: RunParams) -> str:
+    """Why an item over ``--max-cloud-cover`` is skipped ('' if it is not).
+
+    CDSE applies the threshold in the search already; an API without the Query extension
+    returns every item, and those over it are reported here with their cloud cover.
+    """
+    limit = params.search.max_cloud_cover if params.search is not None else None
+    cloud = source.data.get("properties", {}).get("eo:cloud_cover")
+    if limit is None or cloud is None or float(cloud) <= limit:
+        return ""
+    return f"eo:cloud_cover {float(cloud):g} % is over --max-cloud-cover {limit:g} %"
+
+
 def _produce(
     source: search.InputItem,
     model: Model,
@@ -181,23 +214,32 @@ def _produce(
     clock = _Clock(result.seconds)
     bands = model.card.input_bands
     toa, grid = load.load_toa(source.data, bands, params.resolution, params.bbox, params.gdal_env)
-    try:
-        toa_values = toa.values
-    except RuntimeError as error:  # stackstac wraps GDAL read errors in RuntimeError
-        raise AssetReadError(
-            f"reading {source.id} failed ({str(error).splitlines()[0][:200]}): check the asset "
-            "files and the S3 settings"
-        ) from None
     clock.lap("read")
-    valid = np.isfinite(toa_values).all(axis=0)
-    if not valid.any():
-        result.reason = "no valid pixel in the requested area (all nodata or saturated)"
-        return None
-    boa = model.corrector.correct(toa_values)
-    clock.lap("infer")
     writer = ProductWriter(staged, grid, model.card.output_bands)
+    valid_pixels = 0
+
+    def read(y0: int, y1: int) -> np.ndarray:
+        try:
+            return toa[:, y0:y1, :].values
+        except RuntimeError as error:  # stackstac wraps GDAL read errors in RuntimeError
+            raise AssetReadError(
+                f"reading {source.id} failed ({str(error).splitlines()[0][:200]}): check the "
+                "asset files and the S3 settings"
+            ) from None
+
+    def write(y0: int, block: np.ndarray) -> None:
+        nonlocal valid_pixels
+        valid_pixels += int(np.isfinite(block).all(axis=0).sum())
+        writer.write(Window(0, y0, grid.width, block.shape[1]), block)
+
+    stages: dict[str, float] = {}
     try:
-        writer.write(Window(0, 0, grid.width, grid.height), boa)
+        correct_stream(model.corrector, read, write, grid.height, grid.width, stages)
+        clock.lap("correct")
+        result.seconds |= {k: round(v, 3) for k, v in stages.items()}
+        if valid_pixels == 0:
+            result.reason = "no valid pixel in the requested area (all nodata or saturated)"
+            return None
         assets = writer.finish()
     finally:
         writer.close()
@@ -212,6 +254,7 @@ def _produce(
         model_version=model.version,
         model_sha256=model.sha256,
         clipped=params.bbox is not None,
+        runtime=model.runtime,
     )
     catalog.add_parent_links(item)
     catalog.write_json_atomic(
@@ -232,6 +275,7 @@ class _Clock:
         now = time.perf_counter()
         self.into[stage] = round(now - self.last, 3)
         self.last = now
+        catalog.pause_point(stage)
 
 
 def write_archive(output: Path, archive: Path) -> None:
