@@ -2,16 +2,23 @@
 
 The search goes through pystac-client, which follows ``next`` links for paging. CDSE limits
 each user to 4 concurrent connections and 2000 requests a minute and answers 429 beyond
-that, so every request is retried with exponential backoff on 429, 5xx and connection
-errors inside a bounded budget; past it the run fails with :class:`StacApiError`.
+that, so every request (GET and POST /search, each page) is retried with exponential
+backoff on 429, 5xx, timeouts and connection errors, honouring ``Retry-After`` (capped),
+inside a bounded budget; past it the run fails with :class:`StacApiError` (exit code 6).
+The budget is set by ``COMPONENT_STAC_RETRIES`` (retries per request, default 5),
+``COMPONENT_STAC_BACKOFF_MAX_S`` (longest single wait, default 8 s, also the cap on
+``Retry-After``) and ``COMPONENT_STAC_TIMEOUT_S`` (connect/read timeout, default 30 s).
 Cloud-cover and tile filters are sent to the API when it declares the Query extension
-(CDSE does) and are applied again to what comes back, so any API yields the right items.
+(CDSE does). The tile filter is applied again to what comes back; an item over the
+cloud-cover limit that an API returns anyway is kept, and the pipeline skips it with its
+cloud cover as the stated reason (a scheduled run's summary says why it was not produced).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,20 +35,58 @@ from component.params import SearchParams
 
 log = logging.getLogger(__name__)
 
-RETRY = Retry(
-    total=5,
-    connect=5,
-    read=5,
-    status=5,
-    backoff_factor=0.5,
-    backoff_max=8,
-    status_forcelist=(429, 500, 502, 503, 504),
-    allowed_methods=("GET", "POST"),
-    respect_retry_after_header=True,
-    raise_on_status=False,
-)
-"""About 15 s of backoff at most per request: enough for CDSE's per-minute quota to refill."""
-TIMEOUT_S = 30
+RETRIES_ENV = "COMPONENT_STAC_RETRIES"
+BACKOFF_MAX_ENV = "COMPONENT_STAC_BACKOFF_MAX_S"
+TIMEOUT_ENV = "COMPONENT_STAC_TIMEOUT_S"
+RETRIES = 5
+BACKOFF_FACTOR_S = 0.5
+BACKOFF_MAX_S = 8.0
+TIMEOUT_S = 30.0
+"""Defaults: about 15 s of backoff at most per request, enough for CDSE's per-minute quota to
+refill; with the timeout, one request gives up after about 3 minutes in the worst case."""
+
+
+class BoundedRetry(Retry):
+    """urllib3's Retry, but a server's ``Retry-After`` never waits longer than ``backoff_max``.
+
+    urllib3 sleeps whatever ``Retry-After`` says; a misconfigured gateway answering
+    ``Retry-After: 3600`` would stall a scheduled run for an hour per request.
+    """
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), self.backoff_max)
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    try:
+        return max(0.0, float(text)) if text else default
+    except ValueError:
+        log.warning("ignoring %s=%r (not a number): using %g", name, text, default)
+        return default
+
+
+def retry_policy() -> Retry:
+    """The retry budget of every STAC API request, from the environment or the defaults."""
+    retries = int(_env_number(RETRIES_ENV, RETRIES))
+    backoff_max = _env_number(BACKOFF_MAX_ENV, BACKOFF_MAX_S)
+    return BoundedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=min(BACKOFF_FACTOR_S, backoff_max),
+        backoff_max=backoff_max,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET", "POST"),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def timeout_s() -> float:
+    """Connect and read timeout of one STAC API request, seconds."""
+    return _env_number(TIMEOUT_ENV, TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -90,9 +135,6 @@ def require_l1c(item: dict[str, Any]) -> dict[str, Any]:
 
 def _matches(item: pystac.Item, params: SearchParams) -> bool:
     props = item.properties
-    cloud = props.get("eo:cloud_cover")
-    if params.max_cloud_cover is not None and cloud is not None and cloud > params.max_cloud_cover:
-        return False
     if params.tile is not None:
         code = str(props.get("grid:code", ""))
         if code.removeprefix("MGRS-") != params.tile and f"_T{params.tile}_" not in item.id:
@@ -101,7 +143,7 @@ def _matches(item: pystac.Item, params: SearchParams) -> bool:
 
 
 def open_client(url: str) -> Client:
-    io = StacApiIO(max_retries=RETRY, timeout=TIMEOUT_S)
+    io = StacApiIO(max_retries=retry_policy(), timeout=timeout_s())
     try:
         return Client.open(url, stac_io=io)
     except (APIError, requests.RequestException, pystac.STACError, ValueError) as error:
