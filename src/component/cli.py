@@ -63,6 +63,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="output", help="output catalog folder")
     parser.add_argument("--archive", help="also write a .tar.gz of the whole output catalog")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--engine", default="auto", help="auto (onnx on CPU, torch on GPU), torch or onnx"
+    )
     parser.add_argument("--weights", help="other weights: .safetensors or ESA-format .pth")
     secrets = parser.add_argument_group(
         "CDSE S3 credentials (default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
@@ -103,6 +106,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         resolution=parse_resolution((args.resolution or "").strip() or "60"),
         bbox=bbox,
         device=device,
+        engine=(args.engine or "").strip() or "auto",
         weights=weights,
         archive=_optional(args.archive, Path),
         gdal_env=_gdal_env(args),

@@ -182,6 +182,7 @@ def describe(
     model_version: str,
     model_sha256: str,
     clipped: bool,
+    runtime: str = "",
 ) -> pystac.Item:
     """The L2A Item; *clipped* says whether the grid is a bbox window of the tile."""
     geometry = footprint(grid) if clipped or not l1c.get("geometry") else l1c["geometry"]
@@ -195,8 +196,8 @@ def describe(
         "processing:lineage": (
             f"Bottom-of-atmosphere reflectance predicted from Sentinel-2 L1C product "
             f"{l1c.get('id')} by the {model_name} {model_version} network "
-            f"(weights sha256 {model_sha256}), on the L1C's own grid at "
-            f"{round(grid.resolution)} m"
+            f"(weights sha256 {model_sha256}{', run with ' + runtime if runtime else ''}), "
+            f"on the L1C's own grid at {round(grid.resolution)} m"
         ),
     }
     item = pystac.Item(
@@ -207,9 +208,11 @@ def describe(
         properties=properties,
         stac_extensions=[
             *EXTENSIONS,
-            *(url for prefix, url in OPTIONAL_EXTENSIONS.items() if any(
-                key.startswith(prefix) for key in properties
-            )),
+            *(
+                url
+                for prefix, url in OPTIONAL_EXTENSIONS.items()
+                if any(key.startswith(prefix) for key in properties)
+            ),
         ],
     )
     for written in assets:

@@ -155,6 +155,7 @@ class RunParams:
     resolution: int = 60
     bbox: tuple[float, float, float, float] | None = None
     device: str = "auto"
+    engine: str = "auto"
     weights: Path | None = None
     archive: Path | None = None
     gdal_env: dict[str, str] = field(default_factory=dict, repr=False)

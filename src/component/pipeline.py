@@ -214,7 +214,7 @@ def _produce(
     clock = _Clock(result.seconds)
     bands = model.card.input_bands
     toa, grid = load.load_toa(source.data, bands, params.resolution, params.bbox, params.gdal_env)
-    clock.lap("read")
+    clock.lap("read")  # headers checked, grid known; pixels are read while correcting
     writer = ProductWriter(staged, grid, model.card.output_bands)
     valid_pixels = 0
 
@@ -235,7 +235,7 @@ def _produce(
     stages: dict[str, float] = {}
     try:
         correct_stream(model.corrector, read, write, grid.height, grid.width, stages)
-        clock.lap("correct")
+        clock.lap("infer")  # every strip read, corrected and drafted
         result.seconds |= {k: round(v, 3) for k, v in stages.items()}
         if valid_pixels == 0:
             result.reason = "no valid pixel in the requested area (all nodata or saturated)"
