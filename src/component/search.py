@@ -143,9 +143,12 @@ def _matches(item: pystac.Item, params: SearchParams) -> bool:
 
 
 def open_client(url: str) -> Client:
-    io = StacApiIO(max_retries=retry_policy(), timeout=timeout_s())
+    # The timeout goes to Client.open too: it calls ``stac_io.update(timeout=...)``, which
+    # would otherwise reset the StacApiIO's timeout to None (requests then wait forever).
+    timeout = timeout_s()
+    io = StacApiIO(max_retries=retry_policy(), timeout=timeout)
     try:
-        return Client.open(url, stac_io=io)
+        return Client.open(url, stac_io=io, timeout=timeout)
     except (APIError, requests.RequestException, pystac.STACError, ValueError) as error:
         raise StacApiError(
             f"cannot reach the STAC API at {url} ({_short(error)}): check --stac-url and the "
