@@ -67,6 +67,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine", default="auto", help="auto (onnx on CPU, torch on GPU), torch or onnx"
     )
     parser.add_argument("--weights", help="other weights: .safetensors or ESA-format .pth")
+    parser.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="spread items over this Dask cluster (default: a local one for several items)",
+    )
     secrets = parser.add_argument_group(
         "CDSE S3 credentials (default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
     )
@@ -109,6 +114,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         engine=(args.engine or "").strip() or "auto",
         weights=weights,
         archive=_optional(args.archive, Path),
+        dask_scheduler=_optional(args.dask_scheduler, str),
         gdal_env=_gdal_env(args),
     )
 

@@ -49,7 +49,9 @@ class OnnxEngine:
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        # COMPONENT_ENGINE_THREADS: set by the Dask path so workers share the cores.
+        configured = int(os.environ.get("COMPONENT_ENGINE_THREADS", "0") or 0)
+        options.intra_op_num_threads = threads or configured or (os.cpu_count() or 1)
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(

@@ -158,4 +158,5 @@ class RunParams:
     engine: str = "auto"
     weights: Path | None = None
     archive: Path | None = None
+    dask_scheduler: str | None = None
     gdal_env: dict[str, str] = field(default_factory=dict, repr=False)

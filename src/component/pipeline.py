@@ -21,6 +21,7 @@ from rasterio.windows import Window
 
 from component import catalog, load, search
 from component.describe import describe, output_id
+from component.distribute import process_many
 from component.engines import build_corrector
 from component.errors import AssetReadError, ComponentError, PartialFailureError
 from component.inference import Corrector
@@ -110,19 +111,28 @@ def run(params: RunParams) -> RunSummary:
     summary.seconds["search"] = round(time.perf_counter() - started, 3)
     # The lock comes before the model so that a run refused by it costs nothing.
     with catalog.locked(params.output):
-        model = load_model(params)
         catalog.clear_staging(params.output)
         catalog.rebuild(params.output)  # links what a run killed before its update published
-        for source in inputs:
-            result = process(source, model, params)
-            summary.results.append(result)
-            if result.status == "processed":
-                summary.processed.append(result.output_id)
+
+        def record(source: search.InputItem, outcome: ItemResult | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                reason = f"worker failed ({type(outcome).__name__}: {str(outcome)[:200]})"
+                outcome = ItemResult(source.id, "", "failed", reason, 1)
+            summary.results.append(outcome)
+            if outcome.status == "processed":
+                summary.processed.append(outcome.output_id)
                 catalog.rebuild(params.output)  # a run killed later keeps this product
-            elif result.status == "skipped":
-                summary.skipped.append({"id": result.output_id, "reason": result.reason})
+            elif outcome.status == "skipped":
+                summary.skipped.append({"id": outcome.output_id, "reason": outcome.reason})
             else:
-                summary.failed.append({"id": source.id, "reason": result.reason})
+                summary.failed.append({"id": source.id, "reason": outcome.reason})
+
+        if params.dask_scheduler or len(inputs) > 1:
+            process_many(inputs, params, record)
+        else:
+            model = load_model(params)
+            for source in inputs:
+                record(source, process(source, model, params))
         catalog.rebuild(params.output)
         summary.seconds["total"] = round(time.perf_counter() - started, 3)
         catalog.write_json_atomic(params.output / "run-summary.json", summary.to_dict())
