@@ -155,8 +155,13 @@ def gdal_env() -> dict[str, str]:
         "AWS_HTTPS": os.environ.get("AWS_HTTPS", "YES"),
         "AWS_VIRTUAL_HOSTING": os.environ.get("AWS_VIRTUAL_HOSTING", "FALSE"),
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "default"),
+        # Retries of HTTP 429/5xx (and of dropped or timed-out connections) with a
+        # doubling delay: about 15 s in all, then the item fails and the run goes on. A
+        # stalled read is cut by the timeouts rather than hanging the scheduled run.
         "GDAL_HTTP_MAX_RETRY": os.environ.get("GDAL_HTTP_MAX_RETRY", "4"),
         "GDAL_HTTP_RETRY_DELAY": os.environ.get("GDAL_HTTP_RETRY_DELAY", "1"),
+        "GDAL_HTTP_TIMEOUT": os.environ.get("GDAL_HTTP_TIMEOUT", "60"),
+        "GDAL_HTTP_CONNECTTIMEOUT": os.environ.get("GDAL_HTTP_CONNECTTIMEOUT", "20"),
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".jp2,.tif,.tiff,.xml",
     }
 
