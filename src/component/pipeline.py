@@ -141,11 +141,16 @@ def run(params: RunParams) -> RunSummary:
     if summary.failed:
         failures = [r for r in summary.results if r.status == "failed"]
         if len(inputs) == 1:
-            raise _reraise(failures[0])
-        raise PartialFailureError(
-            f"{len(failures)} of {len(inputs)} item(s) failed (see run-summary.json in "
-            f"{params.output}): {failures[0].input_id}: {failures[0].reason}"
-        )
+            error = _reraise(failures[0])
+        else:
+            error = PartialFailureError(
+                f"{len(failures)} of {len(inputs)} item(s) failed (see run-summary.json in "
+                f"{params.output}): {failures[0].input_id}: {failures[0].reason}"
+            )
+        # The CLI prints the summary of a failed run too: a scheduler's log then says what
+        # was processed, skipped and failed, not only the first failure.
+        error.summary = summary.to_dict()  # type: ignore[attr-defined]
+        raise error
     return summary
 
 
