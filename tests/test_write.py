@@ -1,0 +1,150 @@
+"""Writing BOA reflectance: DN convention, Cloud-Optimized GeoTIFF layout, quicklook, thumbnail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+from rasterio.windows import Window
+
+from component.load import Grid
+from component.write import (
+    NODATA,
+    OFFSET,
+    SCALE,
+    ProductWriter,
+    WrittenAsset,
+    quicklook_bytes,
+    reflectance_to_dn,
+)
+
+BANDS = ("B02", "B03", "B04")
+
+
+def test_reflectance_to_dn_round_trip() -> None:
+    """DN = round(reflectance * 10000) + 1000, and DN * 0.0001 - 0.1 gives it back."""
+    boa = np.array([0.0, 0.05, 0.1234, 0.5, 1.2, -0.05], dtype=np.float32)
+    dn = reflectance_to_dn(boa)
+    assert dn.dtype == np.uint16
+    np.testing.assert_array_equal(dn, [1000, 1500, 2234, 6000, 13000, 500])
+    np.testing.assert_allclose(dn * SCALE + OFFSET, boa, atol=0.5e-4 + 1e-7)
+
+
+def test_reflectance_to_dn_nodata_and_limits() -> None:
+    """NaN becomes 0; valid values never become 0 (nor 65535), even far out of range."""
+    boa = np.array([np.nan, -0.1, -5.0, 6.4, 100.0], dtype=np.float32)
+    dn = reflectance_to_dn(boa)
+    assert dn[0] == NODATA
+    assert dn[1] == 1 and dn[2] == 1
+    assert dn[3] == 65000 and dn[4] == 65534
+
+
+def test_quicklook_bytes() -> None:
+    """0.3 reflectance maps to 255; NaN in any band is 0 in all; valid pixels are >= 1."""
+    rgb = np.array([[[0.3, 0.0, np.nan]], [[0.15, 0.0, 0.1]], [[1.0, 0.0, 0.1]]])
+    out = quicklook_bytes(rgb)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:, 0, 0], [255, 128, 255])
+    np.testing.assert_array_equal(out[:, 0, 1], [1, 1, 1])
+    np.testing.assert_array_equal(out[:, 0, 2], [0, 0, 0])
+
+
+def _grid(size: int, resolution: int = 60) -> Grid:
+    return Grid(
+        epsg=32631,
+        transform=Affine(resolution, 0, 300000, 0, -resolution, 4900020),
+        width=size,
+        height=size,
+    )
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[WrittenAsset], np.ndarray]:
+    """A 1100 x 1100 product with a nodata corner, written in two windows."""
+    size = 1100
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    base = 0.05 + 0.2 * (np.sin(x / 90) * np.cos(y / 70) + 1) / 2
+    boa = np.stack([base * k for k in (0.8, 1.0, 1.2)]).astype(np.float32)
+    boa += rng.normal(0, 0.002, boa.shape).astype(np.float32)
+    boa[:, :100, :100] = np.nan
+    folder = tmp_path_factory.mktemp("product")
+    writer = ProductWriter(folder, _grid(size), BANDS)
+    writer.write(Window(0, 0, size, 600), boa[:, :600])
+    writer.write(Window(0, 600, size, size - 600), boa[:, 600:])
+    assets = writer.finish()
+    return assets, boa
+
+
+def test_assets_and_no_drafts_left(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
+    """One COG per band, a TCI quicklook and a thumbnail; the draft files are removed."""
+    assets, _ = product
+    assert [a.key for a in assets] == ["B02_60m", "B03_60m", "B04_60m", "TCI_60m", "thumbnail"]
+    folder = assets[0].path.parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(a.path.name for a in assets)
+
+
+def test_band_cogs_are_valid_cogs(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
+    """Tiled 512 px, DEFLATE, overviews, GDAL's COG layout, nodata 0, uint16, right grid."""
+    assets, _ = product
+    for asset in assets[:4]:
+        with rasterio.open(asset.path) as dataset:
+            assert dataset.driver == "GTiff"
+            assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert dataset.profile["tiled"] is True
+            assert dataset.block_shapes[0] == (512, 512)
+            assert dataset.compression is not None and dataset.compression.name == "deflate"
+            assert dataset.overviews(1) == [2, 4]
+            assert dataset.nodata == 0
+            assert dataset.crs.to_epsg() == 32631
+            assert dataset.transform == _grid(1100).transform
+            assert dataset.shape == (1100, 1100)
+
+
+def test_band_values_scale_offset_and_description(
+    product: tuple[list[WrittenAsset], np.ndarray],
+) -> None:
+    """Each band file holds the DN of its band, with scale/offset and the band name in GDAL."""
+    assets, boa = product
+    for index, asset in enumerate(assets[:3]):
+        with rasterio.open(asset.path) as dataset:
+            assert dataset.dtypes == ("uint16",)
+            assert dataset.scales == (SCALE,) and dataset.offsets == (OFFSET,)
+            assert dataset.descriptions == (BANDS[index],)
+            dn = dataset.read(1)
+        np.testing.assert_array_equal(dn, reflectance_to_dn(boa[index]))
+        assert (dn[:100, :100] == 0).all() and (dn[100:, 100:] > 0).all()
+
+
+def test_quicklook_and_thumbnail(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
+    """The TCI COG is RGB uint8 (B04, B03, B02); the thumbnail a <= 512 px RGBA PNG."""
+    assets, boa = product
+    tci, thumbnail = assets[3], assets[4]
+    assert tci.bands == ("B04", "B03", "B02") and tci.kind == "visual"
+    with rasterio.open(tci.path) as dataset:
+        assert dataset.count == 3 and dataset.dtypes == ("uint8",) * 3
+        assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        rgb = dataset.read()
+    expected = quicklook_bytes(np.stack([boa[2], boa[1], boa[0]]))
+    np.testing.assert_array_equal(rgb, expected)
+    with Image.open(thumbnail.path) as image:
+        assert image.format == "PNG" and image.mode == "RGBA"
+        assert max(image.size) == 512 and image.size[0] == image.size[1]
+        alpha = np.asarray(image)[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 255
+
+
+def test_small_product_without_rgb(tmp_path: Path) -> None:
+    """Without all three RGB bands only band COGs are written; small rasters still work."""
+    writer = ProductWriter(tmp_path, _grid(40, 20), ("B08",))
+    boa = np.full((1, 40, 40), 0.3, dtype=np.float32)
+    writer.write(Window(0, 0, 40, 40), boa)
+    assets = writer.finish()
+    assert [a.key for a in assets] == ["B08_20m"]
+    with rasterio.open(assets[0].path) as dataset:
+        assert dataset.read(1)[0, 0] == 4000
+        assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
