@@ -107,7 +107,15 @@ def read_item(source: str) -> InputItem:
         item = pystac.Item.from_file(source)
     except FileNotFoundError:
         raise InvalidItemError(f"item file {source} does not exist: check --item") from None
-    except (json.JSONDecodeError, ValueError, KeyError, TypeError, pystac.STACError) as error:
+    except (
+        json.JSONDecodeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        pystac.STACError,
+        pystac.STACTypeError,
+    ) as error:
         raise InvalidItemError(
             f"{source} is not a valid STAC item ({type(error).__name__}): pass a STAC Item "
             "JSON document"

@@ -1,0 +1,206 @@
+"""Finding L1C items: STAC API search against a loopback rustac server, and item files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from component.errors import InvalidItemError, NoItemsFoundError, StacApiError
+from component.params import SearchParams, parse_bbox, parse_datetime
+from component.search import read_item, require_l1c, search
+from support.stac_api import absolute_hrefs
+from support.synthetic import make_l1c_product
+
+StacApi = Callable[..., str]
+START = datetime(2024, 1, 10, 10, 53, 29, tzinfo=timezone.utc)
+# (day offset, cloud cover) of the 31TCJ items; one 33UUU item (the sample) on 2017-02-16.
+SCHEDULE = [(0, 5.0), (1, 50.0), (2, 10.0), (3, 80.0), (4, 0.0)]
+AREA = "0.498,44.222,0.501,44.224"  # inside the synthetic products (31TCJ's north-west corner)
+
+
+@pytest.fixture(scope="module")
+def base_item(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A small synthetic 31TCJ product's item (absolute local hrefs)."""
+    return make_l1c_product(tmp_path_factory.mktemp("l1c"), size_10m=60)
+
+
+def _variant(base: dict[str, Any], day: int, cloud: float) -> dict[str, Any]:
+    item = copy.deepcopy(base)
+    date = START + timedelta(days=day)
+    old = item["id"]
+    item["id"] = old.replace("20240116T105329", f"{date:%Y%m%dT%H%M%S}").replace(
+        old[-15:], f"{date + timedelta(hours=1):%Y%m%dT%H%M%S}"
+    )
+    item["properties"]["datetime"] = date.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    item["properties"]["eo:cloud_cover"] = cloud
+    return item
+
+
+@pytest.fixture(scope="module")
+def catalog_items(base_item: dict[str, Any], sample_item_path: Path) -> list[dict[str, Any]]:
+    """Five 31TCJ items on consecutive days plus the embedded 33UUU sample."""
+    items = [_variant(base_item, day, cloud) for day, cloud in SCHEDULE]
+    sample = json.loads(sample_item_path.read_text())
+    items.append(absolute_hrefs(sample, sample_item_path.parent))
+    return items
+
+
+def params(url: str, **kwargs: Any) -> SearchParams:
+    return SearchParams(stac_url=url, **kwargs)
+
+
+def test_bbox_and_datetime_search(stac_api: StacApi, catalog_items: list[dict[str, Any]]) -> None:
+    """bbox and datetime are applied by the API; results come oldest first."""
+    url = stac_api(catalog_items)
+    found = search(params(url, bbox=parse_bbox(AREA)))
+    assert [f.data["properties"]["datetime"][:10] for f in found] == [
+        f"2024-01-{10 + d}" for d, _ in SCHEDULE
+    ]
+    window = parse_datetime("2024-01-11T00:00:00Z/2024-01-12T23:59:59Z")
+    found = search(params(url, bbox=parse_bbox(AREA), datetime=window))
+    assert [f.data["properties"]["eo:cloud_cover"] for f in found] == [50.0, 10.0]
+    found = search(params(url, datetime="2017-02-16T00:00:00Z/2017-02-17T00:00:00Z"))
+    assert [f.id for f in found] == [catalog_items[-1]["id"]]
+    assert all(f.href.startswith(url) and f.href.endswith(f.id) for f in found)
+
+
+def test_datetime_duration_search(stac_api: StacApi, catalog_items: list[dict[str, Any]]) -> None:
+    """An ISO duration relative to 'now' selects the trailing window."""
+    url = stac_api(catalog_items)
+    window = parse_datetime("P2D", now=START + timedelta(days=4, hours=1))
+    found = search(params(url, datetime=window))
+    assert [f.data["properties"]["datetime"][:10] for f in found] == ["2024-01-13", "2024-01-14"]
+
+
+def test_cloud_cover_and_tile_filters(
+    stac_api: StacApi, catalog_items: list[dict[str, Any]]
+) -> None:
+    """Tile filters apply even on an API without the Query extension (rustac).
+
+    Cloud cover is sent only to APIs that declare Query; items an API returns anyway reach the
+    pipeline, which skips them with the cloud cover as the stated reason.
+    """
+    url = stac_api(catalog_items)
+    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", max_cloud_cover=10))
+    clouds = sorted(f.data["properties"]["eo:cloud_cover"] for f in found if "31TCJ" in f.id)
+    assert clouds == sorted(cloud for _, cloud in SCHEDULE)
+    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", tile="33UUU"))
+    assert [f.id for f in found] == [catalog_items[-1]["id"]]
+    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", tile="31TCJ"))
+    assert len(found) == len(SCHEDULE)
+
+
+def test_paging_and_limit(stac_api: StacApi, base_item: dict[str, Any]) -> None:
+    """More results than one page (100) are all returned; ``limit`` caps the count."""
+    items = [_variant(base_item, 0, 1.0) for _ in range(130)]
+    for index, item in enumerate(items):
+        item["id"] = f"{item['id']}_{index:03d}"
+        moment = START + timedelta(minutes=index)
+        item["properties"]["datetime"] = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    url = stac_api(items)
+    found = search(params(url, bbox=parse_bbox(AREA)))
+    assert len(found) == 130 and len({f.id for f in found}) == 130
+    found = search(params(url, bbox=parse_bbox(AREA), limit=3))
+    assert len(found) == 3
+
+
+def test_no_result(stac_api: StacApi, catalog_items: list[dict[str, Any]]) -> None:
+    """A search that matches nothing raises NoItemsFoundError."""
+    url = stac_api(catalog_items)
+    with pytest.raises(NoItemsFoundError):
+        search(params(url, bbox=parse_bbox("-60,-30,-59,-29")))
+    with pytest.raises(NoItemsFoundError):
+        search(params(url, bbox=parse_bbox(AREA), tile="33UUU"))
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_unreachable_api_fails_within_the_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed port fails with StacApiError after the default bounded retries.
+
+    The default budget (5 retries, exponential backoff from 0.5 s) costs about 15 s on a
+    refused connection; it must stay under 20 s.
+    """
+    for name in ("COMPONENT_STAC_RETRIES", "COMPONENT_STAC_BACKOFF_MAX_S"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    started = time.monotonic()
+    with pytest.raises(StacApiError, match="cannot reach"):
+        search(params(url, bbox=parse_bbox(AREA)))
+    assert time.monotonic() - started < 20
+
+
+def test_non_l1c_item_in_search_is_refused(
+    stac_api: StacApi, catalog_items: list[dict[str, Any]]
+) -> None:
+    """An L2A item returned by the API is refused rather than corrected twice."""
+    l2a = copy.deepcopy(catalog_items[0])
+    l2a["id"] = l2a["id"].replace("MSIL1C", "MSIL2A")
+    l2a["properties"] |= {"processing:level": "L2", "product:type": "S2MSI2A"}
+    url = stac_api([l2a])
+    with pytest.raises(InvalidItemError, match="not a Sentinel-2 L1C"):
+        search(params(url, bbox=parse_bbox(AREA)))
+
+
+def test_read_item_file(sample_item_path: Path) -> None:
+    """An item file is read with hrefs made absolute; its href is the absolute path."""
+    found = read_item(str(sample_item_path))
+    assert found.href == str(sample_item_path.resolve())
+    assert Path(found.data["assets"]["B02"]["href"]).is_file()
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", "[1, 2, 3]", '{"type": "Feature"}', '{"type": "Catalog", "id": "x"}', ""],
+)
+def test_malformed_item_file(tmp_path: Path, content: str) -> None:
+    """Malformed JSON or a document that is not an Item raises InvalidItemError."""
+    path = tmp_path / "item.json"
+    path.write_text(content)
+    with pytest.raises(InvalidItemError):
+        read_item(str(path))
+
+
+def test_missing_item_file(tmp_path: Path) -> None:
+    """A path that does not exist raises InvalidItemError saying so."""
+    with pytest.raises(InvalidItemError, match="does not exist"):
+        read_item(str(tmp_path / "absent.json"))
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"processing:level": "L2"},
+        {"product:type": "S2MSI2A"},
+        {"processing:level": "L1", "product:type": "S2MSI1B"},
+    ],
+)
+def test_require_l1c(properties: dict[str, str]) -> None:
+    """Items whose level or product type is not L1C are refused; L1C ones pass."""
+    with pytest.raises(InvalidItemError):
+        require_l1c({"id": "x", "properties": properties})
+    ok = {"id": "x", "properties": {"processing:level": "L1", "product:type": "S2MSI1C"}}
+    assert require_l1c(ok) is ok
+
+
+def test_non_l1c_item_file_refused(tmp_path: Path, l1c_product: Callable[..., Any]) -> None:
+    """An L2A item given as a file is refused with InvalidItemError."""
+    item = l1c_product(size_10m=60)
+    item["properties"]["processing:level"] = "L2"
+    path = tmp_path / "l2a.json"
+    path.write_text(json.dumps(item))
+    with pytest.raises(InvalidItemError, match="not a Sentinel-2 L1C"):
+        read_item(str(path))
