@@ -1,0 +1,71 @@
+"""The engines: ONNX Runtime matches the reference fp32 PyTorch model within 1e-5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from component.engines import build_corrector, make_engine, onnx_graph
+from component.errors import InvalidParameterError
+from component.modelcard import load_card
+from support.models import random_models_dir  # noqa: F401
+
+TOLERANCE = 1e-5
+"""Reflectance units: 0.1 DN in the uint16 output, far below its quantisation step."""
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture
+def card(random_models_dir: Path, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    """The random model's card, with ONNX exports cached once for this module."""
+    monkeypatch.setenv("COMPONENT_CACHE_DIR", str(onnx_cache))
+    return load_card(random_models_dir / "model_card.json")
+
+
+@pytest.mark.slow
+def test_onnx_matches_torch(card) -> None:  # type: ignore[no-untyped-def]
+    """The same tiles through both engines agree; the ONNX graph is exported once and reused."""
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0, 0.6, (2, card.in_channels, 96, 160)).astype(np.float32)
+    torch_engine, torch_name = make_engine(card, None, "cpu", "torch")
+    onnx_engine, onnx_name = make_engine(card, None, "cpu", "onnx")
+    assert (torch_name, onnx_name) == ("torch-cpu", "onnxruntime-cpu")
+    expected, actual = torch_engine(batch), onnx_engine(batch)
+    assert actual.shape == expected.shape == (2, card.out_channels, 96, 160)
+    assert np.abs(actual - expected).max() < TOLERANCE
+    graph = onnx_graph(card, None)
+    mtime = graph.stat().st_mtime_ns
+    assert onnx_graph(card, None).stat().st_mtime_ns == mtime, "graph exported twice"
+
+
+@pytest.mark.slow
+def test_scene_through_both_engines(card) -> None:  # type: ignore[no-untyped-def]
+    """Whole-scene outputs (tiling, blending, NaN) agree between engines too."""
+    rng = np.random.default_rng(3)
+    toa = rng.uniform(0.02, 0.4, (3, 70, 90)).astype(np.float32)
+    toa[:, :5, :5] = np.nan
+    torch_corrector, _ = build_corrector(card, None, "cpu", "torch")
+    onnx_corrector, _ = build_corrector(card, None, "cpu", "onnx")
+    a, b = torch_corrector.correct(toa), onnx_corrector.correct(toa)
+    np.testing.assert_allclose(a, b, rtol=0, atol=TOLERANCE, equal_nan=True)
+
+
+def test_auto_picks_onnx_on_cpu(card) -> None:  # type: ignore[no-untyped-def]
+    _, name = make_engine(card, None, "cpu", "auto")
+    assert name == "onnxruntime-cpu"
+
+
+def test_bad_engine_and_device(card) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidParameterError, match="--engine"):
+        make_engine(card, None, "cpu", "tensorrt")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterError, match="no CUDA GPU"):
+            make_engine(card, None, "cuda", "torch")
