@@ -129,14 +129,19 @@ def _gdal_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    params = run_params(args)  # before the heavy imports: a typo costs nothing
     from component.pipeline import run
 
-    summary = run(run_params(args))
+    summary = run(params)
     print(json.dumps(summary.to_dict(), indent=2))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("run", "train", "evaluate")
+
+
+def build_parser(wanted: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The parser; ``train`` and ``evaluate`` (torch-heavy imports) only when *wanted*."""
     parser = argparse.ArgumentParser(
         prog="python -m component",
         description="Sentinel-2 L1C -> L2A surface reflectance with a U-Net; STAC in, STAC out.",
@@ -148,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run_parser)
     run_parser.set_defaults(handler=_run)
 
+    if "train" not in wanted and "evaluate" not in wanted:
+        return parser
     from component import evaluate, train
 
     train_parser = commands.add_parser("train", help="train the network")
@@ -160,8 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    # A run validates its inputs before importing anything heavy, so a typo costs nothing.
+    parser = build_parser(("run",) if command == "run" else COMMANDS)
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["random_models_dir", "shipped_weights_present", "test_model", "write_random_model"]
+__all__ = [
+    "model_dir",
+    "random_model",
+    "random_models_dir",
+    "shipped_weights_present",
+    "test_model",
+    "write_random_model",
+]
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 CARD_FILE = "model_card.json"
@@ -56,6 +63,15 @@ def write_random_model(folder: Path, seed: int = 0) -> Path:
 def random_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder with a seeded random-initialised network, built once per session."""
     return write_random_model(tmp_path_factory.mktemp("models"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def model_dir(random_models_dir: Path) -> Path:
+    """The models folder plumbing tests use: the shipped one if complete, else the random one.
+
+    For subprocesses: pass ``COMPONENT_MODELS_DIR=<this>`` in their environment.
+    """
+    return REPO_MODELS if shipped_weights_present() else random_models_dir
 
 
 @pytest.fixture
