@@ -265,3 +265,32 @@ def load_toa(
     check_assets(item, bands, env)
     dn = load_dn(item, bands, grid, env)
     return to_toa(dn, stac_bridge.radiometry(item)), grid
+
+
+class StripReader:
+    """Rows of a lazy (band, y, x) array, decoded once per chunk row however strips overlap.
+
+    Correction strips overlap (tile overlap) and do not line up with the reader's chunks, so
+    reading each strip straight from the lazy array would decode most chunk rows twice. This
+    keeps the last two decoded chunk rows: memory stays two chunk rows of the scene width.
+    """
+
+    def __init__(self, array: xr.DataArray, chunk_rows: int = DEFAULT_CHUNK) -> None:
+        self.array = array
+        self.chunk_rows = chunk_rows
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _chunk(self, index: int) -> np.ndarray:
+        if index not in self._cache:
+            start = index * self.chunk_rows
+            self._cache[index] = self.array[:, start : start + self.chunk_rows, :].values
+            for old in [k for k in self._cache if k < index - 1]:
+                del self._cache[old]
+        return self._cache[index]
+
+    def __call__(self, y0: int, y1: int) -> np.ndarray:
+        first, last = y0 // self.chunk_rows, (y1 - 1) // self.chunk_rows
+        parts = [self._chunk(i) for i in range(first, last + 1)]
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        offset = y0 - first * self.chunk_rows
+        return rows[:, offset : offset + (y1 - y0)]

@@ -232,10 +232,11 @@ def _produce(
     clock.lap("read")  # headers checked, grid known; pixels are read while correcting
     writer = ProductWriter(staged, grid, model.card.output_bands)
     valid_pixels = 0
+    strips = load.StripReader(toa)
 
     def read(y0: int, y1: int) -> np.ndarray:
         try:
-            return toa[:, y0:y1, :].values
+            return strips(y0, y1)
         except RuntimeError as error:  # stackstac wraps GDAL read errors in RuntimeError
             raise AssetReadError(
                 f"reading {source.id} failed ({str(error).splitlines()[0][:200]}): check the "
