@@ -1,0 +1,239 @@
+"""End to end: the embedded sample and an S3 + STAC API search, with real forward passes.
+
+Runs go through ``python -m component run`` in subprocesses (as DeltaTwin and schedulers run
+it) with ``COMPONENT_MODELS_DIR`` pointing at the shipped model, or at a seeded
+random-initialised one when the shipped weights are absent (these tests are about plumbing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+
+from support.models import model_dir, random_models_dir  # noqa: F401 (fixtures)
+from support.s3 import S3Server
+from support.synthetic import cdse_s3_base, make_l1c_product
+from test_describe import assert_valid_stac
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BANDS = ("B02", "B03", "B04")
+
+
+@dataclass
+class Run:
+    """A finished ``python -m component run``."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    output: Path
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+
+def run_component(
+    args: list[str], output: Path, models: Path, env: dict[str, str] | None = None
+) -> Run:
+    """Run the CLI in a fresh process on the CPU; return its exit code and streams."""
+    environment = {**os.environ, "COMPONENT_MODELS_DIR": str(models), **(env or {})}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "component",
+            "run",
+            "--device",
+            "cpu",
+            "--output",
+            str(output),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    return Run(completed.returncode, completed.stdout, completed.stderr, output)
+
+
+def product_items(output: Path) -> list[Path]:
+    """The published Items of an output catalog (one folder per product)."""
+    return sorted(
+        folder / f"{folder.name}.json"
+        for folder in output.iterdir()
+        if folder.is_dir() and not folder.name.startswith(".")
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Run:  # noqa: F811
+    """The embedded sample processed once (no input given) at the default 60 m."""
+    run = run_component([], tmp_path_factory.mktemp("sample") / "out", model_dir)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+@pytest.mark.slow
+def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
+    """One product with band COGs, quicklook and thumbnail; Item and catalog are valid STAC."""
+    summary = sample_run.summary()
+    assert summary["found"] == 1 and len(summary["processed"]) == 1 and not summary["failed"]
+    (item_path,) = product_items(sample_run.output)
+    assert item_path.parent.name == summary["processed"][0]
+    assert "MSIL2A" in item_path.parent.name
+    names = sorted(p.name for p in item_path.parent.iterdir())
+    assert names == sorted(
+        [
+            "B02_60m.tif",
+            "B03_60m.tif",
+            "B04_60m.tif",
+            "TCI_60m.tif",
+            "thumbnail.png",
+            item_path.name,
+        ]
+    )
+    item = json.loads(item_path.read_text())
+    assert_valid_stac(item)
+    catalog = json.loads((sample_run.output / "catalog.json").read_text())
+    assert_valid_stac(catalog)
+    assert [link["href"] for link in catalog["links"] if link["rel"] == "item"] == [
+        f"./{item_path.parent.name}/{item_path.name}"
+    ]
+    with rasterio.open(item_path.parent / "B02_60m.tif") as dataset:
+        assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert dataset.shape == (128, 256)
+        assert (dataset.transform.c, dataset.transform.f) == (330000.0, 5822040.0)
+    derived = [link for link in item["links"] if link["rel"] == "derived_from"]
+    assert derived and derived[0]["href"].endswith("sample/item.json")
+
+
+def _reference(item_path: Path, key: str) -> np.ndarray:
+    """BOA reflectance the plain way: read the COG, DN * 0.0001 - 0.1, NaN where DN is 0."""
+    with rasterio.open(item_path.parent / f"{key}.tif") as dataset:
+        dn = dataset.read(1).astype(np.float64)
+    return np.where(dn == 0, np.nan, dn * 0.0001 - 0.1)
+
+
+def _from_metadata(asset: pystac.Asset, dn: np.ndarray) -> np.ndarray:
+    """What a third party does with the Item's metadata alone: nodata, then scale/offset."""
+    fields = asset.extra_fields
+    dn = dn.astype(np.float64)
+    return np.where(
+        dn == fields["nodata"], np.nan, dn * fields["raster:scale"] + fields["raster:offset"]
+    )
+
+
+@pytest.mark.slow
+def test_third_party_reads_with_stackstac(sample_run: Run) -> None:
+    """stackstac, given only the Item (CRS from proj:code), reads the same BOA reflectance."""
+    import stackstac
+
+    (item_path,) = product_items(sample_run.output)
+    item = pystac.Item.from_file(str(item_path))
+    item.make_asset_hrefs_absolute()
+    keys = [f"{band}_60m" for band in BANDS]
+    first = item.assets[keys[0]].extra_fields
+    epsg = int(first["proj:code"].split(":")[1])
+    stack = stackstac.stack(
+        [item.to_dict()],
+        assets=keys,
+        epsg=epsg,
+        resolution=abs(first["proj:transform"][0]),
+        bounds=tuple(first["proj:bbox"]),
+        snap_bounds=False,
+        dtype=np.dtype("uint16"),
+        fill_value=np.uint16(0),
+        rescale=False,
+    )
+    values = stack.isel(time=0).values
+    assert values.shape == (3, *first["proj:shape"])
+    for index, key in enumerate(keys):
+        boa = _from_metadata(item.assets[key], values[index])
+        np.testing.assert_allclose(boa, _reference(item_path, key), equal_nan=True, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_third_party_reads_with_odc_stac(sample_run: Run) -> None:
+    """odc-stac, given only the Item, reads the same BOA reflectance on the same grid."""
+    import odc.stac
+
+    (item_path,) = product_items(sample_run.output)
+    item = pystac.Item.from_file(str(item_path))
+    keys = [f"{band}_60m" for band in BANDS]
+    data = odc.stac.load([item], bands=keys, chunks=None)
+    first = item.assets[keys[0]].extra_fields
+    assert data.odc.geobox.crs.epsg == int(first["proj:code"].split(":")[1])
+    assert tuple(data.odc.geobox.shape) == tuple(first["proj:shape"])
+    for key in keys:
+        boa = _from_metadata(item.assets[key], data[key].isel(time=0).values)
+        np.testing.assert_allclose(boa, _reference(item_path, key), equal_nan=True, atol=1e-9)
+
+
+@pytest.fixture
+def s3_items(
+    s3_server: S3Server, tmp_path: Path, stac_api: Callable[..., str]
+) -> tuple[str, dict[str, Any]]:
+    """A synthetic L1C whose JP2s live in moto S3 under s3://eodata/Sentinel-2/..., served by
+    the loopback rustac API; returns the API URL and the item."""
+    date = datetime(2024, 2, 7, 10, 53, 29, tzinfo=timezone.utc)
+    root = tmp_path / "l1c"
+    root.mkdir()
+    item = make_l1c_product(root, size_10m=384, date=date, href_base=cdse_s3_base(date), seed=11)
+    s3_server.upload_tree(root, cdse_s3_base(date).removeprefix("s3://eodata/"))
+    return stac_api([item]), item
+
+
+@pytest.mark.slow
+def test_search_s3_end_to_end_then_skip_and_archive(
+    s3_server: S3Server,
+    s3_items: tuple[str, dict[str, Any]],
+    tmp_path: Path,
+    model_dir: Path,  # noqa: F811
+) -> None:
+    """Search the API, read from S3, publish; a re-run skips it; --archive tars the catalog."""
+    url, l1c = s3_items
+    west, south, east, north = l1c["bbox"]
+    bbox = f"{west + 0.001},{south + 0.001},{east},{north}"
+    args = ["--stac-url", url, "--bbox", bbox, "--datetime", "2024-02-07/2024-02-08"]
+    output = tmp_path / "out"
+    first = run_component(args, output, model_dir, s3_server.gdal_env())
+    assert first.returncode == 0, first.stderr
+    summary = first.summary()
+    assert summary["found"] == 1 and len(summary["processed"]) == 1
+    (item_path,) = product_items(output)
+    item = json.loads(item_path.read_text())
+    assert_valid_stac(item)
+    derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
+    assert derived == [f"{url}collections/sentinel-2-l1c/items/{l1c['id']}"]
+    shape = item["assets"]["B02_60m"]["proj:shape"]
+    assert 0 < shape[0] <= 64 and 0 < shape[1] <= 64, "the bbox window, not the whole product"
+
+    archive = tmp_path / "catalog.tar.gz"
+    again = run_component(
+        [*args, "--archive", str(archive)], output, model_dir, s3_server.gdal_env()
+    )
+    assert again.returncode == 0, again.stderr
+    summary = again.summary()
+    assert summary["processed"] == [] and len(summary["skipped"]) == 1
+    assert summary["skipped"][0]["id"] == item_path.parent.name
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "out/catalog.json" in names
+    assert f"out/{item_path.parent.name}/{item_path.name}" in names
+    assert f"out/{item_path.parent.name}/B02_60m.tif" in names
+    assert not any(".lock" in name or ".staging" in name for name in names)
