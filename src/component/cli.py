@@ -166,8 +166,28 @@ def build_parser(wanted: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     return parser
 
 
+DASH_VALUE_OPTIONS = ("--bbox",)
+"""Options whose value may start with '-' (a western or southern bbox: ``-60,-30,-59,-29``)."""
+
+
+def _attach_dash_values(arguments: list[str]) -> list[str]:
+    """``--bbox -60,...`` -> ``--bbox=-60,...``: argparse would take the value for an option."""
+    out: list[str] = []
+    index = 0
+    while index < len(arguments):
+        current = arguments[index]
+        following = arguments[index + 1] if index + 1 < len(arguments) else None
+        if current in DASH_VALUE_OPTIONS and following and following.startswith("-"):
+            out.append(f"{current}={following}")
+            index += 2
+            continue
+        out.append(current)
+        index += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    arguments = _attach_dash_values(list(sys.argv[1:] if argv is None else argv))
     command = next((a for a in arguments if not a.startswith("-")), None)
     # A run validates its inputs before importing anything heavy, so a typo costs nothing.
     parser = build_parser(("run",) if command == "run" else COMMANDS)
