@@ -41,9 +41,8 @@ def main() -> None:
         "max_abs_difference_vs_torch_fp32": difference,
     }
     card.card_path.write_text(json.dumps(data, indent=2) + "\n")
-    print(
-        f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB), max |onnx - torch| {difference:.2e}"
-    )
+    size_mb = target.stat().st_size / 1e6
+    print(f"wrote {target} ({size_mb:.1f} MB), max |onnx - torch| {difference:.2e}")
 
 
 if __name__ == "__main__":
