@@ -45,6 +45,7 @@ def sample_toa(sample_item: dict[str, Any]) -> dict[int, tuple[np.ndarray, load.
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("resolution", "shape"), [(60, (128, 256)), (20, (384, 768)), (10, (768, 1536))]
 )
@@ -61,6 +62,7 @@ def test_sample_on_tile_anchored_grid(
     assert np.isfinite(values).mean() > 0.99
 
 
+@pytest.mark.slow
 def test_sample_band_means_agree_across_resolutions(
     sample_toa: dict[int, tuple[np.ndarray, load.Grid]],
 ) -> None:
@@ -71,6 +73,7 @@ def test_sample_band_means_agree_across_resolutions(
     np.testing.assert_allclose(means[60], means[10], rtol=0.01)
 
 
+@pytest.mark.slow
 def test_sample_baseline_0204_has_no_offset(
     sample_item: dict[str, Any], sample_toa: dict[int, tuple[np.ndarray, load.Grid]]
 ) -> None:
@@ -82,6 +85,7 @@ def test_sample_baseline_0204_has_no_offset(
     np.testing.assert_allclose(values[valid], dn[valid] / 10000, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_bbox_reads_only_the_window(
     sample_item: dict[str, Any], sample_toa: dict[int, tuple[np.ndarray, load.Grid]]
 ) -> None:

@@ -80,6 +80,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[WrittenAsset
     return assets, boa
 
 
+@pytest.mark.slow
 def test_assets_and_no_drafts_left(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
     """One COG per band, a TCI quicklook and a thumbnail; the draft files are removed."""
     assets, _ = product
@@ -88,6 +89,7 @@ def test_assets_and_no_drafts_left(product: tuple[list[WrittenAsset], np.ndarray
     assert sorted(p.name for p in folder.iterdir()) == sorted(a.path.name for a in assets)
 
 
+@pytest.mark.slow
 def test_band_cogs_are_valid_cogs(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
     """Tiled 512 px, DEFLATE, overviews, GDAL's COG layout, nodata 0, uint16, right grid."""
     assets, _ = product
@@ -105,6 +107,7 @@ def test_band_cogs_are_valid_cogs(product: tuple[list[WrittenAsset], np.ndarray]
             assert dataset.shape == (1100, 1100)
 
 
+@pytest.mark.slow
 def test_band_values_scale_offset_and_description(
     product: tuple[list[WrittenAsset], np.ndarray],
 ) -> None:
@@ -120,6 +123,7 @@ def test_band_values_scale_offset_and_description(
         assert (dn[:100, :100] == 0).all() and (dn[100:, 100:] > 0).all()
 
 
+@pytest.mark.slow
 def test_quicklook_and_thumbnail(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
     """The TCI COG is RGB uint8 (B04, B03, B02); the thumbnail a <= 512 px RGBA PNG."""
     assets, boa = product

@@ -251,8 +251,8 @@ def train_loop(args: argparse.Namespace, card, src: DataSource) -> tuple[torch.n
         "seed": args.seed,
         "device": device.type,
         "wall_time_s": round(time.time() - t0, 1),
-        "loss_first": losses[0] if losses else None,
-        "loss_last_50_mean": float(np.mean(losses[-50:])) if losses else None,
+        "loss_first_10_mean": float(np.mean(losses[:10])) if losses else None,
+        "loss_last_10_mean": float(np.mean(losses[-10:])) if losses else None,
     }
     return model.eval(), summary
 
