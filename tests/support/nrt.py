@@ -1,20 +1,23 @@
-"""Helpers for the scheduled-run (NRT) tests: a seeded model folder and CLI subprocesses.
+"""Helpers for the scheduled-run (NRT) tests: model versions, CLI subprocesses, catalog checks.
 
-The shipped weights may not exist in a fresh checkout, so tests that run the pipeline write a
-small seeded, randomly initialised model with a copy of the shipped model card whose sha256
-matches it, and point ``COMPONENT_MODELS_DIR`` at that folder. Forward passes are real: only
-the numbers the network produces are meaningless, which these tests do not look at.
+The model comes from ``support.models`` (a seeded random-initialised network with a matching
+card: forward passes are real, only the numbers are meaningless, which these tests do not look
+at). :func:`model_version` derives another model version from it without retraining.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SRC = REPO_ROOT / "src"
@@ -23,34 +26,72 @@ __all__ = [
     "SRC",
     "catalog_problems",
     "component_env",
+    "items_in_process",
     "linked_ids",
+    "model_version",
+    "nrt_models",
     "run_cli",
     "start_cli",
     "wait_for_file",
-    "write_seeded_model",
 ]
 
 
-def write_seeded_model(folder: Path, seed: int = 0, version: str | None = None) -> Path:
-    """Write ``model_card.json`` + seeded safetensors into *folder*; return the folder.
+@pytest.fixture
+def items_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multi-item runs process their items one after the other in this process.
 
-    ``version`` overrides the card's version (a new model version must publish new items).
+    Production hands several items to ``component.distribute`` (a Dask LocalCluster of worker
+    processes, each importing torch and loading the model: too heavy for these tests on a
+    shared two-core machine). Each item still goes through the same task function,
+    ``distribute.process_on_worker``, and the same result callback; only the Dask transport
+    is left out (``tests/test_stream.py`` covers it).
     """
-    import torch
+    from component import distribute, pipeline
 
-    from component.model import build_model
-    from component.modelcard import card_from_dict, models_dir
+    def sequential(inputs: list[Any], params: Any, on_result: Any) -> None:
+        for source in inputs:
+            try:
+                outcome = distribute.process_on_worker(source, params, None)
+            except Exception as error:  # as distribute reports a task that raised
+                outcome = error
+            on_result(source, outcome)
 
-    data: dict[str, Any] = json.loads((models_dir() / "model_card.json").read_text())
-    if version is not None:
-        data["version"] = version
+    monkeypatch.setattr(pipeline, "process_many", sequential)
+
+
+@pytest.fixture
+def nrt_models(monkeypatch: pytest.MonkeyPatch, random_models_dir: Path) -> Iterator[Path]:
+    """``COMPONENT_MODELS_DIR`` at the seeded model, each models folder loaded once.
+
+    ``pipeline.load_model`` keeps returning the real model it loaded for a folder, so runs do
+    not rebuild the network; their forward passes are real.
+    """
+    from component import pipeline
+    from component.params import RunParams
+
+    monkeypatch.setenv("COMPONENT_MODELS_DIR", str(random_models_dir))
+    real = pipeline.load_model
+
+    def cached(params: RunParams) -> pipeline.Model:
+        key = f"{os.environ['COMPONENT_MODELS_DIR']}|{params.weights}"
+        if key not in _LOADED:
+            _LOADED[key] = real(params)
+        return _LOADED[key]
+
+    monkeypatch.setattr(pipeline, "load_model", cached)
+    yield random_models_dir
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def model_version(models: Path, folder: Path, version: str) -> Path:
+    """A copy of the models folder *models* whose card says ``version`` (same weights)."""
     folder.mkdir(parents=True, exist_ok=True)
-    card = card_from_dict(data, folder / "model_card.json")
-    torch.manual_seed(seed)
-    from component.model import save_weights
-
-    digest = save_weights(build_model(card), folder / data["weights"]["file"])
-    data["weights"]["sha256"] = digest
+    data: dict[str, Any] = json.loads((models / "model_card.json").read_text())
+    data["version"] = version
+    weights = str(data["weights"]["file"])
+    shutil.copyfile(models / weights, folder / weights)
     (folder / "model_card.json").write_text(json.dumps(data, indent=2))
     return folder
 
