@@ -76,7 +76,8 @@ def test_tiny_run_lowers_the_loss_and_writes_a_verified_card(
     data_root: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "w.safetensors"
-    args = _args(data_root, out, physics_steps=4, real_steps=16, lr=3e-3, pseudo_surfaces=True)
+    args = _args(data_root, out, physics_steps=4, real_steps=16, lr=3e-3, pseudo_surfaces=True,
+                 freeze_bn=True)  # fmt: skip
     assert train.run(args) == 0
     card_data = json.loads(out.with_suffix(".card.json").read_text())
     summary = card_data["training"]
@@ -86,7 +87,9 @@ def test_tiny_run_lowers_the_loss_and_writes_a_verified_card(
     card = load_card(out.with_suffix(".card.json"))
     from component.model import load_model
 
-    load_model(card)  # sha256 of the written weights matches the written card
+    model = load_model(card)  # sha256 of the written weights matches the written card
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert torch.all(bn.running_mean == 0) and summary["freeze_bn"]  # statistics stayed fixed
 
 
 def test_resume_continues_from_checkpoint(data_root: Path, tmp_path: Path) -> None:

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also use training L1C TOA as extra surfaces for simulation",
     )
+    parser.add_argument(
+        "--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (see train_loop)"
+    )
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -165,7 +168,7 @@ def _schedule(total: int, warmup: int = 50):
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
+        return float(0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(1.0, progress))))
 
     return factor
 
@@ -204,6 +207,13 @@ def train_loop(args: argparse.Namespace, card, src: DataSource) -> tuple[torch.n
     if args.init is not None:
         model.unet.load_state_dict(read_state_dict(args.init, None))
     model.to(device).train()
+    if getattr(args, "freeze_bn", False):
+        # Batch statistics of a few patches from different atmospheres wash out the absolute
+        # reflectance level the network must regress, and differ from the running statistics
+        # used at inference; fixed statistics make training and inference the same function.
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     total = args.physics_steps + args.real_steps
     if total <= 0:
         raise InvalidParameterError("nothing to do: set --physics-steps and/or --real-steps")
@@ -249,6 +259,7 @@ def train_loop(args: argparse.Namespace, card, src: DataSource) -> tuple[torch.n
         "learning_rate": args.lr,
         "sam_weight": args.sam_weight,
         "seed": args.seed,
+        "freeze_bn": bool(getattr(args, "freeze_bn", False)),
         "device": device.type,
         "wall_time_s": round(time.time() - t0, 1),
         "loss_first_10_mean": float(np.mean(losses[:10])) if losses else None,
