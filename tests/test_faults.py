@@ -149,11 +149,13 @@ def test_s3_faults_are_retried_a_persistent_one_fails_only_its_item_and_no_secre
     (healthy, healthy_path), (broken, broken_path) = items
     # Request paths are /eodata/<key>: match on the key, unique to each product.
     healthy_b02 = healthy["assets"]["B02"]["href"].removeprefix("s3://eodata")
+    healthy_b04 = healthy["assets"]["B04"]["href"].removeprefix("s3://eodata")
     broken_b03 = broken["assets"]["B03"]["href"].removeprefix("s3://eodata")
     faults = [  # GDAL_HTTP_MAX_RETRY=3: three failures, then the fourth attempt succeeds
         Fault("status", count=1, status=503, path_contains=healthy_b02),
-        Fault("status", count=1, status=429, retry_after=1, path_contains=healthy_b02),
         Fault("reset", count=1, path_contains=healthy_b02),
+        Fault("delay", count=1, delay_s=3.0, path_contains=healthy_b02),  # > GDAL_HTTP_TIMEOUT
+        Fault("status", count=2, status=429, retry_after=1, path_contains=healthy_b04),
         Fault("status", count=-1, status=503, path_contains=broken_b03),
     ]
     with FaultProxy(s3_server.endpoint, faults) as proxy:
@@ -164,7 +166,7 @@ def test_s3_faults_are_retried_a_persistent_one_fails_only_its_item_and_no_secre
             "AWS_DEFAULT_REGION": "default",
             "GDAL_HTTP_MAX_RETRY": "3",
             "GDAL_HTTP_RETRY_DELAY": "0.1",
-            "GDAL_HTTP_TIMEOUT": "5",
+            "GDAL_HTTP_TIMEOUT": "1",
             # Placeholders, replaced by the secret inputs below and restored afterwards.
             "AWS_ACCESS_KEY_ID": "placeholder",
             "AWS_SECRET_ACCESS_KEY": "placeholder",
@@ -193,6 +195,7 @@ def test_s3_faults_are_retried_a_persistent_one_fails_only_its_item_and_no_secre
         )
         captured = capfd.readouterr()
         healthy_actions = proxy.actions(healthy_b02)
+        quota_actions = proxy.actions(healthy_b04)
         broken_actions = proxy.actions(broken_b03)
 
     assert code == 10, captured.err
@@ -204,7 +207,8 @@ def test_s3_faults_are_retried_a_persistent_one_fails_only_its_item_and_no_secre
     assert "B03" in results[broken["id"]]["reason"]
     assert summary["failed"] == [{"id": broken["id"], "reason": results[broken["id"]]["reason"]}]
     # GDAL retried the transient faults, then read the file; it gave the broken one up.
-    assert healthy_actions[:4] == ["status 503", "status 429", "reset", "forward"]
+    assert healthy_actions[:4] == ["status 503", "reset", "delay", "forward"]
+    assert quota_actions[:3] == ["status 429", "status 429", "forward"]
     assert "forward" in healthy_actions
     assert broken_actions == ["status 503"] * 4
     assert linked_ids(output) == [results[healthy["id"]]["output_id"]]
