@@ -30,6 +30,23 @@ TRAINING_DATA = (
 )
 
 
+def _table(holdout: dict, shipped: str) -> str:
+    """Markdown table of every variant against the baselines (baselines do not depend on it)."""
+    header = (
+        "| variant | model SAM | model PSNR | identity SAM | identity PSNR | DOS SAM | DOS PSNR"
+    )
+    rows = [header, "| --- " * 7]
+    for variant, res in holdout.items():
+        s = res["summary"]
+        label = f"**{variant}** (shipped)" if variant == shipped else variant
+        rows.append(
+            f"| {label} | {s['model']['mean_sam_rad']:.4f} | {s['model']['mean_psnr_db']:.2f} | "
+            f"{s['identity']['mean_sam_rad']:.4f} | {s['identity']['mean_psnr_db']:.2f} | "
+            f"{s['dos']['mean_sam_rad']:.4f} | {s['dos']['mean_psnr_db']:.2f}"
+        )
+    return "\n".join(rows)
+
+
 def main(variant_card: str, holdout_file: str) -> int:
     variant = json.loads(Path(variant_card).read_text())
     holdout = json.loads(Path(holdout_file).read_text())
@@ -61,6 +78,9 @@ def main(variant_card: str, holdout_file: str) -> int:
         },
     }
     shipped_path.write_text(json.dumps(card, indent=2) + "\n")
+    readme = MODELS / "README.md"
+    if "METRICS_TABLE" in readme.read_text():
+        readme.write_text(readme.read_text().replace("METRICS_TABLE", _table(holdout, name)))
     print(f"shipped {name}: {target} sha256 {card['weights']['sha256']}")
     return 0
 
