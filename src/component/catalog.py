@@ -60,10 +60,11 @@ def pause_point(stage: str) -> None:
     When ``COMPONENT_TEST_PAUSE_AT`` equals *stage*, write this process's id into the file named
     by ``COMPONENT_TEST_PAUSE_MARKER`` and sleep until that file is deleted (at most 300 s), so
     that a test can SIGKILL the run at a known moment, or let it go on. Stages: ``staged``
-    (staging folder made, nothing read), then the stage just finished: ``read``, ``infer``,
-    ``write`` (COGs staged), ``describe`` (Item staged), ``publish`` (product moved into place,
-    catalog not yet updated), and ``catalog`` (new catalog.json written beside the old one, not
-    yet renamed over it).
+    (staging folder made, nothing read), then each stage the pipeline times, once finished:
+    ``read`` (asset headers checked, grid known), ``infer`` (pixels read, corrected and
+    drafted into staging), ``write`` (COGs finished in staging), ``describe`` (Item staged),
+    ``publish`` (product moved into place, catalog not yet updated), and ``catalog`` (the new
+    catalog.json written beside the old one, not yet renamed over it).
     """
     if os.environ.get(PAUSE_ENV) != stage:
         return
