@@ -1,7 +1,7 @@
 """Install a trained variant as the shipped model and record the hold-out metrics in its card.
 
-Usage: .venv/bin/python scripts/ship_model.py .scratch/train/finetune.card.json \
-           .scratch/train/holdout_metrics.json
+Usage: .venv/bin/python scripts/ship_model.py .scratch/fbn/finetune.card.json \
+           .scratch/fbn/holdout_metrics.json
 Copies the weights to models/<card weights file>, merges the variant's card into
 models/model_card.json (keys other tools added, such as "onnx", are kept) and adds the
 validation table of every variant measured by scripts/validate_holdout.py.
@@ -58,6 +58,15 @@ def main(variant_card: str, holdout_file: str) -> int:
     for key in ("mlm:total_parameters", "mlm:framework_version", "training"):
         card[key] = variant[key]
     card["training"]["data"] = TRAINING_DATA
+    init = variant["training"].get("init")
+    if init:  # fine-tuned: record the pre-training run it started from
+        parent = json.loads(
+            (Path(variant_card).parent / init).with_suffix(".card.json").read_text()
+        )
+        card["training"]["pretraining"] = parent["training"]
+        card["training"]["total_wall_time_s"] = round(
+            parent["training"]["wall_time_s"] + variant["training"]["wall_time_s"], 1
+        )
     card["mlm:memory_size"] = target.stat().st_size
     card["weights"] = {"file": target.name, "sha256": sha256_file(target), "format": "safetensors"}
     name = Path(variant_card).name.split(".")[0]
@@ -70,7 +79,7 @@ def main(variant_card: str, holdout_file: str) -> int:
         ),
         "holdout_pairs": variant["training"]["holdout_pairs"],
         "shipped_variant": name,
-        "command": "scripts/validate_holdout.py .scratch/train/{physics,real,finetune}.card.json",
+        "command": "scripts/validate_holdout.py .scratch/fbn/{physics,real,finetune}.card.json",
         "variants": {v: r["summary"] for v, r in holdout.items()},
         "per_pair": {
             pair: {m: res[m]["overall"] for m in ("model", "identity", "dos")}

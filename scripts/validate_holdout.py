@@ -1,6 +1,6 @@
 """Validation table on the held-out real pairs: each trained variant vs identity vs DOS.
 
-Usage: .venv/bin/python scripts/validate_holdout.py .scratch/train/{physics,real,finetune}.card.json
+Usage: .venv/bin/python scripts/validate_holdout.py .scratch/fbn/{physics,real,finetune}.card.json
 Prints a table (means over the held-out pairs of per-pair mean SAM and PSNR) and writes JSON
 next to the first card. Uses Corrector, the production inference path.
 """
