@@ -30,10 +30,11 @@ from support.nrt import (
 )
 
 SIZE_10M = 192
-# One point per kind of state a crash can leave: staging empty of outputs (during the read),
-# COGs staged without an Item, the product moved into place but the catalog not updated, and
-# the new catalog.json written beside the old one but not renamed over it.
-KILL_AT = ("read", "write", "publish", "catalog")
+# One point per kind of state a crash can leave: headers read, nothing in staging yet; COG
+# drafts half-way in staging (pixels corrected, files not finished); a complete product with
+# its Item in staging; the product moved into place but the catalog not updated; and the new
+# catalog.json written beside the old one but not renamed over it.
+KILL_AT = ("read", "infer", "describe", "publish", "catalog")
 
 
 def _kill_at(stage: str, item: str, output: Path, models: Path, tmp: Path) -> None:
@@ -80,8 +81,10 @@ def test_sigkill_at_any_stage_leaves_a_valid_catalog_and_the_next_run_completes(
         assert catalog_problems(output) == [], stage
         assert linked_ids(output) == first, stage  # the old catalog, whole
         published = [p.name for p in output.iterdir() if p.is_dir() and p.name[0] != "."]
-        if stage in ("read", "write"):
+        if stage in ("read", "infer", "describe"):
             assert published == first, stage  # nothing half-written outside staging
+            if stage != "read":  # the kill really interrupted a product being written
+                assert list((output / catalog.STAGING).rglob("*.tif")), stage
         else:  # moved into place whole, not yet linked: the next run links it
             assert len(published) == 2, stage
             assert all(catalog.verify_product(output, name) is None for name in published)
