@@ -221,3 +221,29 @@ def test_s3_faults_are_retried_a_persistent_one_fails_only_its_item_and_no_secre
         for path in output.rglob("*"):
             if path.is_file():
                 assert key.encode() not in path.read_bytes(), path
+
+
+def test_retry_after_is_honoured_on_post_search_and_capped(
+    stac_api: Callable[..., str],
+    l1c_product: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CDSE's 429 says when to come back: wait that long, but never past the budget's cap."""
+    from component.params import SearchParams
+    from component.search import search
+
+    item = l1c_product(size_10m=SIZE_10M)
+    upstream = stac_api([item]).split("//")[1].rstrip("/")
+    with FaultProxy(upstream) as proxy:
+        params = SearchParams(stac_url=proxy.url, bbox=tuple(item["bbox"]))
+        proxy.add(Fault("status", count=1, status=429, retry_after=1, method="POST"))
+        started = time.monotonic()
+        assert len(search(params)) == 1
+        assert time.monotonic() - started >= 0.95  # waited the full Retry-After
+
+        monkeypatch.setenv("COMPONENT_STAC_BACKOFF_MAX_S", "0.2")
+        proxy.add(Fault("status", count=1, status=429, retry_after=3600, method="POST"))
+        started = time.monotonic()
+        assert len(search(params)) == 1
+        assert time.monotonic() - started < 5  # not an hour
+        assert proxy.actions("/search") == ["status 429", "forward", "status 429", "forward"]
