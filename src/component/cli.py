@@ -119,7 +119,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
     )
 
 
-def _gdal_env(args: argparse.Namespace) -> dict[str, str]:
+def _gdal_env(args: argparse.Namespace) -> dict[str, str | int]:
     from component.load import gdal_env, use_s3_credentials
 
     use_s3_credentials(

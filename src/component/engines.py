@@ -141,6 +141,10 @@ def build_corrector(
 ) -> tuple[Corrector, str]:
     """The corrector the pipeline runs: the card's tiling around the chosen engine."""
     runtime, name = make_engine(card, weights, device, engine)
+    # On a CPU a batch of tiles is no faster than one tile after another (the convolutions
+    # already use every core) and costs a batch of activations: one tile at a time. A GPU
+    # gets the card's batch suggestion.
+    batch = 1 if name.endswith("-cpu") else card.batch_size
     corrector = Corrector(
         runtime,
         out_channels=card.out_channels,
@@ -149,6 +153,6 @@ def build_corrector(
         clip_min=card.clip_min,
         clip_max=card.clip_max,
         nodata_fill=card.nodata_fill,
-        batch_size=card.batch_size,
+        batch_size=batch,
     )
     return corrector, name

@@ -141,7 +141,7 @@ def overview_level(dataset: rasterio.io.DatasetReader, target_resolution: float)
     return best
 
 
-def gdal_env() -> dict[str, str]:
+def gdal_env() -> dict[str, str | int]:
     """GDAL settings to read CDSE's S3 (``s3://eodata/...``) through /vsis3.
 
     Endpoint, TLS and region come from the environment when set (tests point them at a
@@ -163,6 +163,9 @@ def gdal_env() -> dict[str, str]:
         "GDAL_HTTP_TIMEOUT": os.environ.get("GDAL_HTTP_TIMEOUT", "60"),
         "GDAL_HTTP_CONNECTTIMEOUT": os.environ.get("GDAL_HTTP_CONNECTTIMEOUT", "20"),
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".jp2,.tif,.tiff,.xml",
+        # GDAL's block cache defaults to 5 % of RAM; the pipeline streams, so a bounded
+        # cache keeps memory tied to the strip size rather than to the machine.
+        "GDAL_CACHEMAX": int(os.environ.get("GDAL_CACHEMAX", "256")),  # MB; rasterio wants an int
     }
 
 
@@ -184,7 +187,7 @@ def check_credentials(item: dict[str, Any], bands: tuple[str, ...]) -> None:
         )
 
 
-def check_assets(item: dict[str, Any], bands: tuple[str, ...], env: dict[str, str]) -> None:
+def check_assets(item: dict[str, Any], bands: tuple[str, ...], env: dict[str, str | int]) -> None:
     """Open each band's header once: a missing or corrupt file fails here, before any output."""
     with rasterio.Env(**env):
         for band in bands:
@@ -211,7 +214,7 @@ def load_dn(
     item: dict[str, Any],
     bands: tuple[str, ...],
     grid: Grid,
-    env: dict[str, str],
+    env: dict[str, str | int],
     chunksize: int = DEFAULT_CHUNK,
 ) -> xr.DataArray:
     """Lazy uint16 DN (band, y, x) on *grid*; 0 where the file has no data."""
@@ -255,7 +258,7 @@ def load_toa(
     bands: tuple[str, ...],
     resolution: int,
     bbox: tuple[float, float, float, float] | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | int] | None = None,
 ) -> tuple[xr.DataArray, Grid]:
     """Check the item, then return its lazy TOA reflectance and the grid it lies on."""
     env = env if env is not None else gdal_env()

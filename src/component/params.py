@@ -159,4 +159,4 @@ class RunParams:
     weights: Path | None = None
     archive: Path | None = None
     dask_scheduler: str | None = None
-    gdal_env: dict[str, str] = field(default_factory=dict, repr=False)
+    gdal_env: dict[str, str | int] = field(default_factory=dict, repr=False)

@@ -13,6 +13,8 @@ which only a final copy can do.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,21 +126,31 @@ class ProductWriter:
                 dataset.close()
 
     def finish(self) -> list[WrittenAsset]:
-        """Turn the drafts into COGs and a thumbnail; remove the drafts."""
+        """Turn the drafts into COGs and a thumbnail; remove the drafts.
+
+        The files are converted in parallel threads (GDAL releases the GIL): overview
+        building is single-threaded per file, and for a 10 m tile this step otherwise
+        costs as much as a fifth of the run.
+        """
         self.close()
-        assets = []
+        jobs: list[tuple[WrittenAsset, Path, dict[str, object]]] = []
         for band in self.bands:
             key = f"{band}_{self.suffix}"
-            target = self.folder / f"{key}.tif"
-            _to_cog(self._draft(band), target, scale=SCALE, offset=OFFSET, description=band)
-            assets.append(WrittenAsset(key, target, (band,), "reflectance"))
+            written = WrittenAsset(key, self.folder / f"{key}.tif", (band,), "reflectance")
+            options = {"scale": SCALE, "offset": OFFSET, "description": band}
+            jobs.append((written, self._draft(band), options))
         if self.rgb is not None:
             key = f"TCI_{self.suffix}"
-            target = self.folder / f"{key}.tif"
-            _to_cog(self._draft("TCI"), target)
-            assets.append(WrittenAsset(key, target, self.rgb, "visual"))
+            written = WrittenAsset(key, self.folder / f"{key}.tif", self.rgb, "visual")
+            jobs.append((written, self._draft("TCI"), {}))
+        workers = max(1, min(len(jobs), os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers, "cog") as pool:
+            for future in [pool.submit(_to_cog, d, w.path, **o) for w, d, o in jobs]:
+                future.result()
+        assets = [written for written, _, _ in jobs]
+        if self.rgb is not None:
             thumbnail = self.folder / "thumbnail.png"
-            write_thumbnail(target, thumbnail)
+            write_thumbnail(assets[-1].path, thumbnail)
             assets.append(WrittenAsset("thumbnail", thumbnail, self.rgb, "thumbnail"))
         return assets
 
@@ -150,6 +162,7 @@ def _to_cog(
     offset: float | None = None,
     description: str | None = None,
 ) -> None:
+    """Set band metadata on the draft, copy it as a COG, delete the draft."""
     if scale is not None or description:
         with rasterio.open(draft, "r+") as dataset:
             if scale is not None:
