@@ -110,6 +110,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         search=search,
         resolution=parse_resolution((args.resolution or "").strip() or "60"),
         bbox=bbox,
+        max_cloud_cover=cloud,
         device=device,
         engine=(args.engine or "").strip() or "auto",
         weights=weights,

@@ -10,7 +10,9 @@ in their environment (secrets are never shipped inside tasks).
 
 On a LocalCluster the cores are split between workers: each worker runs one item with
 ``cores // workers`` threads for the network, which keeps the machine busy without
-oversubscribing it.
+oversubscribing it; and CDSE's limit of 4 connections per user is split between them too
+(at most 4 workers, each reading with ``4 // workers`` connections). On a remote cluster set
+``COMPONENT_MAX_CONNECTIONS`` in the workers' environment to each one's share.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def process_many(
     from dask.distributed import Client, LocalCluster, as_completed
 
     from component.errors import InvalidParameterError
+    from component.load import MAX_CONNECTIONS_ENV, max_connections
 
     cluster = None
     if params.dask_scheduler:
@@ -74,8 +77,12 @@ def process_many(
         threads = None
     else:
         cores = os.cpu_count() or 1
-        workers = max(1, min(len(inputs), cores))
+        budget = max_connections()
+        # CDSE allows 4 connections per user: never more workers than the budget, and each
+        # worker reads with its share of it (COMPONENT_MAX_CONNECTIONS in its environment).
+        workers = max(1, min(len(inputs), cores, budget))
         threads = max(1, cores // workers)
+        os.environ[MAX_CONNECTIONS_ENV] = str(max(1, budget // workers))
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

@@ -35,6 +35,8 @@ from component import stac_bridge
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
 
 CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
+CDSE_MAX_CONNECTIONS = 4
+MAX_CONNECTIONS_ENV = "COMPONENT_MAX_CONNECTIONS"
 DEFAULT_CHUNK = 1024
 
 
@@ -202,12 +204,15 @@ def check_assets(item: dict[str, Any], bands: tuple[str, ...], env: dict[str, st
             except RasterioError as error:
                 raise AssetReadError(
                     f"cannot read asset {band} of {item.get('id')!r} ({_short(error)}): "
-                    "check that the file exists and is a valid JPEG 2000/GeoTIFF"
+                    "check that it exists and is a valid JPEG 2000/GeoTIFF; for s3:// also the "
+                    "keys and endpoint, or retry later if the server failed"
                 ) from None
 
 
 def _short(error: Exception) -> str:
-    return str(error).splitlines()[0][:200]
+    """The first line of a GDAL error, its end kept (HTTP codes come last), never a key."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= 240 else f"{text[:100]}...{text[-137:]}"
 
 
 def load_dn(
@@ -270,23 +275,39 @@ def load_toa(
     return to_toa(dn, stac_bridge.radiometry(item)), grid
 
 
+def max_connections() -> int:
+    """Concurrent reads one process may make: CDSE allows 4 connections per user.
+
+    ``COMPONENT_MAX_CONNECTIONS`` (default 4) is the budget of the whole run; the Dask path
+    divides it between its workers (:mod:`component.distribute`).
+    """
+    try:
+        return max(1, int(os.environ.get(MAX_CONNECTIONS_ENV, "") or CDSE_MAX_CONNECTIONS))
+    except ValueError:
+        return CDSE_MAX_CONNECTIONS
+
+
 class StripReader:
     """Rows of a lazy (band, y, x) array, decoded once per chunk row however strips overlap.
 
     Correction strips overlap (tile overlap) and do not line up with the reader's chunks, so
     reading each strip straight from the lazy array would decode most chunk rows twice. This
     keeps the last two decoded chunk rows: memory stays two chunk rows of the scene width.
+    Chunks are read by at most :func:`max_connections` threads, each one S3 connection.
     """
 
     def __init__(self, array: xr.DataArray, chunk_rows: int = DEFAULT_CHUNK) -> None:
         self.array = array
         self.chunk_rows = chunk_rows
+        self.connections = max_connections()
         self._cache: dict[int, np.ndarray] = {}
 
     def _chunk(self, index: int) -> np.ndarray:
         if index not in self._cache:
             start = index * self.chunk_rows
-            self._cache[index] = self.array[:, start : start + self.chunk_rows, :].values
+            rows = self.array[:, start : start + self.chunk_rows, :]
+            computed = rows.compute(scheduler="threads", num_workers=self.connections)
+            self._cache[index] = computed.values
             for old in [k for k in self._cache if k < index - 1]:
                 del self._cache[old]
         return self._cache[index]

@@ -154,6 +154,7 @@ class RunParams:
     search: SearchParams | None = None
     resolution: int = 60
     bbox: tuple[float, float, float, float] | None = None
+    max_cloud_cover: float | None = None
     device: str = "auto"
     engine: str = "auto"
     weights: Path | None = None

@@ -211,7 +211,7 @@ def _too_cloudy(source: search.InputItem, params: RunParams) -> str:
     CDSE applies the threshold in the search already; an API without the Query extension
     returns every item, and those over it are reported here with their cloud cover.
     """
-    limit = params.search.max_cloud_cover if params.search is not None else None
+    limit = params.max_cloud_cover
     cloud = source.data.get("properties", {}).get("eo:cloud_cover")
     if limit is None or cloud is None or float(cloud) <= limit:
         return ""
