@@ -145,14 +145,5 @@ def build_corrector(
     # already use every core) and costs a batch of activations: one tile at a time. A GPU
     # gets the card's batch suggestion.
     batch = 1 if name.endswith("-cpu") else card.batch_size
-    corrector = Corrector(
-        runtime,
-        out_channels=card.out_channels,
-        tile_size=card.tile_size,
-        tile_overlap=card.tile_overlap,
-        clip_min=card.clip_min,
-        clip_max=card.clip_max,
-        nodata_fill=card.nodata_fill,
-        batch_size=batch,
-    )
+    corrector = Corrector.for_card(runtime, card, batch_size=batch)
     return corrector, name

@@ -13,7 +13,9 @@ can be plugged in without touching the tiling.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -121,6 +123,12 @@ def _batches(tiles: list[Tile], size: int) -> Iterator[list[Tile]]:
         yield tiles[i : i + size]
 
 
+ReadRows = Callable[[int, int], np.ndarray]
+"""``read(y0, y1)`` -> (bands, y1 - y0, width) float32 TOA reflectance, NaN where invalid."""
+WriteRows = Callable[[int, np.ndarray], None]
+"""``write(y0, block)`` with a (bands, h, width) float32 BOA block, NaN where invalid."""
+
+
 class Corrector:
     """TOA -> BOA over arbitrary (bands, H, W) arrays, NaN marking invalid pixels."""
 
@@ -145,11 +153,8 @@ class Corrector:
         self.batch_size = max(1, batch_size)
 
     @classmethod
-    def from_card(
-        cls, card: ModelCard, weights: str | Path | None = None, device: str = "auto"
-    ) -> Corrector:
-        """The component's corrector: card's network, weights, normalization and tiling."""
-        engine = TorchEngine(load_model(card, weights), device)
+    def for_card(cls, engine: Engine, card: ModelCard, batch_size: int | None = None) -> Corrector:
+        """*engine* with the card's normalization and tiling (the one place that maps them)."""
         return cls(
             engine,
             out_channels=card.out_channels,
@@ -158,8 +163,15 @@ class Corrector:
             clip_min=card.clip_min,
             clip_max=card.clip_max,
             nodata_fill=card.nodata_fill,
-            batch_size=card.batch_size,
+            batch_size=card.batch_size if batch_size is None else batch_size,
         )
+
+    @classmethod
+    def from_card(
+        cls, card: ModelCard, weights: str | Path | None = None, device: str = "auto"
+    ) -> Corrector:
+        """The card's network and weights through PyTorch (see ``engines`` for the choice)."""
+        return cls.for_card(TorchEngine(load_model(card, weights), device), card)
 
     def normalize(self, toa: np.ndarray) -> np.ndarray:
         """Card normalization: clip reflectance, replace invalid pixels by the fill value."""
@@ -171,21 +183,100 @@ class Corrector:
         if toa.ndim != 3:
             raise InvalidParameterError(f"expected a (bands, H, W) array, got shape {toa.shape}")
         _, height, width = toa.shape
-        invalid = ~np.all(np.isfinite(toa), axis=0)
-        scene = self.normalize(toa)
-        acc = np.zeros((self.out_channels, height, width), dtype=np.float32)
-        wsum = np.zeros((height, width), dtype=np.float32)
-        tiles = layout(height, width, self.tile_size, self.tile_overlap)
-        weight = np.outer(
-            blend_window(tiles[0].h, self.tile_overlap), blend_window(tiles[0].w, self.tile_overlap)
-        ).astype(np.float32)
-        for group in _batches(tiles, self.batch_size):
-            batch = np.stack([_extract(scene, t) for t in group])
-            pred = self.engine(batch)
-            for t, p in zip(group, pred, strict=True):
-                h, w = min(t.h, height - t.y), min(t.w, width - t.x)
-                acc[:, t.y : t.y + h, t.x : t.x + w] += p[:, :h, :w] * weight[:h, :w]
-                wsum[t.y : t.y + h, t.x : t.x + w] += weight[:h, :w]
-        out = acc / wsum
-        out[:, invalid] = np.nan
+        out = np.empty((self.out_channels, height, width), np.float32)
+
+        def write(y0: int, block: np.ndarray) -> None:
+            out[:, y0 : y0 + block.shape[1]] = block
+
+        self.stream(lambda y0, y1: toa[:, y0:y1], write, height, width)
         return out
+
+    def stream(
+        self,
+        read: ReadRows,
+        write: WriteRows,
+        height: int,
+        width: int,
+        timings: dict[str, float] | None = None,
+    ) -> None:
+        """Correct a scene strip by strip: read, infer and write overlap; memory is one strip.
+
+        The scene's tiles are processed one row of tiles (a strip) at a time. Rows above the
+        next strip's first row receive no more contributions once a strip is done, so they are
+        normalised and handed to *write* at once. A reader thread fetches the next strip (JPEG
+        2000 decode, S3 range requests) while the engine runs on the current one, and a writer
+        thread compresses finished rows meanwhile, so end-to-end time approaches the slowest
+        stage rather than the sum of the three. Memory holds two input strips, one accumulator
+        strip and one output block: for a 10 m tile (10980 px wide, 3 bands, 1024 px tiles)
+        well under 1 GB, whatever the scene height. Tiles without a valid pixel are skipped:
+        Sentinel-2 tiles at the edge of a swath are often half empty.
+        """
+        timings = timings if timings is not None else {}
+        for stage in ("read_wait", "infer", "write_wait"):
+            timings.setdefault(stage, 0.0)
+        tile_h, ys = axis_layout(height, self.tile_size, self.tile_overlap)
+        tile_w, xs = axis_layout(width, self.tile_size, self.tile_overlap)
+        weight = np.outer(
+            blend_window(tile_h, self.tile_overlap), blend_window(tile_w, self.tile_overlap)
+        ).astype(np.float32)
+        channels = self.out_channels
+        top = 0  # first scene row not yet written
+        acc = np.zeros((channels, 0, width), np.float32)
+        wsum = np.zeros((0, width), np.float32)
+        invalid = np.zeros((0, width), bool)
+
+        def span(i: int) -> tuple[int, int]:
+            return ys[i], min(ys[i] + tile_h, height)
+
+        with ThreadPoolExecutor(1, "read") as reader, ThreadPoolExecutor(1, "write") as writer:
+            upcoming: Future[np.ndarray] = reader.submit(read, *span(0))
+            written: Future[None] | None = None
+            for i, y in enumerate(ys):
+                started = time.perf_counter()
+                rows = upcoming.result()
+                timings["read_wait"] += time.perf_counter() - started
+                if i + 1 < len(ys):
+                    upcoming = reader.submit(read, *span(i + 1))
+                started = time.perf_counter()
+                h = rows.shape[1]
+                grow = y + h - top - acc.shape[1]
+                if grow > 0:
+                    acc = np.concatenate([acc, np.zeros((channels, grow, width), np.float32)], 1)
+                    wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)], 0)
+                    invalid = np.concatenate([invalid, np.zeros((grow, width), bool)], 0)
+                local = y - top
+                rows_invalid = ~np.isfinite(rows).all(axis=0)
+                invalid[local : local + h] |= rows_invalid
+                scene = self.normalize(rows)
+                # A tile with no valid pixel only predicts pixels that end up nodata: skip it.
+                # Sentinel-2 tiles at the edge of a swath are often half empty.
+                tiles = [
+                    Tile(0, x, tile_h, tile_w)
+                    for x in xs
+                    if not rows_invalid[:, x : x + tile_w].all()
+                ]
+                for group in _batches(tiles, self.batch_size):
+                    predictions = self.engine(np.stack([_extract(scene, t) for t in group]))
+                    for tile, prediction in zip(group, predictions, strict=True):
+                        th, tw = min(tile_h, h), min(tile_w, width - tile.x)
+                        block = weight[:th, :tw]
+                        cols = slice(tile.x, tile.x + tw)
+                        acc[:, local : local + th, cols] += prediction[:, :th, :tw] * block
+                        wsum[local : local + th, cols] += block
+                done = ys[i + 1] if i + 1 < len(ys) else height
+                count = done - top
+                out = np.full((channels, count, width), np.nan, np.float32)
+                np.divide(acc[:, :count], wsum[:count], out=out, where=wsum[:count] > 0)
+                out[:, invalid[:count]] = np.nan
+                acc, wsum, invalid = acc[:, count:], wsum[count:], invalid[count:]
+                timings["infer"] += time.perf_counter() - started
+                started = time.perf_counter()
+                if written is not None:
+                    written.result()
+                timings["write_wait"] += time.perf_counter() - started
+                written = writer.submit(write, top, out)
+                top = done
+            if written is not None:
+                started = time.perf_counter()
+                written.result()
+                timings["write_wait"] += time.perf_counter() - started

@@ -28,7 +28,6 @@ from component.inference import Corrector
 from component.modelcard import ModelCard, load_card
 from component.params import RunParams
 from component.sample import item_path as sample_item_path
-from component.stream import correct_stream
 from component.write import ProductWriter
 
 log = logging.getLogger(__name__)
@@ -250,7 +249,7 @@ def _produce(
 
     stages: dict[str, float] = {}
     try:
-        correct_stream(model.corrector, read, write, grid.height, grid.width, stages)
+        model.corrector.stream(read, write, grid.height, grid.width, stages)
         clock.lap("infer")  # every strip read, corrected and drafted
         result.seconds |= {k: round(v, 3) for k, v in stages.items()}
         if valid_pixels == 0:

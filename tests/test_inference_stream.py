@@ -1,4 +1,4 @@
-"""Streaming correction gives the in-memory corrector's numbers with bounded strips."""
+"""Corrector.stream: the in-memory corrector's numbers, read and written strip by strip."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from component.inference import Corrector
-from component.stream import correct_stream
 
 
 class BlurEngine:
@@ -44,7 +43,7 @@ def _stream(corrector: Corrector, toa: np.ndarray) -> tuple[np.ndarray, list[int
     def write(y0: int, block: np.ndarray) -> None:
         out[:, y0 : y0 + block.shape[1]] = block
 
-    correct_stream(corrector, read, write, toa.shape[1], toa.shape[2])
+    corrector.stream(read, write, toa.shape[1], toa.shape[2])
     return out, heights
 
 
