@@ -28,9 +28,7 @@ WORKFLOW = ROOT / "workflow.yml"
 SAMPLE_ITEM = Path("src") / "component" / "sample" / "item.json"
 
 DELTA_PYTHON = Path(os.environ.get("DELTA_CORE_PYTHON", ROOT / ".venv-delta" / "bin" / "python"))
-SETUP_HINT = (
-    "python3 -m venv .venv-delta && .venv-delta/bin/pip install delta-core==1.2.7"
-)
+SETUP_HINT = "python3 -m venv .venv-delta && .venv-delta/bin/pip install delta-core==1.2.7"
 
 pytestmark = pytest.mark.skipif(
     not DELTA_PYTHON.exists(),
@@ -56,7 +54,11 @@ def delta(*args: str | Path, timeout: float = 120) -> dict[str, Any]:
     """Run one delta_check.py sub-command in the delta-core interpreter; return its JSON."""
     proc = subprocess.run(
         [str(DELTA_PYTHON), str(HELPER), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, f"delta_check {args[0]} failed:\n{proc.stderr[-6000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -213,23 +215,40 @@ def test_defaults_render_a_search_command(tmp_path: Path, parsed: dict[str, Any]
 
 def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) -> None:
     spec = default_inputs(
-        parsed, bbox="12.4,52.4,12.8,52.6", datetime="2024-06-01/2024-06-30",
-        tile="33UUU", item="https://example.org/item.json", resolution=20,
-        max_cloud_cover=35.5, limit=3,
+        parsed,
+        bbox="12.4,52.4,12.8,52.6",
+        datetime="2024-06-01/2024-06-30",
+        tile="33UUU",
+        item="https://example.org/item.json",
+        resolution=20,
+        max_cloud_cover=35.5,
+        limit=3,
     )
     joined = " ".join(_tokens(build_command(tmp_path, spec)["command"]))
-    for expected in ("--bbox 12.4,52.4,12.8,52.6", "--datetime 2024-06-01/2024-06-30",
-                     "--tile 33UUU", "--item https://example.org/item.json",
-                     "--resolution 20", "--max-cloud-cover 35.5", "--limit 3"):
+    for expected in (
+        "--bbox 12.4,52.4,12.8,52.6",
+        "--datetime 2024-06-01/2024-06-30",
+        "--tile 33UUU",
+        "--item https://example.org/item.json",
+        "--resolution 20",
+        "--max-cloud-cover 35.5",
+        "--limit 3",
+    ):
         assert expected in joined
 
 
 def _copy_model_folder(dest: Path) -> Path:
     """What DeltaTwin copies to /delta: the working tree without ignored files."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = ROOT / rel
         if src.is_file():
@@ -239,8 +258,9 @@ def _copy_model_folder(dest: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_delta_core_run_produces_every_output(tmp_path: Path, parsed: dict[str, Any],
-                                              model: dict[str, Any]) -> None:
+def test_delta_core_run_produces_every_output(
+    tmp_path: Path, parsed: dict[str, Any], model: dict[str, Any]
+) -> None:
     """A whole run through delta-core's orchestrator on the embedded L1C sample."""
     workdir = _copy_model_folder(tmp_path / "delta")
     storage = tmp_path / "storage"
@@ -257,7 +277,12 @@ def test_delta_core_run_produces_every_output(tmp_path: Path, parsed: dict[str, 
         env.pop(key, None)
     proc = subprocess.run(
         [str(DELTA_PYTHON), str(HELPER), "run", MANIFEST, WORKFLOW, workdir, inputs, storage],
-        capture_output=True, text=True, timeout=1500, check=False, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+        cwd=ROOT,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -80,8 +80,9 @@ def _validate(manifest_path: str) -> dict[str, Any]:
     }
 
 
-def _orchestrator(manifest: Manifest, workflow: dict, run_ctx: Any = None,
-                  storage: Any = None, jobs: Any = None) -> Any:
+def _orchestrator(
+    manifest: Manifest, workflow: dict, run_ctx: Any = None, storage: Any = None, jobs: Any = None
+) -> Any:
     from delta.run.orchestrator import DeltaOrchestrator
 
     return DeltaOrchestrator(manifest, workflow, run_ctx, storage, jobs)
@@ -168,8 +169,9 @@ def _command(manifest_path: str, inputs_path: str) -> dict[str, Any]:
     }
 
 
-def _run(manifest_path: str, workflow_path: str, workdir: str, inputs_path: str,
-         storage_dir: str) -> dict[str, Any]:
+def _run(
+    manifest_path: str, workflow_path: str, workdir: str, inputs_path: str, storage_dir: str
+) -> dict[str, Any]:
     from delta.run.api.model import RunContextModel
     from delta.run.db.orm import RunStatus
     from delta.run.job import Job, JobService
@@ -190,11 +192,20 @@ def _run(manifest_path: str, workflow_path: str, workdir: str, inputs_path: str,
                 sources = " ".join(e.src for e in job.outputs)
                 command += f" && cp {sources} {job.outputs[0].dest}"
             proc = await asyncio.to_thread(
-                subprocess.run, ["/bin/bash", "-c", command], cwd=workdir,
-                capture_output=True, text=True, check=False,
+                subprocess.run,
+                ["/bin/bash", "-c", command],
+                cwd=workdir,
+                capture_output=True,
+                text=True,
+                check=False,
             )
-            self.log.append({"returncode": proc.returncode,
-                             "stdout": proc.stdout[-4000:], "stderr": proc.stderr[-8000:]})
+            self.log.append(
+                {
+                    "returncode": proc.returncode,
+                    "stdout": proc.stdout[-4000:],
+                    "stderr": proc.stderr[-8000:],
+                }
+            )
             job.status = RunStatus.SUCCESS if proc.returncode == 0 else RunStatus.ERROR
 
         def check_jobs(self) -> None:
@@ -210,8 +221,11 @@ def _run(manifest_path: str, workflow_path: str, workdir: str, inputs_path: str,
     storage = DeltaLocalStorageManager(base_dir=storage_dir)
     jobs = LocalBashJobService()
     run_ctx = RunContextModel(
-        id=str(uuid.uuid4()), deltatwin_id=manifest.name, owner="tests",
-        date_created=dt.datetime.now(dt.timezone.utc), inputs=list(_params(spec, public).values()),
+        id=str(uuid.uuid4()),
+        deltatwin_id=manifest.name,
+        owner="tests",
+        date_created=dt.datetime.now(dt.timezone.utc),
+        inputs=list(_params(spec, public).values()),
     )
     orch = _orchestrator(manifest, _read_workflow(workflow_path), run_ctx, storage, jobs)
     ctx = asyncio.run(orch.run())
@@ -226,8 +240,13 @@ def _run(manifest_path: str, workflow_path: str, workdir: str, inputs_path: str,
 
 def main(argv: list[str]) -> int:
     """Dispatch a sub-command and print its JSON result."""
-    commands = {"validate": _validate, "workflow": _workflow, "dockerfile": _dockerfile,
-                "command": _command, "run": _run}
+    commands = {
+        "validate": _validate,
+        "workflow": _workflow,
+        "dockerfile": _dockerfile,
+        "command": _command,
+        "run": _run,
+    }
     result = commands[argv[0]](*argv[1:])
     # delta-core logs to stdout in places; the JSON document is the last line.
     sys.stdout.write("\n" + json.dumps(result, default=str) + "\n")
