@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Reproduces the shipped weights and the three validation variants on CPU, one thread per run
-# (physics-only and real-only run side by side, then the fine-tune). Needs the real pairs at
-# ../shared/data (see models/README.md). Seeds are fixed. BatchNorm statistics are frozen
-# (--freeze-bn): with batch statistics the model's reflectance level drifted between checkpoints.
+# Reproduces the shipped weights and every validation variant on CPU, one thread per run.
+# Needs the real pairs at ../shared/data (see models/README.md). Seeds are fixed. BatchNorm
+# statistics are frozen (--freeze-bn): with batch statistics the model's reflectance level
+# drifted between checkpoints and its hold-out error swung widely.
+#   physics          physics-simulated pre-training only (400 steps)
+#   real             real pairs only, from scratch (300 steps)
+#   finetune         physics -> real pairs, lr 3e-4, 25 % simulated patches (300 steps)
+#   physics_long     physics -> 300 more simulated steps at lr 3e-4
+#   finetune_gentle  physics -> real pairs, lr 1e-4, 75 % simulated patches (150 steps)
+#   wiseft (shipped) average of physics and finetune_gentle weights
+# Then: scripts/validate_holdout.py "$OUT"/{physics,real,finetune,physics_long,finetune_gentle,wiseft}.card.json
+#       scripts/ship_model.py "$OUT"/wiseft.card.json "$OUT"/holdout_metrics.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -12,15 +20,16 @@ export TQDM_MININTERVAL=${TQDM_MININTERVAL:-20}
 mkdir -p "$OUT"
 common=(--data-root "$DATA" --patch 64 --batch 6 --seed 0 --threads 1 --pseudo-surfaces
         --checkpoint-every 50 --freeze-bn --resume)
+train() { local name=$1; shift; $PY -m component.train "${common[@]}" \
+    --output "$OUT/$name.safetensors" --checkpoint-dir "$OUT/ck_$name" "$@" 2> "$OUT/$name.log"; }
 
-# 1. physics-only: simulated TOA over the training L2A surfaces (and training L1C as pseudo-surfaces)
-$PY -m component.train "${common[@]}" --output "$OUT/physics.safetensors" \
-    --physics-steps 400 --lr 1e-3 --checkpoint-dir "$OUT/ck" 2> "$OUT/physics.log" &
-# 2. real-only: the two training real pairs, from scratch
-$PY -m component.train "${common[@]}" --output "$OUT/real.safetensors" \
-    --real-steps 300 --lr 1e-3 --checkpoint-dir "$OUT/ck_real" 2> "$OUT/real.log" &
+train physics --physics-steps 400 --lr 1e-3 &
+train real --real-steps 300 --lr 1e-3 &
 wait
-# 3. physics + fine-tune: start from 1., real pairs with a quarter of simulated patches
-$PY -m component.train "${common[@]}" --output "$OUT/finetune.safetensors" \
-    --init "$OUT/physics.safetensors" --real-steps 300 --physics-mix 0.25 --lr 3e-4 \
-    --checkpoint-dir "$OUT/ck_finetune" 2> "$OUT/finetune.log"
+init=(--init "$OUT/physics.safetensors")
+train finetune "${init[@]}" --real-steps 300 --physics-mix 0.25 --lr 3e-4 &
+train physics_long "${init[@]}" --physics-steps 300 --lr 3e-4 &
+train finetune_gentle "${init[@]}" --real-steps 150 --physics-mix 0.75 --lr 1e-4 &
+wait
+$PY scripts/average_weights.py "$OUT/wiseft.safetensors" "$OUT/physics.safetensors" \
+    "$OUT/finetune_gentle.safetensors"

@@ -41,10 +41,10 @@ def main(cards: list[str]) -> int:
                 "mean_psnr_db": float(np.mean([o["psnr"] for o in overall])),
             }
         results[Path(card_file).name.split(".")[0]] = {"summary": summary, "per_pair": per_pair}
-    print(f"{'variant':10s}{'method':10s}{'mean SAM rad':>14s}{'mean PSNR dB':>14s}")
+    print(f"{'variant':16s}{'method':10s}{'mean SAM rad':>14s}{'mean PSNR dB':>14s}")
     for variant, res in results.items():
         for method, s in res["summary"].items():
-            print(f"{variant:10s}{method:10s}{s['mean_sam_rad']:14.4f}{s['mean_psnr_db']:14.2f}")
+            print(f"{variant:16s}{method:10s}{s['mean_sam_rad']:14.4f}{s['mean_psnr_db']:14.2f}")
     out = Path(cards[0]).parent / "holdout_metrics.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
