@@ -203,9 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except ComponentError as error:
-        summary = getattr(error, "summary", None)
-        if summary is not None:  # a run that failed some items still reports all of them
-            print(json.dumps(summary, indent=2))
+        if error.summary is not None:  # a run that failed some items still reports them all
+            print(json.dumps(error.summary, indent=2))
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

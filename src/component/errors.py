@@ -10,9 +10,14 @@ from __future__ import annotations
 
 
 class ComponentError(Exception):
-    """Base class: ``str(error)`` is the one-line message shown to the user."""
+    """Base class: ``str(error)`` is the one-line message shown to the user.
+
+    ``summary`` carries a failed run's JSON summary, so the CLI prints what was processed,
+    skipped and failed, not only the first failure.
+    """
 
     exit_code = 1
+    summary: dict[str, object] | None = None
 
 
 class InvalidParameterError(ComponentError):

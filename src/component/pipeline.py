@@ -146,9 +146,7 @@ def run(params: RunParams) -> RunSummary:
                 f"{len(failures)} of {len(inputs)} item(s) failed (see run-summary.json in "
                 f"{params.output}): {failures[0].input_id}: {failures[0].reason}"
             )
-        # The CLI prints the summary of a failed run too: a scheduler's log then says what
-        # was processed, skipped and failed, not only the first failure.
-        error.summary = summary.to_dict()  # type: ignore[attr-defined]
+        error.summary = summary.to_dict()
         raise error
     return summary
 
