@@ -34,7 +34,10 @@ QUICKLOOK_MAX_REFLECTANCE = 0.3
 THUMBNAIL_SIZE = 512
 
 COG_OPTIONS = {
+    # DEFLATE (readable everywhere) at level 1: for a 10 m band 3.5x faster than the default
+    # level 6 for files 2 % larger (measured on a 10980² band: 2.4 s vs 8.4 s).
     "COMPRESS": "DEFLATE",
+    "LEVEL": "1",
     "PREDICTOR": "2",
     "BLOCKSIZE": "512",
     "OVERVIEWS": "AUTO",
@@ -93,7 +96,9 @@ class ProductWriter:
             "tiled": True,
             "blockxsize": 512,
             "blockysize": 512,
-            "compress": "DEFLATE",
+            # Drafts are rewritten by the COG copy, which compresses: compressing them too
+            # would spend the CPU twice (a 10 m band draft is 240 MB on disk, briefly).
+            "compress": "NONE",
             "BIGTIFF": "IF_SAFER",
         }
         self._band_files = {
