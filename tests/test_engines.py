@@ -69,3 +69,24 @@ def test_bad_engine_and_device(card) -> None:  # type: ignore[no-untyped-def]
     if not torch.cuda.is_available():
         with pytest.raises(InvalidParameterError, match="no CUDA GPU"):
             make_engine(card, None, "cuda", "torch")
+
+
+def test_tampered_weights_refused_on_the_onnx_path(
+    random_models_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The graph runs, but only as the export of the card's weights: one flipped byte stops it."""
+    import shutil
+
+    from component.errors import ModelError
+
+    folder = tmp_path / "models"
+    shutil.copytree(random_models_dir, folder)
+    card = load_card(folder / "model_card.json")
+    data = bytearray(card.weights_path.read_bytes())
+    data[-1] ^= 0xFF
+    card.weights_path.write_bytes(bytes(data))
+    monkeypatch.setenv("COMPONENT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelError, match="does not match the model card"):
+        make_engine(card, None, "cpu", "onnx")

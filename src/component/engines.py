@@ -24,7 +24,7 @@ import torch
 
 from component.errors import InvalidParameterError, ModelError
 from component.inference import Corrector, Engine, TorchEngine
-from component.model import load_model, sha256_file
+from component.model import load_model, read_state_dict, sha256_file
 from component.modelcard import ModelCard
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,12 @@ def make_engine(
     if engine == "onnx":
         if device != "cpu":
             raise InvalidParameterError("--engine onnx runs on the CPU: use --device cpu")
-        load_model(card, weights)  # verifies the weights checksum before trusting any graph
+        if weights is None:
+            # The shipped weights are verified (and a tampered file refused) even though the
+            # graph runs: the graph is trusted only as the export of exactly these weights.
+            if not card.weights_sha256:
+                raise ModelError(f"model card {card.card_path} has no weights sha256; fix the card")
+            read_state_dict(card.weights_path, card.weights_sha256)
         return OnnxEngine(onnx_graph(card, weights)), "onnxruntime-cpu"
     return TorchEngine(load_model(card, weights), device), f"torch-{device}"
 

@@ -13,6 +13,7 @@ import logging
 import tarfile
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -68,27 +69,45 @@ class RunSummary:
         }
 
 
-@dataclass(frozen=True)
 class Model:
-    """The corrector and the identity that output ids and lineage carry."""
+    """The model's identity, known at once, and its corrector, built in the background.
 
-    card: ModelCard
-    corrector: Corrector
-    name: str
-    version: str
-    sha256: str
-    runtime: str
+    Output ids, the skip check and lineage need only the card; building the engine (checking
+    the weights, creating the ONNX Runtime session) takes about a second, which then overlaps
+    with decoding the first strip of the scene instead of preceding it.
+    """
+
+    def __init__(
+        self,
+        card: ModelCard,
+        name: str,
+        version: str,
+        sha256: str,
+        building: Future[tuple[Corrector, str]],
+    ) -> None:
+        self.card, self.name, self.version, self.sha256 = card, name, version, sha256
+        self._building = building
+
+    @property
+    def corrector(self) -> Corrector:
+        return self._building.result()[0]
+
+    @property
+    def runtime(self) -> str:
+        return self._building.result()[1]
 
 
 def load_model(params: RunParams) -> Model:
     card = load_card()
-    corrector, runtime = build_corrector(card, params.weights, params.device, params.engine)
+    with ThreadPoolExecutor(1, "model") as pool:
+        building = pool.submit(build_corrector, card, params.weights, params.device, params.engine)
+        pool.shutdown(wait=False)
     if params.weights is None:
-        return Model(card, corrector, card.name, card.version, card.weights_sha256 or "", runtime)
+        return Model(card, card.name, card.version, card.weights_sha256 or "", building)
     # A user's own weights (e.g. ESA's .pth) must never be mistaken for the shipped model's
     # products: their checksum goes into the version, hence into the output ids.
     digest = hashlib.sha256(Path(params.weights).read_bytes()).hexdigest()
-    return Model(card, corrector, card.name, f"custom.{digest[:12]}", digest, runtime)
+    return Model(card, card.name, f"custom.{digest[:12]}", digest, building)
 
 
 def find_inputs(params: RunParams) -> list[search.InputItem]:
@@ -230,6 +249,7 @@ def _produce(
     writer = ProductWriter(staged, grid, model.card.output_bands)
     valid_pixels = 0
     strips = load.StripReader(toa)
+    strips.prefetch(0)  # decoding starts while the engine may still be being built
 
     def read(y0: int, y1: int) -> np.ndarray:
         try:
@@ -256,6 +276,7 @@ def _produce(
         assets = writer.finish()
     finally:
         writer.close()
+        strips.close()
     clock.lap("write")
     item = describe(
         l1c=source.data,
