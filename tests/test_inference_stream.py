@@ -79,3 +79,27 @@ def test_stream_has_no_seams() -> None:
     inner = out[:, 3:-3, 3:-3]
     # The blur of a plane is the plane: away from the scene border nothing may deviate.
     np.testing.assert_allclose(inner, toa[:, 3:-3, 3:-3], atol=1e-5)
+
+
+def test_detail_transfer_keeps_input_detail_and_the_network_smooth_correction() -> None:
+    """An identity network stays identity; a smooth offset network keeps its offset exactly."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.1, 0.4, (1, 3, 64, 64)).astype(np.float32)
+    corrector = Corrector(
+        BlurEngine(),
+        out_channels=3,
+        tile_size=64,
+        tile_overlap=16,
+        detail_sigma=3.0,
+        detail_gain=1.0,
+        detail_source=(0, 1, 2),
+    )
+    np.testing.assert_allclose(corrector.transfer_detail(x, x), x, atol=1e-6)
+    shifted = corrector.transfer_detail(x, x - 0.05)
+    np.testing.assert_allclose(shifted, x - 0.05, atol=1e-5)
+    # A blurring network gets its detail back: the output is closer to the input than the blur.
+    blurred = BlurEngine()(x)
+    restored = corrector.transfer_detail(x, blurred)
+    assert np.abs(restored - x).mean() < 0.5 * np.abs(blurred - x).mean()
+    off = Corrector(BlurEngine(), out_channels=3, tile_size=64, tile_overlap=16)
+    assert off.transfer_detail(x, blurred) is blurred

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 from component.errors import InvalidParameterError
 from component.model import load_model
@@ -143,8 +144,13 @@ class Corrector:
         clip_max: float = 1.5,
         nodata_fill: float = 0.0,
         batch_size: int = 4,
+        detail_sigma: float = 0.0,
+        detail_gain: float = 1.0,
+        detail_source: tuple[int | None, ...] = (),
     ) -> None:
         self.engine = engine
+        self.detail_sigma, self.detail_gain = detail_sigma, detail_gain
+        self.detail_source = detail_source
         self.out_channels = out_channels
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
@@ -164,6 +170,12 @@ class Corrector:
             clip_max=card.clip_max,
             nodata_fill=card.nodata_fill,
             batch_size=card.batch_size if batch_size is None else batch_size,
+            detail_sigma=card.detail_sigma,
+            detail_gain=card.detail_gain,
+            detail_source=tuple(
+                card.input_bands.index(b) if b in card.input_bands else None
+                for b in card.output_bands
+            ),
         )
 
     @classmethod
@@ -172,6 +184,30 @@ class Corrector:
     ) -> Corrector:
         """The card's network and weights through PyTorch (see ``engines`` for the choice)."""
         return cls.for_card(TorchEngine(load_model(card, weights), device), card)
+
+    def transfer_detail(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Keep the network's smooth correction, take pixel-scale detail from the input.
+
+        The atmosphere varies over kilometres: path reflectance is additive and smooth, so at
+        pixel scale surface detail is TOA detail scaled by about the inverse two-way
+        transmittance. The network (trained briefly, on little data) reproduces the smooth
+        part well and blurs the detail. So, per output band with a matching input band:
+        ``out = g*x + blur(pred - g*x)``, i.e. the network's prediction below the Gaussian
+        scale ``sigma`` and the input's detail above it, times the gain ``g``. Both come from
+        the card (``detail_transfer``); sigma 0 turns this off. Tiles overlap by more than
+        3 sigma, so reflect padding at tile borders is blended away.
+        """
+        if self.detail_sigma <= 0 or not self.detail_source:
+            return predictions
+        out = predictions.copy()
+        sigma = (0, self.detail_sigma, self.detail_sigma)
+        for index, source in enumerate(self.detail_source):
+            if source is None:
+                continue
+            detail = self.detail_gain * inputs[:, source]
+            smooth = gaussian_filter(predictions[:, index] - detail, sigma, truncate=3.0)
+            out[:, index] = detail + smooth
+        return np.maximum(out, 0.0)
 
     def normalize(self, toa: np.ndarray) -> np.ndarray:
         """Card normalization: clip reflectance, replace invalid pixels by the fill value."""
@@ -256,7 +292,8 @@ class Corrector:
                     if not rows_invalid[:, x : x + tile_w].all()
                 ]
                 for group in _batches(tiles, self.batch_size):
-                    predictions = self.engine(np.stack([_extract(scene, t) for t in group]))
+                    inputs = np.stack([_extract(scene, t) for t in group])
+                    predictions = self.transfer_detail(inputs, self.engine(inputs))
                     for tile, prediction in zip(group, predictions, strict=True):
                         th, tw = min(tile_h, h), min(tile_w, width - tile.x)
                         block = weight[:th, :tw]

@@ -55,6 +55,8 @@ class ModelCard:
     clip_max: float = 1.5
     nodata_fill: float = 0.0
     batch_size: int = 4
+    detail_sigma: float = 0.0
+    detail_gain: float = 1.0
     card_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -107,6 +109,8 @@ def card_from_dict(data: dict[str, Any], card_path: Path | None = None) -> Model
             clip_max=clip_max,
             nodata_fill=float(inp.get("nodata_fill_value", 0.0)),
             batch_size=int(data.get("mlm:batch_size_suggestion", 4)),
+            detail_sigma=float(data.get("detail_transfer", {}).get("sigma_px", 0.0)),
+            detail_gain=float(data.get("detail_transfer", {}).get("gain", 1.0)),
             card_path=card_path,
             raw=data,
         )
