@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support.models import model_dir  # noqa: F401
+from support.models import model_dir, random_models_dir  # noqa: F401
 from support.synthetic import make_l1c_product
 
 MEMORY_BOUND_MB = 6144
