@@ -14,7 +14,6 @@ weights (``--weights``) it is exported once into a cache folder keyed by their c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import uuid
@@ -108,11 +107,7 @@ def onnx_graph(card: ModelCard, weights: Path | None) -> Path:
         ):
             return path
         log.warning("shipped ONNX graph missing or stale: exporting one from the weights")
-    source_sha = (
-        hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-        if weights is not None
-        else card.weights_sha256
-    )
+    source_sha = sha256_file(Path(weights)) if weights is not None else card.weights_sha256
     path = cache_dir() / f"{card.name}-{source_sha}.onnx"
     if not path.is_file():
         log.info("exporting the network to ONNX (once for these weights): %s", path)

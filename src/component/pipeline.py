@@ -8,7 +8,6 @@ still match their checksums, is skipped: the output catalog is the run's only st
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tarfile
 import time
@@ -26,6 +25,7 @@ from component.distribute import process_many
 from component.engines import build_corrector
 from component.errors import AssetReadError, ComponentError, PartialFailureError
 from component.inference import Corrector
+from component.model import sha256_file
 from component.modelcard import ModelCard, load_card
 from component.params import RunParams
 from component.sample import item_path as sample_item_path
@@ -99,14 +99,15 @@ class Model:
 
 def load_model(params: RunParams) -> Model:
     card = load_card()
-    with ThreadPoolExecutor(1, "model") as pool:
-        building = pool.submit(build_corrector, card, params.weights, params.device, params.engine)
-        pool.shutdown(wait=False)
+    # Not a ``with`` block: leaving one waits for the build, which must go on in the background.
+    pool = ThreadPoolExecutor(1, "model")
+    building = pool.submit(build_corrector, card, params.weights, params.device, params.engine)
+    pool.shutdown(wait=False)
     if params.weights is None:
         return Model(card, card.name, card.version, card.weights_sha256 or "", building)
     # A user's own weights (e.g. ESA's .pth) must never be mistaken for the shipped model's
     # products: their checksum goes into the version, hence into the output ids.
-    digest = hashlib.sha256(Path(params.weights).read_bytes()).hexdigest()
+    digest = sha256_file(Path(params.weights))
     return Model(card, card.name, f"custom.{digest[:12]}", digest, building)
 
 
