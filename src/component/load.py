@@ -39,7 +39,7 @@ CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
 CDSE_MAX_CONNECTIONS = 4
 MAX_CONNECTIONS_ENV = "COMPONENT_MAX_CONNECTIONS"
 DEFAULT_CHUNK = 1024
-"""Rows (and columns) per read: half the largest tile, so a half-height first strip is one read."""
+"""Rows per read (full-width strips): about one tile row, one window per band per strip."""
 
 
 @dataclass(frozen=True)
@@ -323,9 +323,10 @@ class StripReader:
     Chunks are read by at most :func:`max_connections` threads, each one S3 connection.
     """
 
-    def __init__(self, array: xr.DataArray, chunk_rows: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, array: xr.DataArray, chunk_rows: int | None = None) -> None:
         self.array = array
-        self.chunk_rows = chunk_rows
+        # Default: the lazy array's own row chunk, so a read never splits a chunk.
+        self.chunk_rows = chunk_rows or (array.chunks[1][0] if array.chunks else DEFAULT_CHUNK)
         self.connections = max_connections()
         self._decoder = ThreadPoolExecutor(1, "decode")
         self._cache: dict[int, Future[np.ndarray]] = {}
