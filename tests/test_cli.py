@@ -134,6 +134,7 @@ def table(
         Case("bad_bbox", ["--bbox", "1,2,3"], 2, True),
         Case("bad_datetime", ["--datetime", "2024-02-30/2024-03-01"], 2, True),
         Case("bad_resolution", ["--resolution", "30"], 2, True),
+        Case("bad_engine", ["--engine", "tensorrt"], 2, True),
         Case(
             "unreachable_api",
             ["--stac-url", f"http://127.0.0.1:{_closed_port()}/", "--bbox", "1,43,2,44"],
@@ -159,6 +160,7 @@ CASES = [
     "bad_bbox",
     "bad_datetime",
     "bad_resolution",
+    "bad_engine",
     "unreachable_api",
     "s3_without_keys",
 ]
@@ -209,6 +211,7 @@ def test_error_lines_name_the_problem(table: dict[str, Case]) -> None:
     assert "--bbox" in line("bad_bbox")
     assert "--datetime" in line("bad_datetime")
     assert "--resolution" in line("bad_resolution")
+    assert "--engine" in line("bad_engine")
     assert "AWS_SECRET_ACCESS_KEY" in line("s3_without_keys")
     assert "STAC API" in line("unreachable_api")
 

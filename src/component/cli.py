@@ -101,6 +101,9 @@ def run_params(args: argparse.Namespace) -> RunParams:
     device = (args.device or "").strip() or "auto"
     if device not in ("auto", "cpu", "cuda"):
         raise InvalidParameterError(f"unsupported --device {device!r}: choose auto, cpu or cuda")
+    engine = (args.engine or "").strip() or "auto"
+    if engine not in ("auto", "torch", "onnx"):
+        raise InvalidParameterError(f"unsupported --engine {engine!r}: choose auto, torch or onnx")
     weights = _optional(args.weights, Path)
     if weights is not None and not weights.is_file():
         raise InvalidParameterError(f"--weights {weights} does not exist: give a weights file")
@@ -112,7 +115,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         bbox=bbox,
         max_cloud_cover=cloud,
         device=device,
-        engine=(args.engine or "").strip() or "auto",
+        engine=engine,
         weights=weights,
         archive=_optional(args.archive, Path),
         dask_scheduler=_optional(args.dask_scheduler, str),
