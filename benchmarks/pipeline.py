@@ -52,11 +52,11 @@ def child(case: str, item: str, output: Path) -> dict[str, object]:
     import numpy as np
     import torch
 
-    from component.engines import build_corrector
-    from component.inference import axis_layout
-    from component.load import gdal_env
-    from component.model import load_model
-    from component.modelcard import load_card
+    from component.io.load import gdal_env
+    from component.model.card import load_card
+    from component.model.engines import build_corrector
+    from component.model.inference import axis_layout
+    from component.model.network import load_model
     from component.params import RunParams
     from component.pipeline import run
 

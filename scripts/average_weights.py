@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from component.model import sha256_file
+from component.model.network import sha256_file
 
 
 def main(out: str, *sources: str) -> int:

@@ -1,6 +1,6 @@
 """Export the shipped weights to ONNX beside them and record the graph in the model card.
 
-The CPU engine runs this graph (see ``component.engines``). The card records the graph's
+The CPU engine runs this graph (see ``component.model.engines``). The card records the graph's
 sha256 and the sha256 of the weights it was exported from, so the component uses it only
 while it matches the weights, and otherwise exports a fresh one into its cache.
 
@@ -15,9 +15,9 @@ import numpy as np
 import onnxruntime
 import torch
 
-from component.engines import ONNX_OPSET, OnnxEngine, TorchEngine, export_onnx
-from component.model import load_model, sha256_file
-from component.modelcard import load_card
+from component.model.card import load_card
+from component.model.engines import ONNX_OPSET, OnnxEngine, TorchEngine, export_onnx
+from component.model.network import load_model, sha256_file
 
 
 def main() -> None:

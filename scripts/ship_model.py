@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from component.model import sha256_file
+from component.model.network import sha256_file
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 WEIGHTS_NAME = "l1c2l2a_unet_effb2.safetensors"
@@ -22,7 +22,7 @@ TRAINING_DATA = (
     "Real Sentinel-2 L1C/L2A pairs (contains modified Copernicus Sentinel data): TerraMesh "
     "chips 282D_485L_3_3 and 637U_59R_1_3 (224 x 224 px, 10 m, harmonized DN/10000, no offset; "
     "B02,B03,B04 = bands 2,3,4 of the 13-band L1C and 12-band L2A). Pre-training: TOA simulated "
-    "by component.physics (random aerosol optical depth 0.02-1.5, Angstrom 0.3-2.2, water vapour, "
+    "by component.training.physics (random aerosol optical depth 0.02-1.5, Angstrom 0.3-2.2, water vapour, "
     "ozone, pressure, sun zenith 15-72 deg) over the L2A of those two chips and, as extra "
     "texture, their L1C treated as pseudo-surfaces. Never seen in training: TerraMind chip "
     "38D_378R_2_3 and both sen2r Lago Barbellino chips (2017-07-03, 2019-07-23). 64 px patches, "

@@ -20,7 +20,7 @@ export TQDM_MININTERVAL=${TQDM_MININTERVAL:-20}
 mkdir -p "$OUT"
 common=(--data-root "$DATA" --patch 64 --batch 6 --seed 0 --threads 1 --pseudo-surfaces
         --checkpoint-every 50 --freeze-bn --resume)
-train() { local name=$1; shift; $PY -m component.train "${common[@]}" \
+train() { local name=$1; shift; $PY -m component.training.train "${common[@]}" \
     --output "$OUT/$name.safetensors" --checkpoint-dir "$OUT/ck_$name" "$@" 2> "$OUT/$name.log"; }
 
 train physics --physics-steps 400 --lr 1e-3 &

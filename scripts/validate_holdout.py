@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from component.evaluate import score
-from component.inference import Corrector
-from component.modelcard import load_card
-from component.pairs import shared_pairs
+from component.model.card import load_card
+from component.model.inference import Corrector
+from component.training.evaluate import score
+from component.training.pairs import shared_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from component import catalog
+from component.io import catalog
 from component.params import RunParams
 from component.pipeline import run
 from support.models import random_models_dir, test_model  # noqa: F401

@@ -229,8 +229,8 @@ def test_retry_after_is_honoured_on_post_search_and_capped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CDSE's 429 says when to come back: wait that long, but never past the budget's cap."""
+    from component.io.search import search
     from component.params import SearchParams
-    from component.search import search
 
     item = l1c_product(size_10m=SIZE_10M)
     upstream = stac_api([item]).split("//")[1].rstrip("/")

@@ -1,7 +1,7 @@
 """A run killed with SIGKILL at any moment leaves a valid catalog, and the next run finishes.
 
 Real ``python -m component run`` processes are stopped at known stages through the pause seam
-(``COMPONENT_TEST_PAUSE_AT``, see ``component.catalog.pause_point``) and killed there with
+(``COMPONENT_TEST_PAUSE_AT``, see ``component.io.catalog.pause_point``) and killed there with
 SIGKILL: no handler, no ``finally`` runs, as when a scheduler's node dies or the OOM killer
 strikes. After each kill the catalog must be valid STAC whose links resolve to whole products,
 with no half-written product linked; a final ordinary run must publish the product.
@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from component import catalog, cli
+from component import cli
+from component.io import catalog
 from support.models import random_models_dir  # noqa: F401 (fixture)
 from support.nrt import (
     catalog_problems,

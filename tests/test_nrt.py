@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from component import catalog, cli
+from component import cli
+from component.io import catalog
 from support.models import random_models_dir  # noqa: F401 (fixture)
 from support.nrt import (
     catalog_problems,

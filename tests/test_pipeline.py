@@ -22,11 +22,11 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+from test_describe import assert_valid_stac
 
 from support.models import model_dir, random_models_dir  # noqa: F401 (fixtures)
 from support.s3 import S3Server
 from support.synthetic import cdse_s3_base, make_l1c_product
-from test_describe import assert_valid_stac
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BANDS = ("B02", "B03", "B04")

@@ -124,7 +124,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
 
 
 def _gdal_env(args: argparse.Namespace) -> dict[str, str | int]:
-    from component.load import gdal_env, use_s3_credentials
+    from component.io.load import gdal_env, use_s3_credentials
 
     use_s3_credentials(
         (args.s3_access_key_id or "").strip(), (args.s3_secret_access_key or "").strip()
@@ -159,7 +159,7 @@ def build_parser(wanted: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
 
     if "train" not in wanted and "evaluate" not in wanted:
         return parser
-    from component import evaluate, train
+    from component.training import evaluate, train
 
     train_parser = commands.add_parser("train", help="train the network")
     train.add_arguments(train_parser)

@@ -1,8 +1,8 @@
 """Many items at once on Dask distributed: a LocalCluster here, any cluster in production.
 
-One task per input item: each worker loads the model once (cached per worker process) and
-runs the same :func:`component.pipeline.process` as a single-item run, publishing into the
-output folder, while the calling process holds the folder's lock and rebuilds the catalog as
+One task per input item: the pipeline hands in its per-item task (which loads the model once
+per worker process and runs the same processing as a single-item run, publishing into the
+output folder), while the calling process holds the folder's lock and rebuilds the catalog as
 results arrive. A production backlog therefore spreads over a cluster by naming its
 scheduler (``--dask-scheduler tcp://host:8786``) without code changes; the output folder
 must then be a filesystem every worker shares, and the workers need the same CDSE S3 keys
@@ -20,50 +20,35 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from component.io.search import InputItem
     from component.params import RunParams
-    from component.pipeline import ItemResult, Model
-    from component.search import InputItem
+
+Result = TypeVar("Result")
+Task = Callable[["InputItem", "RunParams", "int | None"], Result]
+"""``task(source, params, threads)``: one item on a worker. It must be importable by name
+(a module-level function) so Dask can send it to worker processes."""
 
 log = logging.getLogger(__name__)
-
-_models: dict[tuple[object, ...], Model] = {}
-"""Per worker process: loading weights and building a session once, not once per item."""
-
-
-def _worker_model(params: RunParams, threads: int | None) -> Model:
-    from component.pipeline import load_model
-
-    key = (params.weights, params.device, params.engine, os.environ.get("COMPONENT_MODELS_DIR"))
-    if key not in _models:
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-            os.environ["COMPONENT_ENGINE_THREADS"] = str(threads)
-        _models[key] = load_model(params)
-    return _models[key]
-
-
-def process_on_worker(source: InputItem, params: RunParams, threads: int | None) -> ItemResult:
-    """The task: one item, processed and published exactly as in a single-item run."""
-    from component.pipeline import process
-
-    return process(source, _worker_model(params, threads), params)
 
 
 def process_many(
     inputs: list[InputItem],
     params: RunParams,
-    on_result: Callable[[InputItem, ItemResult | BaseException], None],
+    task: Task[Result],
+    on_result: Callable[[InputItem, Result | BaseException], None],
 ) -> None:
-    """Process *inputs* on the scheduler in *params* (or a new LocalCluster)."""
+    """Run *task* on every input on the scheduler in *params* (or a new LocalCluster).
+
+    The caller (the pipeline) supplies the task, so this module knows nothing of what one
+    item's processing is and imports nothing of the pipeline.
+    """
     from dask.distributed import Client, LocalCluster, as_completed
 
     from component.errors import InvalidParameterError
-    from component.load import MAX_CONNECTIONS_ENV, max_connections
+    from component.io.load import MAX_CONNECTIONS_ENV, max_connections
 
     cluster = None
     if params.dask_scheduler:
@@ -94,15 +79,13 @@ def process_many(
         log.info("processing %d items on a LocalCluster of %d workers", len(inputs), workers)
     try:
         futures = {
-            client.submit(
-                process_on_worker, source, params, threads, key=f"l2a-{source.id}", pure=False
-            ): source
+            client.submit(task, source, params, threads, key=f"l2a-{source.id}", pure=False): source
             for source in inputs
         }
         for future in as_completed(futures):
             source = futures[future]
             try:
-                outcome: ItemResult | BaseException = future.result()
+                outcome: Result | BaseException = future.result()
             except Exception as error:  # a worker that died or raised outside process()
                 outcome = error
             on_result(source, outcome)

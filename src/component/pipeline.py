@@ -9,6 +9,7 @@ still match their checksums, is skipped: the output catalog is the run's only st
 from __future__ import annotations
 
 import logging
+import os
 import tarfile
 import time
 import uuid
@@ -19,17 +20,17 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from component import catalog, load, search
-from component.describe import describe, output_id
 from component.distribute import process_many
-from component.engines import build_corrector
 from component.errors import AssetReadError, ComponentError, PartialFailureError
-from component.inference import Corrector
-from component.model import sha256_file
-from component.modelcard import ModelCard, load_card
+from component.io import catalog, load, search
+from component.io.describe import describe, output_id
+from component.io.write import ProductWriter
+from component.model.card import ModelCard, load_card
+from component.model.engines import build_corrector
+from component.model.inference import Corrector
+from component.model.network import sha256_file
 from component.params import RunParams
 from component.sample import item_path as sample_item_path
-from component.write import ProductWriter
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,22 @@ def load_model(params: RunParams) -> Model:
     return Model(card, card.name, f"custom.{digest[:12]}", digest, building)
 
 
+_worker_models: dict[tuple[object, ...], Model] = {}
+"""Per Dask worker process: loading weights and building a session once, not once per item."""
+
+
+def process_on_worker(
+    source: search.InputItem, params: RunParams, threads: int | None
+) -> ItemResult:
+    """The Dask task: one item, processed and published exactly as in a single-item run."""
+    key = (params.weights, params.device, params.engine, os.environ.get("COMPONENT_MODELS_DIR"))
+    if key not in _worker_models:
+        if threads:
+            os.environ["COMPONENT_ENGINE_THREADS"] = str(threads)
+        _worker_models[key] = load_model(params)
+    return process(source, _worker_models[key], params)
+
+
 def find_inputs(params: RunParams) -> list[search.InputItem]:
     """Items named on the command line, else a search, else the embedded sample."""
     if params.items:
@@ -147,7 +164,7 @@ def run(params: RunParams) -> RunSummary:
                 summary.failed.append({"id": source.id, "reason": outcome.reason})
 
         if params.dask_scheduler or len(inputs) > 1:
-            process_many(inputs, params, record)
+            process_many(inputs, params, process_on_worker, record)
         else:
             model = load_model(params)
             for source in inputs:

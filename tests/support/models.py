@@ -45,8 +45,8 @@ def write_random_model(folder: Path, seed: int = 0) -> Path:
     """Write a random-initialised model (weights + matching card) into *folder*; return it."""
     import torch
 
-    from component.model import build_model, save_weights
-    from component.modelcard import card_from_dict
+    from component.model.card import card_from_dict
+    from component.model.network import build_model, save_weights
 
     data = json.loads((REPO_MODELS / CARD_FILE).read_text())
     folder.mkdir(parents=True, exist_ok=True)

@@ -174,7 +174,7 @@ def catalog_problems(output: Path) -> list[str]:
     resolve to a core-valid item outside ``.staging``, and every published product must verify
     against its checksums (a product is whole or absent).
     """
-    from component.catalog import verify_product
+    from component.io.catalog import verify_product
 
     path = output / "catalog.json"
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from component import physics
+from component.training import physics
 
 BANDS = ("B02", "B03", "B04")
 

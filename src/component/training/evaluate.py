@@ -1,6 +1,6 @@
 """``python -m component evaluate``: score the model against a reference L2A, with baselines.
 
-The model runs through :class:`component.inference.Corrector`, the same loading, normalization
+The model runs through :class:`component.model.inference.Corrector`, the same loading, normalization
 and tiling code as the production pipeline, so the numbers describe what users get. Identity
 (no correction) and dark-object subtraction are scored on exactly the same valid pixels, which
 is what makes the model's numbers meaningful.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from component import baselines, metrics
 from component.errors import InvalidParameterError, OutputError
-from component.inference import Corrector
-from component.modelcard import ModelCard, load_card
-from component.pairs import RasterSpec, parse_band_list, read_reflectance
+from component.model.card import ModelCard, load_card
+from component.model.inference import Corrector
+from component.training import baselines, metrics
+from component.training.pairs import RasterSpec, parse_band_list, read_reflectance
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +167,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m component.evaluate", description=__doc__)
+    _parser = argparse.ArgumentParser(prog="python -m component.training.evaluate", description=__doc__)
     add_arguments(_parser)
     raise SystemExit(run(_parser.parse_args()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from component.inference import Corrector
+from component.model.inference import Corrector
 
 
 class BlurEngine:

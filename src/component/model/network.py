@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from component.errors import ModelError
-from component.modelcard import ModelCard
+from component.model.card import ModelCard
 
 _STRIP_PREFIXES = ("module.", "model.", "net.", "unet.")
 

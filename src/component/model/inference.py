@@ -25,8 +25,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from component.errors import InvalidParameterError
-from component.model import load_model
-from component.modelcard import ModelCard
+from component.model.card import ModelCard
+from component.model.network import load_model
 
 MULTIPLE = 32  # the U-Net downsamples 5 times
 

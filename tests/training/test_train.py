@@ -12,8 +12,8 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from component import train
-from component.modelcard import load_card
+from component.model.card import load_card
+from component.training import train
 
 SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
 
@@ -85,7 +85,7 @@ def test_tiny_run_lowers_the_loss_and_writes_a_verified_card(
     assert summary["train_pairs"] == ["a"] and summary["holdout_pairs"] == ["b"]
     assert summary["trained_on"] == "CPU"
     card = load_card(out.with_suffix(".card.json"))
-    from component.model import load_model
+    from component.model.network import load_model
 
     model = load_model(card)  # sha256 of the written weights matches the written card
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from component.errors import ModelError
-from component.model import build_model, load_model, save_weights, sha256_file
-from component.modelcard import load_card
+from component.model.card import load_card
+from component.model.network import build_model, load_model, save_weights, sha256_file
 
 SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
 

@@ -24,7 +24,7 @@ import rasterio.shutil
 from PIL import Image
 from rasterio.windows import Window
 
-from component.load import Grid
+from component.io.load import Grid
 
 SCALE = 0.0001
 OFFSET = -0.1

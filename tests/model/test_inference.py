@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from component.inference import Corrector, axis_layout, blend_window, layout
-from component.model import build_model, save_weights
-from component.modelcard import load_card
+from component.model.card import load_card
+from component.model.inference import Corrector, axis_layout, blend_window, layout
+from component.model.network import build_model, save_weights
 
 SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
 

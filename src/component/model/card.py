@@ -31,7 +31,7 @@ def models_dir() -> Path:
     env = os.environ.get("COMPONENT_MODELS_DIR")
     if env:
         return Path(env)
-    repo_models = Path(__file__).resolve().parents[2] / "models"
+    repo_models = Path(__file__).resolve().parents[3] / "models"
     if (repo_models / CARD_FILE).is_file():
         return repo_models
     return _FALLBACK_MODELS_DIR

@@ -1,6 +1,6 @@
 """Training: physics-simulated pre-training, then fine-tuning on real L1C/L2A pairs.
 
-One run has up to two stages: ``--physics-steps`` on TOA simulated (:mod:`component.physics`)
+One run has up to two stages: ``--physics-steps`` on TOA simulated (:mod:`component.training.physics`)
 from real surfaces under random atmospheres, then ``--real-steps`` on real pairs (optionally
 mixed with simulated patches so the real chips, which are few, do not erase what the physics
 taught). The loss is masked (nodata never contributes): L1 on reflectance plus a spectral-angle
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from component.errors import InvalidParameterError, ModelError
-from component.model import build_model, read_state_dict, save_weights
-from component.modelcard import load_card
-from component.pairs import Pair, augment, sample_patch, shared_pairs
-from component.physics import simulate_pair
+from component.model.card import load_card
+from component.model.network import build_model, read_state_dict, save_weights
+from component.training.pairs import Pair, augment, sample_patch, shared_pairs
+from component.training.physics import simulate_pair
 
 DEFAULT_HOLDOUT = "38D_378R_2_3,sen2r_20170703,sen2r_20190723"
 
@@ -101,7 +101,7 @@ class DataSource:
 
 
 def _normalize(toa: np.ndarray, src: DataSource) -> np.ndarray:
-    """Same normalization as :class:`component.inference.Corrector`."""
+    """Same normalization as :class:`component.model.inference.Corrector`."""
     x = np.clip(toa, *src.clip)
     return np.where(np.isfinite(x), x, np.float32(src.fill)).astype(np.float32)
 
@@ -134,7 +134,7 @@ def make_batch(
 def _data_root(arg: Path | None) -> Path:
     if arg is not None:
         return arg
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    return Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 def load_sources(args: argparse.Namespace, card) -> DataSource:
@@ -302,6 +302,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m component.train", description=__doc__)
+    _parser = argparse.ArgumentParser(prog="python -m component.training.train", description=__doc__)
     add_arguments(_parser)
     raise SystemExit(run(_parser.parse_args()))

@@ -14,9 +14,9 @@ from affine import Affine
 from rasterio.windows import Window
 
 from component import __version__
-from component.describe import describe, multihash_sha256, output_id
-from component.load import Grid
-from component.write import ProductWriter
+from component.io.describe import describe, multihash_sha256, output_id
+from component.io.load import Grid
+from component.io.write import ProductWriter
 
 VALIDATOR = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "stac_validate.py"
 L1C_ID = "S2B_MSIL1C_20240116T105329_N0510_R051_T31TCJ_20240116T114032"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from component.engines import build_corrector, make_engine, onnx_graph
 from component.errors import InvalidParameterError
-from component.modelcard import load_card
+from component.model.card import load_card
+from component.model.engines import build_corrector, make_engine, onnx_graph
 from support.models import random_models_dir  # noqa: F401
 
 TOLERANCE = 1e-5

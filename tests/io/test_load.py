@@ -16,8 +16,8 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from component import load, stac_bridge
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
+from component.io import load, stac_bridge
 from support.s3 import S3Server
 from support.synthetic import cdse_s3_base, make_l1c_product
 
@@ -29,8 +29,8 @@ Factory = Callable[..., dict[str, Any]]
 @pytest.fixture(scope="module")
 def sample_item() -> dict[str, Any]:
     """The embedded sample as a dict with absolute hrefs (as search.read_item makes them)."""
+    from component.io.search import read_item
     from component.sample import item_path
-    from component.search import read_item
 
     return read_item(str(item_path())).data
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from component.errors import InvalidParameterError, ModelError
-from component.inference import Corrector, Engine, TorchEngine
-from component.model import load_model, read_state_dict, sha256_file
-from component.modelcard import ModelCard
+from component.model.card import ModelCard
+from component.model.inference import Corrector, Engine, TorchEngine
+from component.model.network import load_model, read_state_dict, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from stackstac.rio_reader import AutoParallelRioReader, SelfCleaningDatasetReader
 
-from component import stac_bridge
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
+from component.io import stac_bridge
 
 CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
 CDSE_MAX_CONNECTIONS = 4

@@ -19,8 +19,8 @@ import pystac
 from rasterio.warp import transform_geom
 
 from component import __version__
-from component.load import Grid
-from component.write import NODATA, OFFSET, SCALE, WrittenAsset
+from component.io.load import Grid
+from component.io.write import NODATA, OFFSET, SCALE, WrittenAsset
 
 SOFTWARE_NAME = "s2-l1c2l2a-component"
 EXTENSIONS = [

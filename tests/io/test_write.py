@@ -11,8 +11,8 @@ from affine import Affine
 from PIL import Image
 from rasterio.windows import Window
 
-from component.load import Grid
-from component.write import (
+from component.io.load import Grid
+from component.io.write import (
     NODATA,
     OFFSET,
     SCALE,

@@ -12,10 +12,10 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from component import evaluate
 from component.errors import InvalidParameterError
-from component.model import build_model, save_weights
-from component.modelcard import load_card
+from component.model.card import load_card
+from component.model.network import build_model, save_weights
+from component.training import evaluate
 
 SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
 TRANSFORM = from_origin(500000, 5100000, 10, 10)

@@ -9,8 +9,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from component import pairs
 from component.errors import InvalidParameterError
+from component.training import pairs
 
 
 def _write(path: Path, data: np.ndarray, nodata: float | None = None) -> Path:

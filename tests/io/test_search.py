@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from component.errors import InvalidItemError, NoItemsFoundError, StacApiError
+from component.io.search import read_item, require_l1c, search
 from component.params import SearchParams, parse_bbox, parse_datetime
-from component.search import read_item, require_l1c, search
 from support.stac_api import absolute_hrefs
 from support.synthetic import make_l1c_product
 
@@ -131,7 +131,7 @@ def test_default_retry_budget_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     """The default retry policy sleeps about 15 s at most per request (under 20 s)."""
     from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-    from component.search import retry_policy
+    from component.io.search import retry_policy
 
     for name in ("COMPONENT_STAC_RETRIES", "COMPONENT_STAC_BACKOFF_MAX_S"):
         monkeypatch.delenv(name, raising=False)

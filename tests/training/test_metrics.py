@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from component import baselines, metrics
+from component.training import baselines, metrics
 
 
 def _full(*values: float, shape=(8, 8)) -> np.ndarray:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from component import stac_bridge
 from component.errors import InvalidItemError
+from component.io import stac_bridge
 
 CDSE_ID = "S2A_MSIL1C_20240116T000741_N0510_R130_T51CVP_20240116T010505"
 
