@@ -1,10 +1,15 @@
 """The model card: the single source of truth for bands, normalization, tiling and weights.
 
-Everything a model-specific number would otherwise hard-code (band list, clip range, tile size,
-overlap, weights file and checksum) lives in ``models/model_card.json`` so that a model with other
-bands can be shipped by replacing the card and the weights, without touching code. The card uses
-the STAC Machine Learning Model (MLM) extension field names where they fit, so a catalogue can
-index it as is.
+Everything a model-specific number would otherwise hard-code (band lists, clip range, tile size,
+overlap, weights and look-up table files with their checksums, the grid the atmosphere is
+estimated on) lives in ``models/model_card.json``, so a model can be replaced by replacing the
+card and its files, without touching code. The card uses the STAC Machine Learning Model (MLM)
+extension field names where they fit, so a catalogue can index it as is.
+
+Two band lists matter and they differ: the network's input channels (``mlm:input``: the 13 L1C
+bands, then geometry channels) and its outputs (``mlm:output``: the atmosphere, AOT and water
+vapour), against the product's bands (``atmosphere.output_bands``: the 12 L2A bands, which the
+physics inversion produces from the network's atmosphere and the 6S table).
 """
 
 from __future__ import annotations
@@ -49,26 +54,31 @@ class ModelCard:
     output_bands: tuple[str, ...]
     tile_size: int
     tile_overlap: int
-    weights_path: Path
+    weights_path: Path | None
     weights_sha256: str | None
+    network_outputs: tuple[str, ...] = ()
+    geometry_channels: tuple[str, ...] = ()
+    atmosphere_grid_m: int = 60
+    adjacency_sigma_m: float = 0.0
+    smoothing_m: float = 0.0
+    lut_path: Path | None = None
+    lut_sha256: str | None = None
     clip_min: float = 0.0
     clip_max: float = 1.5
     nodata_fill: float = 0.0
     batch_size: int = 4
-    detail_sigma: float = 0.0
-    detail_gain: float = 1.0
     card_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def in_channels(self) -> int:
-        """Network input channels, derived from the band list."""
-        return len(self.input_bands)
+        """Network input channels: the spectral bands, then the geometry channels."""
+        return len(self.input_bands) + len(self.geometry_channels)
 
     @property
     def out_channels(self) -> int:
-        """Network output channels, derived from the band list."""
-        return len(self.output_bands)
+        """Network output channels (the atmosphere), or the bands of a direct network."""
+        return len(self.network_outputs or self.output_bands)
 
 
 def _bands(entry: dict[str, Any], what: str) -> tuple[str, ...]:
@@ -76,6 +86,11 @@ def _bands(entry: dict[str, Any], what: str) -> tuple[str, ...]:
     if not bands:
         raise ModelError(f"model card: {what} has no 'bands'; fix the card")
     return tuple(b["name"] if isinstance(b, dict) else str(b) for b in bands)
+
+
+def _spectral(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Sentinel-2 band names (``B01``..``B12``, ``B8A``) among channel names."""
+    return tuple(n for n in names if len(n) == 3 and n[0] == "B")
 
 
 def _clip_range(entry: dict[str, Any]) -> tuple[float, float]:
@@ -90,27 +105,37 @@ def card_from_dict(data: dict[str, Any], card_path: Path | None = None) -> Model
     try:
         inp = data["mlm:input"][0]
         out = data["mlm:output"][0]
-        weights = data["weights"]
+        weights = data.get("weights") or {}
         tiling = data["tiling"]
+        atmosphere = data.get("atmosphere") or {}
+        lut = atmosphere.get("lut") or {}
         base = card_path.parent if card_path else models_dir()
         clip_min, clip_max = _clip_range(inp)
+        channels = _bands(inp, "mlm:input")
+        outputs = _bands(out, "mlm:output")
+        product_bands = tuple(atmosphere.get("output_bands") or ())
         return ModelCard(
             name=str(data["mlm:name"]),
             version=str(data["version"]),
             architecture=str(data.get("mlm:architecture", "U-Net")),
             encoder=str(data.get("encoder", "timm-efficientnet-b2")),
-            input_bands=_bands(inp, "mlm:input"),
-            output_bands=_bands(out, "mlm:output"),
+            input_bands=_spectral(channels),
+            geometry_channels=tuple(c for c in channels if c not in _spectral(channels)),
+            output_bands=product_bands or outputs,
+            network_outputs=outputs if product_bands else (),
+            atmosphere_grid_m=int(atmosphere.get("grid_m", 60)),
+            adjacency_sigma_m=float(atmosphere.get("adjacency_sigma_m", 0.0)),
+            smoothing_m=float(atmosphere.get("smoothing_m", 0.0)),
+            lut_path=base / str(lut["file"]) if lut.get("file") else None,
+            lut_sha256=lut.get("sha256"),
             tile_size=int(tiling["tile_size"]),
             tile_overlap=int(tiling["overlap"]),
-            weights_path=base / str(weights["file"]),
+            weights_path=base / str(weights["file"]) if weights.get("file") else None,
             weights_sha256=weights.get("sha256"),
             clip_min=clip_min,
             clip_max=clip_max,
             nodata_fill=float(inp.get("nodata_fill_value", 0.0)),
             batch_size=int(data.get("mlm:batch_size_suggestion", 4)),
-            detail_sigma=float(data.get("detail_transfer", {}).get("sigma_px", 0.0)),
-            detail_gain=float(data.get("detail_transfer", {}).get("gain", 1.0)),
             card_path=card_path,
             raw=data,
         )

@@ -18,14 +18,24 @@ import logging
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from component.errors import InvalidParameterError, ModelError
+from component.model.atmosphere import Atmosphere, sha256_file
 from component.model.card import ModelCard
-from component.model.inference import Corrector, Engine, TorchEngine
-from component.model.network import load_model, read_state_dict, sha256_file
+from component.model.correction import (
+    L1C_BANDS,
+    Estimator,
+    SceneCorrector,
+    StandardAtmosphere,
+)
+from component.model.estimator import NetworkEstimator
+from component.model.inference import Engine, TiledNetwork, TorchEngine
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,12 @@ ONNX_OPSET = 17
 
 
 def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``. Torch is imported only when a
+    GPU may be asked for: the CPU path (ONNX Runtime) never loads it."""
+    if device == "cpu":
+        return device
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -71,6 +87,8 @@ class OnnxEngine:
 
 def export_onnx(model: torch.nn.Module, path: Path, in_channels: int) -> Path:
     """Export with dynamic batch and spatial axes; written beside *path*, then renamed."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     example = torch.zeros(1, in_channels, 64, 64)
@@ -81,8 +99,8 @@ def export_onnx(model: torch.nn.Module, path: Path, in_channels: int) -> Path:
             (example,),
             str(temporary),
             input_names=["toa"],
-            output_names=["boa"],
-            dynamic_axes={"toa": axes, "boa": axes},
+            output_names=["atmosphere"],
+            dynamic_axes={"toa": axes, "atmosphere": axes},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -111,6 +129,8 @@ def onnx_graph(card: ModelCard, weights: Path | None) -> Path:
     path = cache_dir() / f"{card.name}-{source_sha}.onnx"
     if not path.is_file():
         log.info("exporting the network to ONNX (once for these weights): %s", path)
+        from component.model.network import load_model
+
         export_onnx(load_model(card, weights), path, card.in_channels)
     return path
 
@@ -130,21 +150,60 @@ def make_engine(
         if weights is None:
             # The shipped weights are verified (and a tampered file refused) even though the
             # graph runs: the graph is trusted only as the export of exactly these weights.
-            if not card.weights_sha256:
-                raise ModelError(f"model card {card.card_path} has no weights sha256; fix the card")
-            read_state_dict(card.weights_path, card.weights_sha256)
+            verify_weights(card)
         return OnnxEngine(onnx_graph(card, weights)), "onnxruntime-cpu"
+    from component.model.network import load_model
+
     return TorchEngine(load_model(card, weights), device), f"torch-{device}"
 
 
-def build_corrector(
+def verify_weights(card: ModelCard) -> None:
+    """The card's weights file exists and matches its sha256 (checked without torch)."""
+    path, expected = card.weights_path, card.weights_sha256
+    if path is None or not expected:
+        raise ModelError(f"model card {card.card_path} names no weights with a sha256; fix it")
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}; restore it or pass --weights FILE")
+    if sha256_file(path) != expected.lower():
+        raise ModelError(
+            f"weights {path.name} do not match the model card's sha256; restore the shipped "
+            "file or update the card"
+        )
+
+
+def build_scene_corrector(
     card: ModelCard, weights: Path | None = None, device: str = "auto", engine: str = "auto"
-) -> tuple[Corrector, str]:
-    """The corrector the pipeline runs: the card's tiling around the chosen engine."""
-    runtime, name = make_engine(card, weights, device, engine)
-    # On a CPU a batch of tiles is no faster than one tile after another (the convolutions
-    # already use every core) and costs a batch of activations: one tile at a time. A GPU
-    # gets the card's batch suggestion.
-    batch = 1 if name.endswith("-cpu") else card.batch_size
-    corrector = Corrector.for_card(runtime, card, batch_size=batch)
+) -> tuple[SceneCorrector, str]:
+    """What the pipeline runs: the card's 6S table and its atmosphere estimator.
+
+    A card without weights is the physics-only model (a standard atmosphere); otherwise the
+    network estimates the atmosphere through the chosen engine. Returns the corrector and the
+    runtime's name for logs and lineage.
+    """
+    if card.lut_path is None:
+        raise ModelError(f"model card {card.card_path} names no atmosphere table; fix the card")
+    atmosphere = Atmosphere.load(card.lut_path, card.lut_sha256, card.output_bands)
+    if weights is None and card.weights_path is None:
+        estimator: Estimator = StandardAtmosphere()
+        name = "standard-atmosphere"
+    else:
+        runtime, name = make_engine(card, weights, device, engine)
+        # On a CPU a batch of tiles is no faster than one tile after another (the convolutions
+        # already use every core) and costs a batch of activations; a GPU gets the card's batch.
+        batch = 1 if name.endswith("-cpu") else card.batch_size
+        network = TiledNetwork(
+            runtime,
+            out_channels=card.out_channels,
+            tile_size=card.tile_size,
+            tile_overlap=card.tile_overlap,
+            batch_size=batch,
+        )
+        estimator = NetworkEstimator(network, card)
+    corrector = SceneCorrector(
+        atmosphere,
+        estimator,
+        input_bands=L1C_BANDS,
+        adjacency_sigma_m=card.adjacency_sigma_m,
+        smoothing_m=card.smoothing_m,
+    )
     return corrector, name

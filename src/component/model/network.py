@@ -1,8 +1,15 @@
-"""Build the U-Net from the card and load its weights, refusing anything unverified or broken.
+"""Build the network from the card and load its weights, refusing anything unverified or broken.
+
+The network is a U-Net (segmentation-models-pytorch, EfficientNet-B2 encoder, no hub weights)
+that estimates the atmosphere, AOT at 550 nm and water vapour, on a coarse grid
+(:class:`AtmosphereNet`); a direct reflectance network (:class:`ReflectanceNet`, the layout of
+ESA AI-Sen2Cor's RGB model) is built when a card declares no atmosphere outputs.
 
 Two weight formats are accepted: the project's ``.safetensors`` (verified against the card's
-sha256, so a tampered or truncated file never runs) and ESA AI-Sen2Cor style ``.pth`` PyTorch
-``state_dict`` files, read with ``torch.load(weights_only=True)`` so no pickled code can run.
+sha256, so a tampered or truncated file never runs) and ``.pth`` PyTorch ``state_dict`` files as
+ESA AI-Sen2Cor ships them (``module.`` prefixes allowed), read with
+``torch.load(weights_only=True)`` so no pickled code can run. Both hold the bare U-Net's
+``state_dict``: the output heads below have no parameters.
 """
 
 from __future__ import annotations
@@ -53,9 +60,38 @@ class ReflectanceNet(nn.Module):
         return self.relu(self.unet(x))
 
 
-def build_model(card: ModelCard) -> ReflectanceNet:
+ATMOSPHERE_LIMITS = {"aot550": 1.2, "water_vapour": 6.5}
+"""Upper bounds of the outputs (the 6S table's range): AOT at 550 nm, water vapour in cm."""
+
+
+class AtmosphereNet(nn.Module):
+    """U-Net whose channels are squashed into the table's range: ``limit * sigmoid(x)``.
+
+    The bounds keep every estimate inside the 6S table (no extrapolation at run time) and make
+    the heads part of the exported graph, so ONNX Runtime and PyTorch give the same numbers.
+    """
+
+    def __init__(self, unet: nn.Module, limits: tuple[float, ...]) -> None:
+        super().__init__()
+        self.unet = unet
+        self.register_buffer("limits", torch.tensor(limits).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.unet(x)) * self.limits
+
+
+def build_model(card: ModelCard) -> nn.Module:
     """The network the card describes, with random weights."""
-    return ReflectanceNet(build_unet(card.in_channels, card.out_channels, card.encoder))
+    unet = build_unet(card.in_channels, card.out_channels, card.encoder)
+    if card.network_outputs:
+        try:
+            limits = tuple(ATMOSPHERE_LIMITS[name] for name in card.network_outputs)
+        except KeyError as missing:
+            raise ModelError(
+                f"model card output {missing} is unknown; outputs are {list(ATMOSPHERE_LIMITS)}"
+            ) from None
+        return AtmosphereNet(unet, limits)
+    return ReflectanceNet(unet)
 
 
 def sha256_file(path: Path) -> str:
@@ -117,7 +153,7 @@ def read_state_dict(path: Path, expected_sha256: str | None) -> dict[str, torch.
     return _strip(state)
 
 
-def load_model(card: ModelCard, weights: str | Path | None = None) -> ReflectanceNet:
+def load_model(card: ModelCard, weights: str | Path | None = None) -> nn.Module:
     """Build the card's network and load its weights in eval mode.
 
     ``weights`` overrides the card's file; a user-given file has no card checksum to verify
@@ -125,8 +161,8 @@ def load_model(card: ModelCard, weights: str | Path | None = None) -> Reflectanc
     """
     if weights is None:
         path, sha = card.weights_path, card.weights_sha256
-        if not sha:
-            raise ModelError(f"model card {card.card_path} has no weights sha256; fix the card")
+        if path is None or not sha:
+            raise ModelError(f"model card {card.card_path} names no weights with a sha256; fix it")
     else:
         path, sha = Path(weights), None
     state = read_state_dict(path, sha)
@@ -146,7 +182,7 @@ def save_weights(model: nn.Module, path: Path) -> str:
     """Save the bare U-Net state_dict as safetensors and return its sha256."""
     from safetensors.torch import save_file
 
-    unet = model.unet if isinstance(model, ReflectanceNet) else model
+    unet = model.unet if isinstance(model, (ReflectanceNet, AtmosphereNet)) else model
     state = {k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))

@@ -1,0 +1,283 @@
+"""The atmosphere, from the 6S look-up table: TOA <-> surface reflectance per pixel.
+
+For a Lambertian surface of reflectance ``rho`` the TOA reflectance of a band is
+
+    rho_toa = A + B * rho / (1 - S * rho)
+
+where the path reflectance ``A``, the two-way transmittance ``B`` and the spherical albedo
+``S`` depend on the aerosol optical thickness at 550 nm (AOT), the water-vapour column (W,
+g/cm² = cm), the ozone column and the sun/view geometry, but not on the surface. The table
+(``models/atmosphere_lut.npz``, built by :mod:`component.training.sixs_lut` with 6S) holds
+these terms on a grid; this module interpolates them for any state and inverts the equation:
+
+    y = (rho_toa - A) / B,   rho = y / (1 + S * y)
+
+The atmosphere varies over kilometres and the surface per pixel, so the state is estimated on a
+coarse grid and the terms are interpolated there (cheap), then resampled to each band's grid
+where the inversion is three arithmetic operations per pixel. Training simulates TOA with
+:meth:`Atmosphere.forward` on the same table, so training and inversion share one physics.
+
+Thin cirrus (Sentinel-2 B10, 1375 nm, where the lower atmosphere is opaque from water vapour)
+adds a nearly spectrally flat reflectance above the aerosol layer; it is removed first,
+``rho_toa - cirrus``, as Sen2Cor does with B10.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.interpolate import RegularGridInterpolator
+
+from component.errors import ModelError
+
+DEFAULT_OZONE = 0.33
+"""atm-cm; no ozone column is in the L1C metadata the component reads (climatological mean)."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sun and view angles in degrees; scalars or arrays of one shape (per coarse pixel)."""
+
+    sun_zenith: np.ndarray | float
+    view_zenith: np.ndarray | float
+    relative_azimuth: np.ndarray | float
+    known: bool = True
+    """False when the input said nothing about its geometry and defaults stand in."""
+
+
+DEFAULT_GEOMETRY = Geometry(40.0, 5.0, 90.0, known=False)
+"""For inputs without angles (bare GeoTIFF chips): a mid-latitude, near-nadir case. The network
+was trained to estimate an *effective* AOT under this geometry when none is known (see the
+model card), so the inversion stays consistent even though the angles are assumptions."""
+
+
+@dataclass(frozen=True)
+class Terms:
+    """``A``, ``B``, ``S`` per band: arrays of shape (bands, *state shape)."""
+
+    path: np.ndarray
+    transmittance: np.ndarray
+    spherical_albedo: np.ndarray
+
+    def resampled(self, resample) -> Terms:  # type: ignore[no-untyped-def]
+        """The same terms through *resample* (e.g. coarse grid -> a band's grid)."""
+        return Terms(
+            resample(self.path), resample(self.transmittance), resample(self.spherical_albedo)
+        )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def airmass(sun_zenith: np.ndarray | float, view_zenith: np.ndarray | float) -> np.ndarray:
+    return 1.0 / np.cos(np.radians(sun_zenith)) + 1.0 / np.cos(np.radians(view_zenith))
+
+
+class Atmosphere:
+    """The look-up table with interpolators, for a subset of its bands in a given order."""
+
+    def __init__(self, tables: dict[str, np.ndarray], bands: tuple[str, ...] | None = None):
+        lut_bands = [str(b) for b in tables["bands"]]
+        self.bands = tuple(bands) if bands is not None else tuple(lut_bands)
+        missing = [b for b in self.bands if b not in lut_bands]
+        if missing:
+            raise ModelError(f"the atmosphere table has no band {missing}; rebuild it")
+        index = [lut_bands.index(b) for b in self.bands]
+        self.aot_range = (float(tables["aot"][0]), float(tables["aot"][-1]))
+        self.water_range = (float(tables["water"][0]), float(tables["water"][-1]))
+        sun = tables["sun_zenith"].astype(np.float64)
+        view = tables["view_zenith"].astype(np.float64)
+        azimuth = tables["relative_azimuth"].astype(np.float64)
+        aot = tables["aot"].astype(np.float64)
+        gas_m = tables["gas_airmass"].astype(np.float64)
+        self.max_zenith = float(sun[-1])
+
+        def last(a: np.ndarray) -> np.ndarray:  # bands to the last axis for the interpolators
+            return np.moveaxis(a[index].astype(np.float64), 0, -1)
+
+        grid = RegularGridInterpolator
+        self._path = grid((aot, sun, view, azimuth), last(tables["path"]))
+        self._t_scat = grid((aot, sun), last(tables["t_scat"]))
+        self._spherical = grid((aot,), last(tables["spherical_albedo"]))
+        other_m = 1.0 / np.cos(np.radians(sun)) + 1.0
+        self._log_t_other = grid((other_m,), np.log(last(tables["t_other_gas"])))
+        water = tables["water"].astype(np.float64)
+        self._log_t_water = grid((water, gas_m), np.log(np.maximum(last(tables["t_water"]), 1e-9)))
+        self._path_water = grid((water, gas_m), last(tables["path_water"]))
+        ozone = tables["ozone"].astype(np.float64)
+        # Ozone absorbs above the scattering layer: the path is dimmed by the full two-way ozone
+        # transmittance, like the surface term. log T is linear in the column (Beer), so the
+        # table extrapolates from its nodes to any column and to zero.
+        log_t_ozone = np.log(last(tables["t_ozone"]))  # (ozone, airmass, band)
+        self._ozone_k = grid((gas_m,), -(log_t_ozone[-1] - log_t_ozone[0]) / (ozone[-1] - ozone[0]))
+        self._gas_m_range = (float(gas_m[0]), float(gas_m[-1]))
+        self._other_m_range = (float(other_m[0]), float(other_m[-1]))
+        self._tau = grid((aot,), last(tables["tau_total"]))
+        self.aot_nodes, self.water_nodes = aot, water
+
+    @classmethod
+    def load(
+        cls, path: Path, sha256: str | None = None, bands: tuple[str, ...] | None = None
+    ) -> Atmosphere:
+        """Read the table, refusing a missing or tampered file (exit code 8)."""
+        if not path.is_file():
+            raise ModelError(
+                f"atmosphere table not found: {path}; restore models/ from the release"
+            )
+        if sha256 is not None and sha256_file(path) != sha256.lower():
+            raise ModelError(
+                f"atmosphere table {path.name} does not match the model card's sha256; restore "
+                "the shipped file or update the card"
+            )
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                tables = {key: data[key] for key in data.files}
+        except Exception as error:
+            raise ModelError(f"atmosphere table {path.name} is unreadable ({error})") from None
+        return cls(tables, bands)
+
+    def terms(
+        self,
+        aot: np.ndarray | float,
+        water: np.ndarray | float,
+        geometry: Geometry,
+        ozone: np.ndarray | float = DEFAULT_OZONE,
+    ) -> Terms:
+        """``A``, ``B``, ``S`` of every band for each state; inputs broadcast together."""
+        aot, water, sz, vz, az, ozone = np.broadcast_arrays(
+            np.asarray(aot, np.float64),
+            np.asarray(water, np.float64),
+            np.asarray(geometry.sun_zenith, np.float64),
+            np.asarray(geometry.view_zenith, np.float64),
+            np.asarray(geometry.relative_azimuth, np.float64),
+            np.asarray(ozone, np.float64),
+        )
+        shape = aot.shape
+        aot = np.clip(aot.ravel(), *self.aot_range)
+        water = np.clip(water.ravel(), *self.water_range)
+        sz = np.clip(sz.ravel(), 0.0, self.max_zenith)
+        vz = np.clip(vz.ravel(), 0.0, 12.0)
+        az = np.abs(((az.ravel() + 180.0) % 360.0) - 180.0)  # relative azimuth in [0, 180]
+        m = airmass(sz, vz)
+        gas_m = np.clip(m, *self._gas_m_range)
+        path = self._path(np.stack([aot, sz, vz, az], -1))
+        t_down = self._t_scat(np.stack([aot, sz], -1))
+        t_up = self._t_scat(np.stack([aot, vz], -1))
+        spherical = self._spherical(aot[:, None])
+        t_other = np.exp(self._log_t_other(np.clip(m, *self._other_m_range)[:, None]))
+        wm = np.stack([water, gas_m], -1)
+        t_water = np.exp(self._log_t_water(wm))
+        t_ozone = np.exp(
+            -self._ozone_k(gas_m[:, None]) * ozone.ravel()[:, None] * (m / gas_m)[:, None]
+        )
+        path = path * self._path_water(wm) * t_ozone
+        transmittance = t_down * t_up * t_other * t_water * t_ozone
+
+        def back(a: np.ndarray) -> np.ndarray:
+            return np.moveaxis(a, -1, 0).reshape((len(self.bands), *shape)).astype(np.float32)
+
+        return Terms(back(path), back(transmittance), back(spherical))
+
+    def adjacency_gain(
+        self, aot: np.ndarray | float, view_zenith: np.ndarray | float
+    ) -> np.ndarray:
+        """``t_up / t_dir`` per band: how much a pixel's contrast to its surroundings is damped.
+
+        Light scattered into the view direction from a pixel's surroundings (the adjacency
+        effect) makes the sensor see ``env + (rho - env) * t_dir / t_up``, where ``t_dir`` is
+        the direct (unscattered) upward transmittance and ``t_up`` the total one. The
+        correction multiplies the contrast back by this gain (>= 1).
+        """
+        aot, vz = np.broadcast_arrays(
+            np.asarray(aot, np.float64), np.asarray(view_zenith, np.float64)
+        )
+        shape = aot.shape
+        a = np.clip(aot.ravel(), *self.aot_range)
+        v = np.clip(vz.ravel(), 0.0, 12.0)
+        t_up = self._t_scat(np.stack([a, v], -1))
+        t_dir = np.exp(-self._tau(a[:, None]) / np.cos(np.radians(v))[:, None])
+        gain = np.moveaxis(t_up / t_dir, -1, 0)
+        return gain.reshape((len(self.bands), *shape)).astype(np.float32)
+
+    def curves(self, geometry: Geometry, ozone: float = DEFAULT_OZONE) -> dict[str, np.ndarray]:
+        """For one scalar geometry: every term at the table's AOT and water nodes.
+
+        Between nodes the table is linear in AOT and in water vapour, so these curves,
+        interpolated linearly, give exactly :meth:`terms` (training uses them to invert in
+        torch, differentiably). Keys: ``aot``, ``water`` (nodes), ``path``, ``t_down``,
+        ``t_up``, ``spherical_albedo``, ``adjacency_gain`` (band, aot node), ``t_water``,
+        ``path_water`` (band, water node), ``t_fixed`` (band: other gases and ozone).
+        """
+        sz, vz, az = (float(v) for v in (geometry.sun_zenith, geometry.view_zenith,
+                                          geometry.relative_azimuth))  # fmt: skip
+        sz, vz = min(max(sz, 0.0), self.max_zenith), min(max(vz, 0.0), 12.0)
+        az = abs(((az + 180.0) % 360.0) - 180.0)
+        a = self.aot_nodes
+        ones = np.ones_like(a)
+        m = float(airmass(sz, vz))
+        gas_m = min(max(m, self._gas_m_range[0]), self._gas_m_range[1])
+        path = self._path(np.stack([a, sz * ones, vz * ones, az * ones], -1)).T
+        t_down = self._t_scat(np.stack([a, sz * ones], -1)).T
+        t_up = self._t_scat(np.stack([a, vz * ones], -1)).T
+        spherical = self._spherical(a[:, None]).T
+        t_dir = np.exp(-self._tau(a[:, None]) / np.cos(np.radians(vz))).T
+        w = self.water_nodes
+        wm = np.stack([w, gas_m * np.ones_like(w)], -1)
+        t_other = np.exp(self._log_t_other([[min(max(m, self._other_m_range[0]),
+                                                  self._other_m_range[1])]]))[0]  # fmt: skip
+        t_ozone = np.exp(-self._ozone_k([[gas_m]])[0] * ozone * m / gas_m)
+        return {
+            "aot": a.astype(np.float32),
+            "water": w.astype(np.float32),
+            "path": (path * t_ozone[:, None]).astype(np.float32),
+            "t_down": t_down.astype(np.float32),
+            "t_up": t_up.astype(np.float32),
+            "spherical_albedo": spherical.astype(np.float32),
+            "adjacency_gain": (t_up / t_dir).astype(np.float32),
+            "t_water": np.exp(self._log_t_water(wm)).T.astype(np.float32),
+            "path_water": self._path_water(wm).T.astype(np.float32),
+            "t_fixed": (t_other * t_ozone).astype(np.float32),
+        }
+
+    @staticmethod
+    def forward(rho: np.ndarray, terms: Terms, cirrus: np.ndarray | float = 0.0) -> np.ndarray:
+        """TOA reflectance of surface *rho* (bands, ...) under *terms* (broadcastable)."""
+        rho = np.clip(rho, 0.0, None)
+        toa = terms.path + terms.transmittance * rho / (1.0 - terms.spherical_albedo * rho)
+        return (toa + cirrus).astype(np.float32)
+
+    @staticmethod
+    def inverse(toa: np.ndarray, terms: Terms, cirrus: np.ndarray | float = 0.0) -> np.ndarray:
+        """Surface reflectance from TOA *toa* (bands, ...); NaN stays NaN."""
+        y = (toa - cirrus - terms.path) / terms.transmittance
+        return (y / (1.0 + terms.spherical_albedo * y)).astype(np.float32)
+
+
+def load_metadata(path: Path) -> dict[str, object]:
+    """The JSON description stored inside the table (code, aerosol model, axes)."""
+    with np.load(path, allow_pickle=False) as data:
+        return json.loads(str(data["meta"]))
+
+
+def sun_zenith_from_elevation(elevation: float) -> float:
+    return 90.0 - float(elevation)
+
+
+def relative_azimuth(sun_azimuth: float, view_azimuth: float) -> float:
+    """|sun - view| folded to [0, 180] (6S's convention: 0 = sensor on the sun's side)."""
+    difference = abs(float(sun_azimuth) - float(view_azimuth)) % 360.0
+    return 360.0 - difference if difference > 180.0 else difference
+
+
+def clamp_zenith(value: float) -> float:
+    return min(max(float(value), 0.0), 89.0) if math.isfinite(value) else float("nan")

@@ -1,0 +1,311 @@
+"""L1C -> L2A for a whole product: the atmosphere on a coarse grid, then every band at its own.
+
+The atmosphere (aerosol, water vapour, thin cirrus) varies over kilometres while the surface
+varies per pixel. So correction has two steps, and this module is the seam between them and
+the I/O around them:
+
+1. :meth:`SceneCorrector.estimate` takes the TOA reflectance of all 13 L1C bands on one coarse
+   grid (the card's ``atmosphere.grid_m``, e.g. 60 m: JPEG 2000 decodes it from reduced
+   resolution levels, cheaply) and returns an :class:`AtmosphereState`: AOT at 550 nm, water
+   vapour and cirrus reflectance fields on that grid, the geometry there, and the 6S terms of
+   every output band derived from them. How the fields are estimated is the
+   :class:`Estimator`'s business (a network, or a fixed standard atmosphere).
+2. :meth:`SceneCorrector.correct` inverts one band's TOA on any grid (the band's product grid, or
+   a strip of it): the coarse terms are interpolated bilinearly to the band's pixel centres and
+   the inversion is a few arithmetic operations per pixel, which is what keeps 10 m cheap.
+
+Grids are north-up and share one CRS (the tile's); a grid is described by its affine transform,
+so a strip of rows is a grid too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from affine import Affine
+from scipy.ndimage import gaussian_filter
+
+from component.errors import ModelError
+from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry, Terms
+
+L1C_BANDS = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)  # fmt: skip
+L2A_BANDS = tuple(b for b in L1C_BANDS if b != "B10")
+NATIVE_RESOLUTION = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
+    "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RasterGrid:
+    """Where pixels are: a north-up affine transform and a shape (the CRS is the scene's)."""
+
+    transform: Affine
+    height: int
+    width: int
+
+    @property
+    def resolution(self) -> float:
+        return float(self.transform.a)
+
+    def rows(self, start: int, stop: int) -> RasterGrid:
+        """The grid of rows ``start:stop`` (a strip)."""
+        return RasterGrid(self.transform * Affine.translation(0, start), stop - start, self.width)
+
+
+@dataclass
+class AtmosphereState:
+    """What was estimated for one scene, on the coarse grid ``grid``."""
+
+    grid: RasterGrid
+    aot: np.ndarray
+    """AOT at 550 nm, (h, w)."""
+    water: np.ndarray
+    """Water-vapour column, cm (= g/cm²), (h, w)."""
+    cirrus: np.ndarray
+    """Reflectance added by thin cirrus (spectrally flat), (h, w); 0 where none."""
+    geometry: Geometry
+    terms: Terms
+    """6S terms of the corrector's output bands, (bands, h, w)."""
+    environment: np.ndarray | None = None
+    """Surface reflectance of each output band smoothed over the adjacency scale, (bands, h, w);
+    None when the adjacency correction is off."""
+    adjacency_gain: np.ndarray | None = None
+    """``t_up / t_dir`` of each output band, (bands, h, w)."""
+    notes: list[str] = field(default_factory=list)
+    """Fallbacks taken (no geometry, a missing band...), for the run summary."""
+
+
+class Estimator(Protocol):
+    """Estimates aerosol and water vapour on the coarse grid from TOA (bands, h, w)."""
+
+    name: str
+
+    def __call__(
+        self, toa: np.ndarray, bands: tuple[str, ...], geometry: Geometry
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class StandardAtmosphere:
+    """A fixed atmosphere: the physics-only baseline (no estimation from the scene).
+
+    AOT 0.1 (continental), water vapour 1.5 cm and ozone 0.33 atm-cm are mid-latitude
+    climatological values; with the scene's geometry this is what a correction without any
+    retrieval gives.
+    """
+
+    name = "standard-atmosphere"
+
+    def __init__(self, aot: float = 0.1, water: float = 1.5) -> None:
+        self.aot, self.water = aot, water
+
+    def __call__(
+        self, toa: np.ndarray, bands: tuple[str, ...], geometry: Geometry
+    ) -> tuple[np.ndarray, np.ndarray]:
+        shape = toa.shape[1:]
+        return np.full(shape, self.aot, np.float32), np.full(shape, self.water, np.float32)
+
+
+CIRRUS_THRESHOLD = 0.01
+"""B10 TOA reflectance above which a pixel is taken as seen through cirrus. Below it B10 is the
+clear-sky signal (surface seen through a very dry atmosphere, or noise), left in the bands."""
+
+
+def cirrus_reflectance(b10: np.ndarray | None) -> np.ndarray | float:
+    """Thin-cirrus reflectance to subtract from every band (Sen2Cor's B10 approach, gain 1).
+
+    Cirrus ice crystals scatter nearly independently of wavelength between 0.4 and 2.2 µm, and
+    at 1375 nm the water vapour below them hides the surface, so B10 sees the cirrus alone.
+    """
+    if b10 is None:
+        return 0.0
+    b10 = np.nan_to_num(b10, nan=0.0)
+    return np.where(b10 > CIRRUS_THRESHOLD, b10, 0.0).astype(np.float32)
+
+
+class SceneCorrector:
+    """The atmosphere table plus an estimator: TOA of a product -> BOA of every band."""
+
+    def __init__(
+        self,
+        atmosphere: Atmosphere,
+        estimator: Estimator,
+        input_bands: tuple[str, ...] = L1C_BANDS,
+        adjacency_sigma_m: float = 0.0,
+        smoothing_m: float = 0.0,
+    ) -> None:
+        self.atmosphere = atmosphere
+        self.estimator = estimator
+        self.input_bands = input_bands
+        self.output_bands = atmosphere.bands
+        self.adjacency_sigma_m = adjacency_sigma_m
+        self.smoothing_m = smoothing_m
+
+    def estimate(
+        self,
+        toa: np.ndarray,
+        grid: RasterGrid,
+        geometry: Geometry | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> AtmosphereState:
+        """The atmosphere over the coarse grid from TOA of :attr:`input_bands` (NaN = invalid).
+
+        *geometry* holds scalars (scene means) or arrays on *grid*; ``None`` means unknown,
+        and the defaults the estimator was trained for stand in (noted in the state).
+        *exclude* (h, w) marks pixels that must not inform the atmosphere (clouds, their
+        shadows): the estimate there is filled from the surroundings. A band that is entirely
+        NaN counts as missing and is substituted (see :func:`substitute_missing`).
+        """
+        toa, notes = substitute_missing(toa, self.input_bands)
+        if exclude is not None and exclude.any() and not exclude.all():
+            toa = np.where(exclude, np.float32(np.nan), toa)
+        if geometry is None:
+            geometry = DEFAULT_GEOMETRY
+            notes.append(
+                "no sun/view geometry: default angles assumed (sun zenith 40, view zenith 5)"
+            )
+        b10 = toa[self.input_bands.index("B10")] if "B10" in self.input_bands else None
+        cirrus = cirrus_reflectance(b10)
+        aot, water = self.estimator(toa, self.input_bands, geometry)
+        if self.smoothing_m > 0:
+            sigma = self.smoothing_m / grid.resolution
+            aot, water = (smooth(a, sigma) for a in (aot, water))
+        shape = toa.shape[1:]
+        cirrus = np.broadcast_to(cirrus, shape).astype(np.float32)
+        on_grid = _on_grid(geometry, shape)
+        terms = self.atmosphere.terms(aot, water, on_grid)
+        state = AtmosphereState(grid, aot, water, cirrus, geometry, terms, notes=notes)
+        if self.adjacency_sigma_m > 0:
+            index = [self.input_bands.index(b) for b in self.output_bands]
+            surface = self.atmosphere.inverse(toa[index], terms, cirrus)
+            sigma = self.adjacency_sigma_m / grid.resolution
+            state.environment = np.stack([smooth(band, sigma) for band in surface])
+            state.adjacency_gain = self.atmosphere.adjacency_gain(aot, on_grid.view_zenith)
+        return state
+
+    def correct(
+        self, band: str, toa: np.ndarray, grid: RasterGrid, state: AtmosphereState
+    ) -> np.ndarray:
+        """BOA reflectance of *band* on *grid* from its TOA (h, w); NaN stays NaN."""
+        index = self.output_bands.index(band)
+        resample = coarse_to_fine(state.grid, grid)
+        terms = Terms(
+            resample(state.terms.path[index]),
+            resample(state.terms.transmittance[index]),
+            resample(state.terms.spherical_albedo[index]),
+        )
+        surface = self.atmosphere.inverse(toa, terms, resample(state.cirrus))
+        if state.environment is None or state.adjacency_gain is None:
+            return surface
+        environment = resample(state.environment[index])
+        gain = resample(state.adjacency_gain[index])
+        return (environment + (surface - environment) * gain).astype(np.float32)
+
+    def field(self, name: str, grid: RasterGrid, state: AtmosphereState) -> np.ndarray:
+        """``"aot"`` or ``"water"`` on *grid* (bilinear from the coarse grid)."""
+        return coarse_to_fine(state.grid, grid)(getattr(state, name))
+
+
+SUBSTITUTES = {
+    "B8A": ("B08", 1.0),
+    "B08": ("B8A", 1.0),
+    "B01": ("B02", 1.0),
+    "B09": ("B8A", 0.35),
+}
+"""A missing input band -> (band standing in for it, factor). B8A and B08 see the same near-
+infrared plateau; coastal B01 is closest to blue B02; B09 is B8A dimmed by a mid-latitude water
+column (about 1.5 cm), so the water vapour estimate falls back to a standard value."""
+
+
+def substitute_missing(toa: np.ndarray, bands: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Fill input bands that are entirely NaN (not in the product), saying what was done.
+
+    B10 missing means no thin-cirrus correction (zeros). Other bands take a neighbour (see
+    :data:`SUBSTITUTES`); a band with no substitute raises, since guessing it would be silent.
+    """
+    missing = [b for i, b in enumerate(bands) if not np.isfinite(toa[i]).any()]
+    if not missing or len(missing) == len(bands):
+        return toa, []
+    toa = toa.copy()
+    notes = []
+    for band in missing:
+        i = bands.index(band)
+        if band == "B10":
+            toa[i] = 0.0
+            notes.append("no B10 (cirrus) band: thin cirrus not corrected")
+            continue
+        source, factor = SUBSTITUTES.get(band, (None, 0.0))
+        if source is None or source in missing:
+            raise ModelError(f"input band {band} is missing and has no substitute")
+        toa[i] = toa[bands.index(source)] * np.float32(factor)
+        notes.append(f"no {band} band: {source} stands in for it in the atmosphere estimate")
+    return toa, notes
+
+
+def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing that ignores NaN (normalised convolution) and fills every pixel.
+
+    Invalid pixels (clouds masked upstream, nodata) take the weighted mean of their valid
+    surroundings; a field with no valid pixel at all stays NaN.
+    """
+    valid = np.isfinite(values)
+    if valid.all():
+        return gaussian_filter(values.astype(np.float32), sigma, mode="reflect")
+    if not valid.any():
+        return np.full(values.shape, np.nan, np.float32)
+    weights = gaussian_filter(valid.astype(np.float32), sigma, mode="reflect")
+    total = gaussian_filter(np.where(valid, values, 0).astype(np.float32), sigma, mode="reflect")
+    out = np.divide(total, weights, out=np.full(values.shape, np.nan, np.float32),
+                    where=weights > 1e-6)  # fmt: skip
+    if np.isnan(out).any():  # far from any valid pixel: the scene's mean
+        out[np.isnan(out)] = float(np.nanmean(values))
+    return out
+
+
+def _on_grid(geometry: Geometry, shape: tuple[int, ...]) -> Geometry:
+    return Geometry(
+        *(
+            np.broadcast_to(np.asarray(v, np.float64), shape)
+            for v in (geometry.sun_zenith, geometry.view_zenith, geometry.relative_azimuth)
+        ),
+        known=geometry.known,
+    )
+
+
+def _axis_weights(
+    start: float, step: float, n_out: int, n_in: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear indices/weights along one axis: output centre ``start + (i + .5) * step``
+    in input pixel units, clamped at the edges (the field is constant beyond the last centre)."""
+    position = start + (np.arange(n_out) + 0.5) * step - 0.5
+    position = np.clip(position, 0.0, n_in - 1.0)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, n_in - 1)
+    return low, high, (position - low).astype(np.float32)
+
+
+def coarse_to_fine(coarse: RasterGrid, fine: RasterGrid):  # type: ignore[no-untyped-def]
+    """A function resampling (h, w) arrays on *coarse* to *fine*, bilinear at pixel centres.
+
+    Separable: rows first (few), then columns, so a 10 m strip costs two gathers and two
+    multiply-adds per pixel.
+    """
+    ratio_x = fine.transform.a / coarse.transform.a
+    ratio_y = fine.transform.e / coarse.transform.e
+    col0 = (fine.transform.c - coarse.transform.c) / coarse.transform.a
+    row0 = (fine.transform.f - coarse.transform.f) / coarse.transform.e
+    r_lo, r_hi, r_w = _axis_weights(row0, ratio_y, fine.height, coarse.height)
+    c_lo, c_hi, c_w = _axis_weights(col0, ratio_x, fine.width, coarse.width)
+
+    def resample(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, np.float32)
+        if values.ndim == 0:
+            return values
+        rows = values[r_lo] * (1 - r_w[:, None]) + values[r_hi] * r_w[:, None]
+        return rows[:, c_lo] * (1 - c_w) + rows[:, c_hi] * c_w
+
+    return resample
