@@ -1,21 +1,17 @@
-"""Tiled inference: full coverage, no seams, NaN handling, any scene size."""
+"""Tiled inference: full coverage, no seams, skipped empty tiles, any grid size."""
 
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from component.model.card import load_card
-from component.model.inference import Corrector, axis_layout, blend_window, layout
-from component.model.network import build_model, save_weights
-
-SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
+from component.model.inference import TiledNetwork, TorchEngine, axis_layout, blend_window, layout
+from component.model.network import load_model
+from support.models import random_models_dir  # noqa: F401
 
 
 def identity_engine(batch: np.ndarray) -> np.ndarray:
@@ -23,8 +19,8 @@ def identity_engine(batch: np.ndarray) -> np.ndarray:
     return batch.copy()
 
 
-def make_corrector(engine=identity_engine, tile: int = 64, overlap: int = 16) -> Corrector:
-    return Corrector(engine, out_channels=3, tile_size=tile, tile_overlap=overlap, batch_size=3)
+def make_network(engine=identity_engine, tile: int = 64, overlap: int = 16) -> TiledNetwork:
+    return TiledNetwork(engine, out_channels=3, tile_size=tile, tile_overlap=overlap, batch_size=3)
 
 
 @pytest.mark.parametrize(
@@ -64,56 +60,50 @@ def test_blend_window_is_positive_and_smooth() -> None:
 @pytest.mark.parametrize(("height", "width"), [(45, 70), (150, 97), (13, 5)])
 def test_identity_engine_reproduces_input_without_seams(height: int, width: int) -> None:
     rng = np.random.default_rng(0)
-    toa = rng.uniform(0.0, 1.0, (3, height, width)).astype(np.float32)
-    out = make_corrector().correct(toa)
-    assert out.shape == toa.shape
-    np.testing.assert_allclose(out, toa, rtol=1e-5, atol=1e-6)
+    x = rng.uniform(0.0, 1.0, (3, height, width)).astype(np.float32)
+    out = make_network()(x)
+    assert out.shape == x.shape
+    np.testing.assert_allclose(out, x, rtol=1e-5, atol=1e-6)
 
 
-def test_nan_in_any_band_gives_nan_in_all_bands() -> None:
-    toa = np.full((3, 40, 50), 0.2, np.float32)
-    toa[1, 5, 7] = np.nan
-    out = make_corrector().correct(toa)
-    assert np.isnan(out[:, 5, 7]).all()
-    assert np.isfinite(np.delete(out.reshape(3, -1), 5 * 50 + 7, axis=1)).all()
-    # the filled value, not NaN, reached the engine: the neighbours are untouched
-    assert out[0, 5, 8] == pytest.approx(0.2)
-
-
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    data = json.loads(SHIPPED_CARD.read_text())
-    torch.manual_seed(0)
-    sha = save_weights(build_model(load_card(SHIPPED_CARD)), folder / "w.safetensors")
-    data["weights"] = {"file": "w.safetensors", "sha256": sha, "format": "safetensors"}
-    data["tiling"] = {"tile_size": 64, "overlap": 16}
-    (folder / "model_card.json").write_text(json.dumps(data))
-    return folder
-
-
-def test_real_forward_pass_tiled(card_dir: Path) -> None:
-    corrector = Corrector.from_card(load_card(card_dir / "model_card.json"), device="cpu")
-    rng = np.random.default_rng(1)
-    toa = rng.uniform(0.05, 0.4, (3, 50, 83)).astype(np.float32)
-    toa[:, 0, 0] = np.nan
-    out = corrector.correct(toa)
-    assert out.shape == (3, 50, 83) and out.dtype == np.float32
-    assert np.isnan(out[:, 0, 0]).all()
-    assert np.isfinite(out[:, 1:, 1:]).all() and np.nanmin(out) >= 0
-
-
-def test_small_scene_is_one_padded_tile(card_dir: Path) -> None:
-    shutil.copy(card_dir / "model_card.json", card_dir / "copy.json")
-    corrector = Corrector.from_card(load_card(card_dir / "copy.json"), device="cpu")
+def test_tiles_without_a_valid_pixel_are_skipped() -> None:
     calls: list[tuple[int, ...]] = []
-    engine = corrector.engine
 
     def spy(batch: np.ndarray) -> np.ndarray:
         calls.append(batch.shape)
-        return engine(batch)
+        return batch.copy()
 
-    corrector.engine = spy
-    out = corrector.correct(np.full((3, 24, 42), 0.1, np.float32))
+    x = np.full((3, 40, 200), 0.2, np.float32)
+    valid = np.zeros((40, 200), bool)
+    valid[:, :30] = True  # only the first tile column has data (a swath edge)
+    out = make_network(spy)(x, valid)
+    assert sum(shape[0] for shape in calls) < len(layout(40, 200, 64, 16))
+    assert np.isfinite(out[:, :, :30]).all() and np.isnan(out[:, :, -10:]).all()
+
+
+def test_real_forward_pass_tiled_and_bounded(random_models_dir: Path) -> None:  # noqa: F811
+    card = load_card(random_models_dir / "model_card.json")
+    network = TiledNetwork(
+        TorchEngine(load_model(card), "cpu"),
+        out_channels=card.out_channels,
+        tile_size=64,
+        tile_overlap=16,
+    )
+    x = np.random.default_rng(1).uniform(0.0, 0.5, (card.in_channels, 50, 83)).astype(np.float32)
+    out = network(x)
+    assert out.shape == (2, 50, 83) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+    assert (out[0] >= 0).all() and (out[0] <= 1.2).all()  # AOT within the table
+    assert (out[1] >= 0).all() and (out[1] <= 6.5).all()  # water vapour, cm
+
+
+def test_small_grid_is_one_padded_tile() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch.shape)
+        return batch.copy()
+
+    out = make_network(spy)(np.full((3, 24, 42), 0.1, np.float32))
     assert calls == [(1, 3, 32, 64)]
     assert out.shape == (3, 24, 42)

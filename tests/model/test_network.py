@@ -1,4 +1,4 @@
-"""Weights loading: checksum refusal, ESA-style .pth state_dicts, weights-only loading."""
+"""The network and its weights: card fields, checksum refusal, ESA-style .pth state_dicts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from component.errors import ModelError
 from component.model.card import load_card
 from component.model.network import build_model, load_model, save_weights, sha256_file
 
-SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
+SHIPPED_CARD = Path(__file__).resolve().parents[2] / "models" / "model_card.json"
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +31,35 @@ def make_card(tmp_path: Path, weights: tuple[Path, str]) -> Path:
     weights_path = tmp_path / "w.safetensors"
     shutil.copyfile(source, weights_path)
     data["weights"] = {"file": weights_path.name, "sha256": sha, "format": "safetensors"}
+    lut = data["atmosphere"]["lut"]["file"]
+    shutil.copyfile(SHIPPED_CARD.parent / lut, tmp_path / lut)
     path = tmp_path / "model_card.json"
     path.write_text(json.dumps(data))
     return path
 
 
 def test_shipped_card_fields() -> None:
+    """The card is the single source of truth for bands, channels, the table and the grid."""
     card = load_card(SHIPPED_CARD)
-    assert card.input_bands == card.output_bands
-    assert card.in_channels == len(card.input_bands)
+    assert len(card.input_bands) == 13 and "B10" in card.input_bands
+    assert len(card.output_bands) == 12 and "B10" not in card.output_bands
+    assert card.network_outputs == ("aot550", "water_vapour")
+    assert card.in_channels == 13 + len(card.geometry_channels)
     assert card.tile_size % 32 == 0 and 0 <= card.tile_overlap < card.tile_size
-    assert card.weights_path.parent == SHIPPED_CARD.parent
+    assert card.lut_path is not None and card.lut_path.parent == SHIPPED_CARD.parent
+    assert card.lut_sha256 and card.atmosphere_grid_m >= 60
+    if card.weights_path is not None:
+        assert card.weights_path.parent == SHIPPED_CARD.parent
+
+
+def test_outputs_are_bounded_to_the_table(weights_file: tuple[Path, str], tmp_path: Path) -> None:
+    card = load_card(make_card(tmp_path, weights_file))
+    model = load_model(card)
+    with torch.inference_mode():
+        out = model(torch.randn(2, card.in_channels, 64, 64) * 10)
+    assert out.shape == (2, 2, 64, 64)
+    assert float(out[:, 0].min()) >= 0 and float(out[:, 0].max()) <= 1.2
+    assert float(out[:, 1].min()) >= 0 and float(out[:, 1].max()) <= 6.5
 
 
 def test_models_dir_env(
@@ -95,6 +113,14 @@ def test_incompatible_and_corrupt_weights(tmp_path: Path, weights_file: tuple[Pa
     torch.save({"encoder.weight": torch.zeros(3)}, wrong)
     with pytest.raises(ModelError, match="do not fit"):
         load_model(card, wrong)
+    # ESA AI-Sen2Cor's checkpoint layout: the same U-Net family with 3 bands in and out
+    from component.model.network import build_unet
+
+    rgb = tmp_path / "esa_rgb.pth"
+    torch.save({f"module.{k}": v for k, v in build_unet(3, 3).state_dict().items()}, rgb)
+    with pytest.raises(ModelError, match=r"17->2 bands") as err:
+        load_model(card, rgb)
+    assert "\n" not in str(err.value)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="corrupt"):

@@ -4,7 +4,8 @@ The shipped ``models/*.safetensors`` are produced by training and may be absent 
 Tests about plumbing (reading, writing, describing, publishing, the CLI) do not depend on what the
 network learned, only on a real forward pass through the card's architecture, so
 :func:`write_random_model` builds the card's network with random weights (seeded), saves them as
-safetensors and writes a copy of the card whose ``weights.sha256`` matches. The fixtures point
+safetensors and writes a copy of the card whose ``weights.sha256`` matches, next to a copy of the
+card's 6S table (the real one: its values matter for the physics). The fixtures point
 ``COMPONENT_MODELS_DIR`` at that folder, which subprocesses inherit.
 
 Use them from a test module with ``@pytest.mark.usefixtures("test_model")`` after importing the
@@ -37,12 +38,14 @@ def shipped_weights_present() -> bool:
     if not card_path.is_file():
         return False
     card = json.loads(card_path.read_text())
-    weights = card.get("weights", {})
+    weights = card.get("weights") or {}
     return bool(weights.get("sha256")) and (REPO_MODELS / str(weights.get("file"))).is_file()
 
 
 def write_random_model(folder: Path, seed: int = 0) -> Path:
     """Write a random-initialised model (weights + matching card) into *folder*; return it."""
+    import shutil
+
     import torch
 
     from component.model.card import card_from_dict
@@ -50,11 +53,15 @@ def write_random_model(folder: Path, seed: int = 0) -> Path:
 
     data = json.loads((REPO_MODELS / CARD_FILE).read_text())
     folder.mkdir(parents=True, exist_ok=True)
+    lut = data["atmosphere"]["lut"]["file"]
+    shutil.copyfile(REPO_MODELS / lut, folder / lut)
+    data.pop("onnx", None)  # the shipped graph belongs to the shipped weights
     card = card_from_dict(data, folder / CARD_FILE)
     torch.manual_seed(seed)
     model = build_model(card)
-    digest = save_weights(model, folder / str(data["weights"]["file"]))
-    data["weights"]["sha256"] = digest
+    weights = (data.get("weights") or {}).get("file") or "random.safetensors"
+    digest = save_weights(model, folder / weights)
+    data["weights"] = {"file": weights, "sha256": digest, "format": "safetensors"}
     (folder / CARD_FILE).write_text(json.dumps(data, indent=2))
     return folder
 

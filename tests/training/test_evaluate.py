@@ -1,107 +1,198 @@
-"""``evaluate``: metrics JSON, baselines on the same pixels, prediction raster, figure."""
+"""``evaluate``: the report's structure, band skipping, geometry flags, the prediction raster.
+
+The chips are simulated with the 6S table itself under the standard atmosphere, so the
+physics-only correction must recover the surface almost exactly: that checks the whole path
+(reading, scaling, band order, coarse grid, inversion, scoring) against a known answer.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-import torch
 from rasterio.transform import from_origin
+from scipy.ndimage import gaussian_filter
 
 from component.errors import InvalidParameterError
+from component.model.atmosphere import Atmosphere, Geometry, Terms
 from component.model.card import load_card
-from component.model.network import build_model, save_weights
+from component.model.correction import L1C_BANDS, L2A_BANDS
 from component.training import evaluate
+from support.models import random_models_dir  # noqa: F401
 
-SHIPPED_CARD = Path(__file__).resolve().parents[1] / "models" / "model_card.json"
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 TRANSFORM = from_origin(500000, 5100000, 10, 10)
+GEOMETRY = Geometry(30.0, 5.0, 90.0)
+ALL_L1C = ",".join(str(i) for i in range(1, 14))
+ALL_L2A = ",".join(str(i) for i in range(1, 13))
 
 
 def _write(path: Path, data: np.ndarray, nodata: float | None) -> Path:
     profile = {
-        "driver": "GTiff", "count": data.shape[0], "height": data.shape[1],
-        "width": data.shape[2], "dtype": "uint16", "crs": "EPSG:32632",
-        "transform": TRANSFORM, "nodata": nodata,
-    }  # fmt: skip
+        "driver": "GTiff",
+        "count": data.shape[0],
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "dtype": "uint16",
+        "crs": "EPSG:32632",
+        "transform": TRANSFORM,
+        "nodata": nodata,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data.astype(np.uint16))
     return path
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Synthetic 12-band TOA (offset +1000 DN, nodata 65535), 11-band BOA, and a seeded card."""
-    root = tmp_path_factory.mktemp("eval")
+def physics_card(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped card without weights (the physics-only model) and without adjacency."""
+    folder = tmp_path_factory.mktemp("physics")
+    data = json.loads((REPO_MODELS / "model_card.json").read_text())
+    data["weights"] = None
+    data.pop("onnx", None)
+    data["atmosphere"]["adjacency_sigma_m"] = 0.0
+    shutil.copyfile(
+        REPO_MODELS / data["atmosphere"]["lut"]["file"], folder / data["atmosphere"]["lut"]["file"]
+    )
+    (folder / "model_card.json").write_text(json.dumps(data))
+    return folder / "model_card.json"
+
+
+@pytest.fixture(scope="module")
+def chip(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 13-band L1C chip (baseline >= 04.00 DN, +1000) simulated from a 12-band surface."""
+    root = tmp_path_factory.mktemp("chip")
+    card = load_card()
+    assert card.lut_path is not None
+    atmosphere = Atmosphere.load(card.lut_path)
     rng = np.random.default_rng(0)
-    boa = rng.uniform(300, 3000, (11, 40, 70))
-    toa = np.concatenate([boa[:9] * 0.9 + 800 + 1000, np.full((1, 40, 70), 1050), boa[9:] + 1000])
-    toa[:, 3, 4] = 65535
-    data = json.loads(SHIPPED_CARD.read_text())
-    torch.manual_seed(0)
-    sha = save_weights(build_model(load_card(SHIPPED_CARD)), root / "w.safetensors")
-    data["weights"] = {"file": "w.safetensors", "sha256": sha, "format": "safetensors"}
-    data["tiling"] = {"tile_size": 64, "overlap": 16}
-    (root / "model_card.json").write_text(json.dumps(data))
+    base = gaussian_filter(rng.uniform(0, 1, (60, 70)), 3)
+    base = (base - base.min()) / (base.max() - base.min())
+    spectrum = np.linspace(0.05, 0.35, len(L1C_BANDS))[:, None, None]
+    surface = (spectrum * (0.6 + 0.8 * base)).astype(np.float32)  # (13, 60, 70)
+    terms = atmosphere.terms(0.1, 1.5, GEOMETRY)  # the standard atmosphere
+    shape = (len(L1C_BANDS), 1, 1)
+    terms = Terms(
+        *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
+    )
+    toa = Atmosphere.forward(surface, terms)
+    toa[L1C_BANDS.index("B10")] = 0.002  # no cirrus
+    toa_dn = np.round(toa * 10000) + 1000
+    toa_dn[:, 2, 3] = 65535  # saturated: nodata for every method
+    boa = surface[[L1C_BANDS.index(b) for b in L2A_BANDS]]
     return {
-        "l1c": _write(root / "toa.tif", toa, 65535),
-        "l2a": _write(root / "boa.tif", boa, None),
-        "card": root / "model_card.json",
+        "l1c": _write(root / "toa.tif", toa_dn, 65535),
+        "l2a": _write(root / "boa.tif", np.round(boa * 10000), 0),
         "root": root,
     }
 
 
-def _args(inputs: dict[str, Path], *extra: str) -> argparse.Namespace:
+def _args(chip: dict[str, Path], card: Path, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
     return parser.parse_args(
-        ["--l1c", str(inputs["l1c"]), "--l2a", str(inputs["l2a"]), "--l1c-bands", "2,3,4",
-         "--l2a-bands", "2,3,4", "--l1c-offset", "-1000", "--card", str(inputs["card"]),
-         "--device", "cpu", *extra]
-    )  # fmt: skip
-
-
-def test_json_metrics_and_float_prediction(
-    inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = inputs["root"] / "pred.tif"
-    fig = inputs["root"] / "fig.png"
-    assert (
-        evaluate.run(_args(inputs, "--json", "--save-prediction", str(out), "--figure", str(fig)))
-        == 0
+        [
+            "--l1c",
+            str(chip["l1c"]),
+            "--l2a",
+            str(chip["l2a"]),
+            "--l1c-bands",
+            ALL_L1C,
+            "--l2a-bands",
+            ALL_L2A,
+            "--l1c-offset",
+            "-1000",
+            "--card",
+            str(card),
+            "--device",
+            "cpu",
+            *extra,
+        ]
     )
-    result = json.loads(capsys.readouterr().out)
-    for method in ("model", "identity", "dos"):
-        overall = result[method]["overall"]
-        assert overall["valid_pixels"] == 40 * 70 - 1
-        assert set(result[method]["per_band"]) == {"B02", "B03", "B04"}
-        assert np.isfinite(
-            [overall["rmse"], overall["psnr"], overall["ssim"], overall["sam"]]
-        ).all()
-    # identity error is the known synthetic offset: TOA = 0.9 BOA + 0.08
-    assert result["identity"]["overall"]["rmse"] > 0.01
+
+
+def test_physics_recovers_a_surface_simulated_under_its_atmosphere(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    report = evaluate.evaluate(
+        _args(chip, physics_card, "--sun-zenith", "30", "--view-zenith", "5")
+    )
+    assert report["geometry"] == "given"
+    assert report["bands"] == list(L2A_BANDS)
+    model, identity = report["model"], report["identity"]
+    assert model["all"]["rmse"] < 0.002 and model["rgb"]["psnr"] > 50
+    assert identity["all"]["rmse"] > 10 * model["all"]["rmse"]
+    assert model["ndvi"]["mae"] < 0.005 < identity["ndvi"]["mae"]
+    assert set(report) >= {"model", "physics", "identity", "dos", "atmosphere", "notes"}
+    for method in evaluate.METHODS:
+        assert report[method]["all"]["valid_pixels"] == 60 * 70 - 1  # the saturated pixel
+        assert set(report[method]["per_band"]["B04"]) == {"rmse", "bias", "psnr", "ssim"}
+
+
+def test_unknown_geometry_is_reported(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    report = evaluate.evaluate(_args(chip, physics_card))
+    assert report["geometry"].startswith("unknown")
+    assert any("geometry" in note for note in report["notes"])
+
+
+def test_missing_bands_are_skipped_or_substituted(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    """B8A absent from both files (sen2r layout), B10 absent from the L1C."""
+    l1c = ALL_L1C.split(",")
+    l1c[L1C_BANDS.index("B8A")] = "0"
+    l1c[L1C_BANDS.index("B10")] = "0"
+    l2a = ALL_L2A.split(",")
+    l2a[L2A_BANDS.index("B8A")] = "0"
+    args = _args(chip, physics_card)
+    args.l1c_bands, args.l2a_bands = ",".join(l1c), ",".join(l2a)
+    report = evaluate.evaluate(args)
+    assert "B8A" not in report["bands"] and len(report["bands"]) == 11
+    assert any("B8A" in note for note in report["notes"])
+    assert any("B10" in note for note in report["notes"])
+
+
+def test_save_prediction_writes_every_output_band_named(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    out = chip["root"] / "prediction.tif"
+    evaluate.evaluate(_args(chip, physics_card, "--save-prediction", str(out)))
     with rasterio.open(out) as src:
-        assert (src.count, src.height, src.width, src.dtypes[0]) == (3, 40, 70, "float32")
-        assert src.transform == TRANSFORM
-        pred = src.read()
-    assert np.isnan(pred[:, 3, 4]).all() and np.isfinite(pred[:, 0, 0]).all()
-    assert fig.stat().st_size > 1000
+        assert src.count == 12 and src.descriptions == L2A_BANDS
+        assert src.transform == TRANSFORM and src.dtypes[0] == "float32"
+        assert np.isnan(src.read(1)[2, 3])
+    dn = chip["root"] / "prediction_dn.tif"
+    evaluate.evaluate(
+        _args(chip, physics_card, "--save-prediction", str(dn), "--prediction-dtype", "uint16")
+    )
+    with rasterio.open(dn) as src:
+        assert src.scales == (0.0001,) * 12 and src.offsets == (-0.1,) * 12 and src.nodata == 0
 
 
-def test_uint16_prediction_has_scale_and_offset(inputs: dict[str, Path]) -> None:
-    out = inputs["root"] / "pred16.tif"
-    evaluate.run(_args(inputs, "--save-prediction", str(out), "--prediction-dtype", "uint16"))
-    with rasterio.open(out) as src:
-        assert src.dtypes[0] == "uint16" and src.nodata == 0
-        assert src.scales == (0.0001,) * 3 and src.offsets == (-0.1,) * 3
-        assert src.read(1)[3, 4] == 0
+def test_the_network_path_runs(chip, random_models_dir: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    report = evaluate.evaluate(_args(chip, random_models_dir / "model_card.json"))
+    assert report["model_card"]["runtime"] == "onnxruntime-cpu"
+    assert np.isfinite(report["model"]["all"]["psnr"])
 
 
-def test_band_count_must_match_the_card(inputs: dict[str, Path]) -> None:
-    args = _args(inputs)
-    args.l1c_bands = "2,3"
-    with pytest.raises(InvalidParameterError, match="B02"):
-        evaluate.run(args)
+def test_bad_band_lists_and_geometry(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    args = _args(chip, physics_card)
+    args.l1c_bands = "2,3,4"
+    with pytest.raises(InvalidParameterError, match="13 L1C bands"):
+        evaluate.evaluate(args)
+    args = _args(chip, physics_card, "--view-zenith", "5")
+    with pytest.raises(InvalidParameterError, match="--sun-zenith"):
+        evaluate.evaluate(args)
+    args = _args(chip, physics_card)
+    args.l2a_bands = "1,2,x"
+    with pytest.raises(InvalidParameterError, match="integers"):
+        evaluate.evaluate(args)
+
+
+def test_cli_prints_a_table_and_json(chip, physics_card, capsys) -> None:  # type: ignore[no-untyped-def]
+    args = _args(chip, physics_card)
+    assert evaluate.run(args) == 0
+    table = capsys.readouterr().out
+    assert "per-band RMSE" in table and "NDVI MAE" in table and "physics" in table
+    args.json = True
+    evaluate.run(args)
+    assert json.loads(capsys.readouterr().out)["bands"] == list(L2A_BANDS)

@@ -33,6 +33,18 @@ def test_masked_pixels_are_ignored() -> None:
     assert not mask[1, 1]
 
 
+def test_bias_and_ndvi_hand_values() -> None:
+    pred, ref = _full(0.2, 0.3), _full(0.1, 0.1)
+    mask = np.ones((8, 8), bool)
+    assert metrics.bias(pred, ref, mask) == pytest.approx(0.15)
+    bands = ("B04", "B08")
+    ref_veg, pred_veg = _full(0.05, 0.45), _full(0.05, 0.35)  # NDVI 0.8 vs 0.75
+    error = metrics.ndvi_error(pred_veg, ref_veg, mask, bands)
+    assert error["mae"] == pytest.approx(0.05, abs=1e-6) and error["bias"] < 0
+    dark = _full(0.005, 0.01)  # water: B04 + B08 below 0.05, NDVI not scored
+    assert metrics.ndvi_error(pred_veg, dark, mask, bands)["pixels"] == 0
+
+
 def test_ssim_constant_images_hand_value() -> None:
     a, b = 0.2, 0.4
     c1 = 0.01**2
@@ -57,8 +69,11 @@ def test_compare_structure() -> None:
     pred, ref = _full(0.2, 0.3, 0.4), _full(0.1, 0.3, 0.4)
     result = metrics.compare(pred, ref, np.ones((8, 8), bool), ("B02", "B03", "B04"))
     assert result["per_band"]["B02"]["rmse"] == pytest.approx(0.1)
+    assert result["per_band"]["B02"]["bias"] == pytest.approx(0.1)
     assert result["per_band"]["B03"]["rmse"] == 0.0
-    assert result["overall"]["valid_pixels"] == 64
+    assert result["all"]["valid_pixels"] == 64
+    assert set(result["rgb"]) == {"rmse", "psnr", "ssim", "sam"}
+    assert result["ndvi"] == {}  # no B08: no NDVI
 
 
 def test_baselines() -> None:

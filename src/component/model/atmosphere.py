@@ -122,8 +122,13 @@ class Atmosphere:
         self._ozone_k = grid((gas_m,), -(log_t_ozone[-1] - log_t_ozone[0]) / (ozone[-1] - ozone[0]))
         self._gas_m_range = (float(gas_m[0]), float(gas_m[-1]))
         self._other_m_range = (float(other_m[0]), float(other_m[-1]))
-        self._tau = grid((aot,), last(tables["tau_total"]))
         self.aot_nodes, self.water_nodes = aot, water
+        # t_up / t_dir on the (AOT, zenith) nodes: one table that run time and training
+        # interpolate the same way (a ratio of interpolants would differ between nodes).
+        tau = last(tables["tau_total"])  # (aot, band)
+        t_scat = last(tables["t_scat"])  # (aot, zenith, band)
+        direct = np.exp(-tau[:, None, :] / np.cos(np.radians(sun))[None, :, None])
+        self._gain = grid((aot, sun), t_scat / direct)
 
     @classmethod
     def load(
@@ -204,9 +209,7 @@ class Atmosphere:
         shape = aot.shape
         a = np.clip(aot.ravel(), *self.aot_range)
         v = np.clip(vz.ravel(), 0.0, 12.0)
-        t_up = self._t_scat(np.stack([a, v], -1))
-        t_dir = np.exp(-self._tau(a[:, None]) / np.cos(np.radians(v))[:, None])
-        gain = np.moveaxis(t_up / t_dir, -1, 0)
+        gain = np.moveaxis(self._gain(np.stack([a, v], -1)), -1, 0)
         return gain.reshape((len(self.bands), *shape)).astype(np.float32)
 
     def curves(self, geometry: Geometry, ozone: float = DEFAULT_OZONE) -> dict[str, np.ndarray]:
@@ -215,11 +218,13 @@ class Atmosphere:
         Between nodes the table is linear in AOT and in water vapour, so these curves,
         interpolated linearly, give exactly :meth:`terms` (training uses them to invert in
         torch, differentiably). Keys: ``aot``, ``water`` (nodes), ``path``, ``t_down``,
-        ``t_up``, ``spherical_albedo``, ``adjacency_gain`` (band, aot node), ``t_water``,
+        ``t_up``, ``spherical_albedo``, ``adjacency_gain`` (band, aot node), ``log_t_water``
+        (interpolated in log, as :meth:`terms` does: absorption is exponential in the column),
         ``path_water`` (band, water node), ``t_fixed`` (band: other gases and ozone).
         """
-        sz, vz, az = (float(v) for v in (geometry.sun_zenith, geometry.view_zenith,
-                                          geometry.relative_azimuth))  # fmt: skip
+        sz, vz, az = (
+            float(v) for v in (geometry.sun_zenith, geometry.view_zenith, geometry.relative_azimuth)
+        )
         sz, vz = min(max(sz, 0.0), self.max_zenith), min(max(vz, 0.0), 12.0)
         az = abs(((az + 180.0) % 360.0) - 180.0)
         a = self.aot_nodes
@@ -230,11 +235,12 @@ class Atmosphere:
         t_down = self._t_scat(np.stack([a, sz * ones], -1)).T
         t_up = self._t_scat(np.stack([a, vz * ones], -1)).T
         spherical = self._spherical(a[:, None]).T
-        t_dir = np.exp(-self._tau(a[:, None]) / np.cos(np.radians(vz))).T
+        gain = self._gain(np.stack([a, vz * ones], -1)).T
         w = self.water_nodes
         wm = np.stack([w, gas_m * np.ones_like(w)], -1)
-        t_other = np.exp(self._log_t_other([[min(max(m, self._other_m_range[0]),
-                                                  self._other_m_range[1])]]))[0]  # fmt: skip
+        t_other = np.exp(
+            self._log_t_other([[min(max(m, self._other_m_range[0]), self._other_m_range[1])]])
+        )[0]
         t_ozone = np.exp(-self._ozone_k([[gas_m]])[0] * ozone * m / gas_m)
         return {
             "aot": a.astype(np.float32),
@@ -243,8 +249,8 @@ class Atmosphere:
             "t_down": t_down.astype(np.float32),
             "t_up": t_up.astype(np.float32),
             "spherical_albedo": spherical.astype(np.float32),
-            "adjacency_gain": (t_up / t_dir).astype(np.float32),
-            "t_water": np.exp(self._log_t_water(wm)).T.astype(np.float32),
+            "adjacency_gain": gain.astype(np.float32),
+            "log_t_water": self._log_t_water(wm).T.astype(np.float32),
             "path_water": self._path_water(wm).T.astype(np.float32),
             "t_fixed": (t_other * t_ozone).astype(np.float32),
         }

@@ -31,13 +31,36 @@ from component.errors import ModelError
 from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry, Terms
 
 L1C_BANDS = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
-)  # fmt: skip
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+)
 L2A_BANDS = tuple(b for b in L1C_BANDS if b != "B10")
 NATIVE_RESOLUTION = {
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
-    "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
-}  # fmt: skip
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
+}
 
 
 @dataclass(frozen=True)
@@ -110,21 +133,35 @@ class StandardAtmosphere:
         return np.full(shape, self.aot, np.float32), np.full(shape, self.water, np.float32)
 
 
-CIRRUS_THRESHOLD = 0.01
-"""B10 TOA reflectance above which a pixel is taken as seen through cirrus. Below it B10 is the
-clear-sky signal (surface seen through a very dry atmosphere, or noise), left in the bands."""
+CIRRUS_NOISE = 0.005
+"""B10 excess over its clear-sky value below which no cirrus is assumed (sensor noise and the
+error of the clear-sky estimate)."""
 
 
-def cirrus_reflectance(b10: np.ndarray | None) -> np.ndarray | float:
-    """Thin-cirrus reflectance to subtract from every band (Sen2Cor's B10 approach, gain 1).
+def cirrus_reflectance(
+    b10: np.ndarray | None,
+    b8a: np.ndarray | None = None,
+    b11: np.ndarray | None = None,
+    clear_terms: Terms | None = None,
+) -> np.ndarray | float:
+    """Thin-cirrus reflectance to subtract from every band.
 
     Cirrus ice crystals scatter nearly independently of wavelength between 0.4 and 2.2 µm, and
-    at 1375 nm the water vapour below them hides the surface, so B10 sees the cirrus alone.
+    at 1375 nm the water vapour below them hides the surface, so B10 sees the cirrus alone...
+    unless the air is dry (high mountains, deserts, polar winter), when the surface shows
+    through. So the cirrus is B10's excess over what a clear sky gives with this atmosphere:
+    the path term plus the surface at 1375 nm (0.3 B8A + 0.7 B11) through the water vapour
+    (*clear_terms*: B10's 6S terms; without them B10 is taken whole, as Sen2Cor does).
     """
     if b10 is None:
         return 0.0
     b10 = np.nan_to_num(b10, nan=0.0)
-    return np.where(b10 > CIRRUS_THRESHOLD, b10, 0.0).astype(np.float32)
+    clear = np.float32(0.0)
+    if clear_terms is not None and b8a is not None and b11 is not None:
+        surface = np.nan_to_num(0.3 * b8a + 0.7 * b11, nan=0.0)
+        clear = clear_terms.path + clear_terms.transmittance * surface
+    excess = b10 - clear
+    return np.where(excess > CIRRUS_NOISE, excess, 0.0).astype(np.float32)
 
 
 class SceneCorrector:
@@ -137,13 +174,20 @@ class SceneCorrector:
         input_bands: tuple[str, ...] = L1C_BANDS,
         adjacency_sigma_m: float = 0.0,
         smoothing_m: float = 0.0,
+        cirrus_atmosphere: Atmosphere | None = None,
+        grid_m: float = 120.0,
     ) -> None:
+        """*atmosphere* holds the output bands' table, *cirrus_atmosphere* B10's (for the
+        clear-sky B10 signal; without it B10 is taken as cirrus whole)."""
         self.atmosphere = atmosphere
+        self.cirrus_atmosphere = cirrus_atmosphere
         self.estimator = estimator
         self.input_bands = input_bands
         self.output_bands = atmosphere.bands
         self.adjacency_sigma_m = adjacency_sigma_m
         self.smoothing_m = smoothing_m
+        self.grid_m = grid_m
+        """The coarse grid's pixel size the estimator was trained for (the card's)."""
 
     def estimate(
         self,
@@ -168,15 +212,18 @@ class SceneCorrector:
             notes.append(
                 "no sun/view geometry: default angles assumed (sun zenith 40, view zenith 5)"
             )
-        b10 = toa[self.input_bands.index("B10")] if "B10" in self.input_bands else None
-        cirrus = cirrus_reflectance(b10)
         aot, water = self.estimator(toa, self.input_bands, geometry)
-        if self.smoothing_m > 0:
-            sigma = self.smoothing_m / grid.resolution
-            aot, water = (smooth(a, sigma) for a in (aot, water))
+        # Smoothing (if the card asks for it) also fills pixels the estimator left NaN (no
+        # data, excluded clouds) from their surroundings; a scene without any estimate at all
+        # gets the standard atmosphere.
+        sigma = max(self.smoothing_m, 2.0 * grid.resolution) / grid.resolution
+        aot = _filled(aot, sigma, self.smoothing_m > 0, FALLBACK.aot)
+        water = _filled(water, sigma, self.smoothing_m > 0, FALLBACK.water)
+        if not np.isfinite(toa).any():
+            notes.append("no valid pixel: the standard atmosphere stands in")
         shape = toa.shape[1:]
-        cirrus = np.broadcast_to(cirrus, shape).astype(np.float32)
         on_grid = _on_grid(geometry, shape)
+        cirrus = self._cirrus(toa, aot, water, on_grid)
         terms = self.atmosphere.terms(aot, water, on_grid)
         state = AtmosphereState(grid, aot, water, cirrus, geometry, terms, notes=notes)
         if self.adjacency_sigma_m > 0:
@@ -186,6 +233,19 @@ class SceneCorrector:
             state.environment = np.stack([smooth(band, sigma) for band in surface])
             state.adjacency_gain = self.atmosphere.adjacency_gain(aot, on_grid.view_zenith)
         return state
+
+    def _cirrus(
+        self, toa: np.ndarray, aot: np.ndarray, water: np.ndarray, geometry: Geometry
+    ) -> np.ndarray:
+        def band(name: str) -> np.ndarray | None:
+            return toa[self.input_bands.index(name)] if name in self.input_bands else None
+
+        clear = None
+        if self.cirrus_atmosphere is not None:
+            terms = self.cirrus_atmosphere.terms(aot, water, geometry)
+            clear = Terms(terms.path[0], terms.transmittance[0], terms.spherical_albedo[0])
+        cirrus = cirrus_reflectance(band("B10"), band("B8A"), band("B11"), clear)
+        return np.broadcast_to(cirrus, toa.shape[1:]).astype(np.float32)
 
     def correct(
         self, band: str, toa: np.ndarray, grid: RasterGrid, state: AtmosphereState
@@ -204,6 +264,36 @@ class SceneCorrector:
         environment = resample(state.environment[index])
         gain = resample(state.adjacency_gain[index])
         return (environment + (surface - environment) * gain).astype(np.float32)
+
+    def correct_array(
+        self,
+        toa: np.ndarray,
+        resolution_m: float,
+        geometry: Geometry | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, AtmosphereState]:
+        """All output bands of a (13, H, W) TOA array whose bands share one grid.
+
+        For chips and in-memory arrays (``evaluate``, the Python API): the coarse grid is made
+        by averaging blocks of the input (NaN-aware; partial blocks at the edges count), the
+        atmosphere is estimated there and every band is inverted on the input grid.
+        """
+        factor = max(1, round(max(self.grid_m, resolution_m) / resolution_m))
+        coarse = block_mean(toa, factor)
+        fine = RasterGrid(Affine(resolution_m, 0, 0, 0, -resolution_m, 0), *toa.shape[1:])
+        step = resolution_m * factor
+        grid = RasterGrid(Affine(step, 0, 0, 0, -step, 0), *coarse.shape[1:])
+        coarse_exclude = None
+        if exclude is not None:
+            coarse_exclude = block_mean(exclude[None].astype(np.float32), factor)[0] > 0.5
+        state = self.estimate(coarse, grid, geometry, coarse_exclude)
+        boa = np.stack(
+            [
+                self.correct(b, toa[self.input_bands.index(b)], fine, state)
+                for b in self.output_bands
+            ]
+        )
+        return boa, state
 
     def field(self, name: str, grid: RasterGrid, state: AtmosphereState) -> np.ndarray:
         """``"aot"`` or ``"water"`` on *grid* (bilinear from the coarse grid)."""
@@ -246,6 +336,23 @@ def substitute_missing(toa: np.ndarray, bands: tuple[str, ...]) -> tuple[np.ndar
     return toa, notes
 
 
+def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """(bands, H, W) -> (bands, ceil(H/f), ceil(W/f)) block means ignoring NaN (edge blocks
+    partial); an all-NaN block stays NaN."""
+    if factor == 1:
+        return array.astype(np.float32, copy=False)
+    bands, h, w = array.shape
+    ph, pw = -h % factor, -w % factor
+    padded = np.pad(array.astype(np.float32), ((0, 0), (0, ph), (0, pw)), constant_values=np.nan)
+    blocks = padded.reshape(bands, (h + ph) // factor, factor, (w + pw) // factor, factor)
+    valid = np.isfinite(blocks)
+    count = valid.sum(axis=(2, 4))
+    total = np.where(valid, blocks, 0).sum(axis=(2, 4))
+    return np.divide(
+        total, count, out=np.full(total.shape, np.nan, np.float32), where=count > 0
+    ).astype(np.float32)
+
+
 def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing that ignores NaN (normalised convolution) and fills every pixel.
 
@@ -259,11 +366,27 @@ def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
         return np.full(values.shape, np.nan, np.float32)
     weights = gaussian_filter(valid.astype(np.float32), sigma, mode="reflect")
     total = gaussian_filter(np.where(valid, values, 0).astype(np.float32), sigma, mode="reflect")
-    out = np.divide(total, weights, out=np.full(values.shape, np.nan, np.float32),
-                    where=weights > 1e-6)  # fmt: skip
+    out = np.divide(
+        total, weights, out=np.full(values.shape, np.nan, np.float32), where=weights > 1e-6
+    )
     if np.isnan(out).any():  # far from any valid pixel: the scene's mean
         out[np.isnan(out)] = float(np.nanmean(values))
     return out
+
+
+FALLBACK = StandardAtmosphere()
+
+
+def _filled(values: np.ndarray, sigma: float, smoothed: bool, fallback: float) -> np.ndarray:
+    """*values* with NaN filled from the surroundings (all of it smoothed if *smoothed*)."""
+    values = np.asarray(values, np.float32)
+    if not np.isfinite(values).any():
+        return np.full(values.shape, fallback, np.float32)
+    if smoothed:
+        return smooth(values, sigma)
+    if np.isnan(values).any():
+        return np.where(np.isnan(values), smooth(values, sigma), values).astype(np.float32)
+    return values
 
 
 def _on_grid(geometry: Geometry, shape: tuple[int, ...]) -> Geometry:

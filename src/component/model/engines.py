@@ -183,6 +183,7 @@ def build_scene_corrector(
     if card.lut_path is None:
         raise ModelError(f"model card {card.card_path} names no atmosphere table; fix the card")
     atmosphere = Atmosphere.load(card.lut_path, card.lut_sha256, card.output_bands)
+    cirrus_atmosphere = Atmosphere.load(card.lut_path, None, ("B10",))
     if weights is None and card.weights_path is None:
         estimator: Estimator = StandardAtmosphere()
         name = "standard-atmosphere"
@@ -205,5 +206,7 @@ def build_scene_corrector(
         input_bands=L1C_BANDS,
         adjacency_sigma_m=card.adjacency_sigma_m,
         smoothing_m=card.smoothing_m,
+        cirrus_atmosphere=cirrus_atmosphere,
+        grid_m=card.atmosphere_grid_m,
     )
     return corrector, name

@@ -1,9 +1,19 @@
 """``python -m component evaluate``: score the model against a reference L2A, with baselines.
 
-The model runs through :class:`component.model.inference.Corrector`, the same loading, normalization
-and tiling code as the production pipeline, so the numbers describe what users get. Identity
-(no correction) and dark-object subtraction are scored on exactly the same valid pixels, which
-is what makes the model's numbers meaningful.
+The model runs through the same :class:`component.model.correction.SceneCorrector` as the
+production pipeline (atmosphere estimated on the card's coarse grid, every band inverted on the
+file's grid), so the numbers describe what users get. Three baselines are scored on exactly the
+same valid pixels:
+
+* ``identity``: no correction (L1C as L2A), the size of the atmospheric signal;
+* ``dos``: dark-object subtraction (per band, the 1st percentile), the classic scene-based fix;
+* ``physics``: the same 6S table, cirrus and adjacency correction under a fixed standard
+  atmosphere (AOT 0.1, water vapour 1.5 cm): what the network's estimate of the atmosphere adds.
+
+Band lists are 1-based indices into the files, in the card's input order (13 L1C bands, B01..B12
+with B8A after B08 and B10 before B11) and output order (12 L2A bands, no B10); ``0`` marks a
+band the file does not have. A missing input band is substituted (the summary says how); a
+missing reference band is not scored.
 """
 
 from __future__ import annotations
@@ -12,70 +22,138 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from component.errors import InvalidParameterError, OutputError
+from component.model.atmosphere import DEFAULT_GEOMETRY, Geometry, relative_azimuth
 from component.model.card import ModelCard, load_card
-from component.model.inference import Corrector
+from component.model.correction import SceneCorrector, StandardAtmosphere
 from component.training import baselines, metrics
 from component.training.pairs import RasterSpec, parse_band_list, read_reflectance
+
+METHODS = ("model", "physics", "identity", "dos")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``python -m component evaluate``."""
     parser.add_argument("--l1c", type=Path, required=True, help="L1C GeoTIFF (TOA)")
     parser.add_argument("--l2a", type=Path, required=True, help="reference L2A GeoTIFF (BOA)")
-    parser.add_argument("--l1c-bands", required=True, help="1-based bands in card order: 2,3,4")
-    parser.add_argument("--l2a-bands", required=True, help="1-based bands in card order: 2,3,4")
+    parser.add_argument(
+        "--l1c-bands",
+        required=True,
+        help="13 1-based band indices of the L1C file in the card's input order "
+        "(B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B10,B11,B12); 0 = not in the file",
+    )
+    parser.add_argument(
+        "--l2a-bands",
+        required=True,
+        help="12 1-based band indices of the L2A file in the card's output order "
+        "(B01,...,B8A,B09,B11,B12); 0 = not in the file (that band is not scored)",
+    )
     for side in ("l1c", "l2a"):
-        parser.add_argument(f"--{side}-scale", type=float, default=10000.0,
-                            help="reflectance = (DN + offset) / scale")  # fmt: skip
-        parser.add_argument(f"--{side}-offset", type=float, default=0.0)
-        parser.add_argument(f"--{side}-nodata", type=float, default=None,
-                            help="nodata DN (default: the file's)")  # fmt: skip
+        parser.add_argument(
+            f"--{side}-scale",
+            type=float,
+            default=10000.0,
+            help="reflectance = (DN + offset) / scale",
+        )
+        parser.add_argument(
+            f"--{side}-offset",
+            type=float,
+            default=0.0,
+            help="-1000 for processing baseline >= 04.00 DN",
+        )
+        parser.add_argument(
+            f"--{side}-nodata", type=float, default=None, help="nodata DN (default: the file's)"
+        )
+    parser.add_argument("--sun-zenith", type=float, default=None, help="degrees")
+    parser.add_argument("--sun-azimuth", type=float, default=None, help="degrees")
+    parser.add_argument("--view-zenith", type=float, default=None, help="degrees")
+    parser.add_argument("--view-azimuth", type=float, default=None, help="degrees")
     parser.add_argument("--card", type=Path, default=None, help="model card (default: shipped)")
     parser.add_argument(
         "--weights",
         type=Path,
         default=None,
-        help=".safetensors or ESA-style .pth state_dict (not checksum-verified)",
+        help=".safetensors or .pth state_dict (not checksum-verified)",
     )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--save-prediction", type=Path, default=None, metavar="OUT.tif")
+    parser.add_argument("--engine", default="auto", help="auto, onnx or torch")
+    parser.add_argument(
+        "--save-prediction",
+        type=Path,
+        default=None,
+        metavar="OUT.tif",
+        help="the card's 12 output bands, float32 reflectance, described B01..",
+    )
     parser.add_argument(
         "--prediction-dtype",
         choices=("float32", "uint16"),
         default="float32",
         help="uint16: DN = reflectance*10000 + 1000, GDAL scale/offset set",
     )
-    parser.add_argument("--json", action="store_true", help="print metrics as JSON")
-    parser.add_argument("--figure", type=Path, default=None, metavar="OUT.png")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--figure", type=Path, default=None, metavar="OUT.png")
+
+
+def geometry_from(args: argparse.Namespace) -> Geometry | None:
+    """The angles given on the command line; None when none are (defaults then stand in)."""
+    given = [args.sun_zenith, args.sun_azimuth, args.view_zenith, args.view_azimuth]
+    if all(v is None for v in given):
+        return None
+    if args.sun_zenith is None:
+        raise InvalidParameterError("give --sun-zenith with the other angles (degrees)")
+    if not 0 <= args.sun_zenith < 90:
+        raise InvalidParameterError(f"--sun-zenith {args.sun_zenith} must lie in [0, 90)")
+    view = DEFAULT_GEOMETRY.view_zenith if args.view_zenith is None else args.view_zenith
+    azimuth = DEFAULT_GEOMETRY.relative_azimuth
+    if args.sun_azimuth is not None and args.view_azimuth is not None:
+        azimuth = relative_azimuth(args.sun_azimuth, args.view_azimuth)
+    return Geometry(float(args.sun_zenith), float(view), float(azimuth), known=True)
 
 
 def score(
-    toa: np.ndarray, boa: np.ndarray, pred: np.ndarray, bands: tuple[str, ...]
-) -> dict[str, dict]:
-    """Model, identity and DOS metrics on the pixels valid in all of them and the reference."""
+    toa: np.ndarray,
+    boa: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    out_bands: tuple[str, ...],
+    in_bands: tuple[str, ...],
+) -> dict[str, Any]:
+    """Every method's metrics on the pixels valid in all of them and in the reference.
+
+    Bands absent from the reference (all NaN) are left out of every score.
+    """
+    scored = tuple(b for i, b in enumerate(out_bands) if np.isfinite(boa[i]).any())
+    index = [out_bands.index(b) for b in scored]
+    toa_out = toa[[in_bands.index(b) for b in out_bands]]
     candidates = {
-        "model": pred,
-        "identity": baselines.identity(toa),
-        "dos": baselines.dark_object_subtraction(toa),
+        **predictions,
+        "identity": baselines.identity(toa_out),
+        "dos": baselines.dark_object_subtraction(toa_out),
     }
-    mask = metrics.valid_mask(boa, *candidates.values())
-    return {name: metrics.compare(arr, boa, mask, bands) for name, arr in candidates.items()}
+    ref = boa[index]
+    mask = metrics.valid_mask(ref, *(c[index] for c in candidates.values()))
+    return {
+        "bands": list(scored),
+        **{name: metrics.compare(c[index], ref, mask, scored) for name, c in candidates.items()},
+    }
 
 
 def _check_bands(card: ModelCard, l1c: tuple[int, ...], l2a: tuple[int, ...]) -> None:
-    if len(l1c) != card.in_channels or len(l2a) != card.out_channels:
+    if len(l1c) != len(card.input_bands) or len(l2a) != len(card.output_bands):
         raise InvalidParameterError(
-            f"the model takes {list(card.input_bands)} and returns {list(card.output_bands)}: "
-            f"give {card.in_channels} L1C and {card.out_channels} L2A band indices in that order"
+            f"the model takes {len(card.input_bands)} L1C bands {list(card.input_bands)} and "
+            f"returns {len(card.output_bands)} {list(card.output_bands)}: give that many indices "
+            "in that order (0 for a band the file lacks)"
         )
 
 
-def save_prediction(pred: np.ndarray, profile: dict, path: Path, dtype: str) -> None:
-    """The prediction on the L1C grid as GeoTIFF (float32 reflectance or scaled uint16)."""
+def save_prediction(
+    pred: np.ndarray, bands: tuple[str, ...], profile: dict, path: Path, dtype: str
+) -> None:
+    """The prediction on the L1C grid, one band per output band, described by its name."""
     import rasterio
 
     out = {k: profile[k] for k in ("crs", "transform", "width", "height") if k in profile}
@@ -90,6 +168,8 @@ def save_prediction(pred: np.ndarray, profile: dict, path: Path, dtype: str) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         with rasterio.open(path, "w", **out) as dst:
             dst.write(data)
+            for i, band in enumerate(bands, start=1):
+                dst.set_band_description(i, band)
             if dtype == "uint16":
                 dst.scales = [0.0001] * data.shape[0]
                 dst.offsets = [-0.1] * data.shape[0]
@@ -98,12 +178,11 @@ def save_prediction(pred: np.ndarray, profile: dict, path: Path, dtype: str) -> 
 
 
 def _rgb(a: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
-    order = [bands.index(b) for b in ("B04", "B03", "B02") if b in bands] or [0, 0, 0]
-    rgb = np.nan_to_num(np.moveaxis(a[order], 0, -1), nan=0.0)
-    return np.clip(rgb / 0.3, 0, 1) if rgb.shape[-1] == 3 else np.clip(rgb[..., 0] / 0.3, 0, 1)
+    order = [bands.index(b) for b in ("B04", "B03", "B02")]
+    return np.clip(np.nan_to_num(np.moveaxis(a[order], 0, -1), nan=0.0) / 0.3, 0, 1)
 
 
-def save_figure(toa, pred, boa, bands: tuple[str, ...], path: Path) -> None:
+def save_figure(toa_out, pred, boa, bands: tuple[str, ...], path: Path) -> None:  # type: ignore[no-untyped-def]
     """L1C | model | reference | absolute error (mean over bands)."""
     import matplotlib
 
@@ -111,9 +190,8 @@ def save_figure(toa, pred, boa, bands: tuple[str, ...], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
-    for ax, img, title in zip(
-        axes[:3], (toa, pred, boa), ("L1C (TOA)", "model", "reference L2A"), strict=True
-    ):
+    titles = ("L1C (TOA)", "model", "reference L2A")
+    for ax, img, title in zip(axes[:3], (toa_out, pred, boa), titles, strict=True):
         ax.imshow(_rgb(img, bands))
         ax.set_title(title)
     err = np.nanmean(np.abs(pred - boa), axis=0)
@@ -128,16 +206,40 @@ def save_figure(toa, pred, boa, bands: tuple[str, ...], path: Path) -> None:
     plt.close(fig)
 
 
-def _print_table(result: dict, file=sys.stdout) -> None:
-    print(f"{'':10s}{'RMSE':>9s}{'PSNR dB':>9s}{'SSIM':>8s}{'SAM rad':>9s}", file=file)
-    for name in ("model", "identity", "dos"):
-        o = result[name]["overall"]
-        line = f"{o['rmse']:9.4f}{o['psnr']:9.2f}{o['ssim']:8.4f}{o['sam']:9.4f}"
-        print(f"{name:10s}{line}", file=file)
+def _print_table(result: dict[str, Any], file: Any = None) -> None:
+    file = file or sys.stdout
+    bands = result["bands"]
+    print(
+        f"scene {result['scene']}  ({result['model']['all']['valid_pixels']} valid pixels)",
+        file=file,
+    )
+    for note in result["notes"]:
+        print(f"note: {note}", file=file)
+    header = f"{'':9s}" + "".join(f"{b:>8s}" for b in bands)
+    for metric, fmt in (("rmse", "8.4f"), ("bias", "+8.4f"), ("psnr", "8.2f")):
+        print(f"\nper-band {metric.upper()}\n{header}", file=file)
+        for name in METHODS:
+            row = result[name]["per_band"]
+            print(f"{name:9s}" + "".join(format(row[b][metric], fmt) for b in bands), file=file)
+    print(
+        f"\n{'':9s}{'PSNR all':>9s}{'SAM all':>9s}{'SSIM':>7s}{'PSNR rgb':>9s}{'SAM rgb':>9s}"
+        f"{'NDVI MAE':>9s}",
+        file=file,
+    )
+    for name in METHODS:
+        r = result[name]
+        rgb = r.get("rgb", {"psnr": float("nan"), "sam": float("nan")})
+        print(
+            f"{name:9s}{r['all']['psnr']:9.2f}{r['all']['sam']:9.4f}{r['all']['ssim']:7.3f}"
+            f"{rgb['psnr']:9.2f}{rgb['sam']:9.4f}{r['ndvi'].get('mae', float('nan')):9.4f}",
+            file=file,
+        )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``python -m component evaluate``."""
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Read the pair, run the model and the baselines, return the report."""
+    from component.model.engines import build_scene_corrector
+
     card = load_card(args.card)
     l1c_bands, l2a_bands = parse_band_list(args.l1c_bands), parse_band_list(args.l2a_bands)
     _check_bands(card, l1c_bands, l2a_bands)
@@ -149,16 +251,52 @@ def run(args: argparse.Namespace) -> int:
     )
     if toa.shape[1:] != boa.shape[1:]:
         raise InvalidParameterError(f"L1C {toa.shape[1:]} and L2A {boa.shape[1:]} grids differ")
-    pred = Corrector.from_card(card, args.weights, args.device).correct(toa)
+    resolution = abs(float(profile["transform"].a)) if "transform" in profile else 10.0
+    geometry = geometry_from(args)
+    corrector, runtime = build_scene_corrector(card, args.weights, args.device, args.engine)
+    prediction, state = corrector.correct_array(toa, resolution, geometry)
+    physics = SceneCorrector(
+        corrector.atmosphere,
+        StandardAtmosphere(),
+        corrector.input_bands,
+        corrector.adjacency_sigma_m,
+        0.0,
+        corrector.cirrus_atmosphere,
+        corrector.grid_m,
+    )
+    physics_prediction, _ = physics.correct_array(toa, resolution, geometry)
     result = {
-        "model_card": {"name": card.name, "version": card.version},
-        "weights": str(args.weights) if args.weights else card.weights_path.name,
-        **score(toa, boa, pred, card.output_bands),
+        "scene": args.l1c.stem,
+        "model_card": {"name": card.name, "version": card.version, "runtime": runtime},
+        "weights": str(args.weights) if args.weights else str(card.weights_path),
+        "geometry": "given" if geometry is not None else "unknown (defaults)",
+        "atmosphere": {
+            "aot550_mean": float(np.nanmean(state.aot)),
+            "water_vapour_cm_mean": float(np.nanmean(state.water)),
+            "cirrus_mean": float(np.nanmean(state.cirrus)),
+        },
+        "notes": state.notes,
+        **score(
+            toa,
+            boa,
+            {"model": prediction, "physics": physics_prediction},
+            card.output_bands,
+            card.input_bands,
+        ),
     }
     if args.save_prediction:
-        save_prediction(pred, profile, args.save_prediction, args.prediction_dtype)
+        save_prediction(
+            prediction, card.output_bands, profile, args.save_prediction, args.prediction_dtype
+        )
     if args.figure:
-        save_figure(toa, pred, boa, card.output_bands, args.figure)
+        toa_out = toa[[card.input_bands.index(b) for b in card.output_bands]]
+        save_figure(toa_out, prediction, boa, card.output_bands, args.figure)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``python -m component evaluate``."""
+    result = evaluate(args)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -167,6 +305,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m component.training.evaluate", description=__doc__)
+    _parser = argparse.ArgumentParser(prog="python -m component evaluate", description=__doc__)
     add_arguments(_parser)
     raise SystemExit(run(_parser.parse_args()))

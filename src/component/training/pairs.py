@@ -2,9 +2,8 @@
 
 Real L1C/L2A pairs come in files with different band layouts (L2A drops B10; some products
 drop B8A), different scales, offsets and nodata values, so each side is described by a
-:class:`RasterSpec` with 1-based band indices. Patches are sampled at random positions and
-augmented with the eight flips/rotations, which are physically valid for a spatially uniform
-atmosphere. For archive-scale pairs, :func:`pair_items` matches ``sentinel-2-l1c`` items to the
+:class:`RasterSpec` with 1-based band indices (0 for a band the file lacks). For archive-scale
+pairs, :func:`pair_items` matches ``sentinel-2-l1c`` items to the
 ``sentinel-2-l2a`` items of the same datatake and tile.
 """
 
@@ -62,21 +61,20 @@ class Pair:
 
 
 def band_indices(names: Sequence[str], order: Sequence[str]) -> tuple[int, ...]:
-    """1-based indices of ``names`` in a file whose bands are ``order``."""
-    try:
-        return tuple(order.index(n) + 1 for n in names)
-    except ValueError as exc:
-        raise InvalidParameterError(f"band not in file layout {list(order)}: {exc}") from exc
+    """1-based indices of ``names`` in a file whose bands are ``order``; 0 where it has none."""
+    return tuple(order.index(n) + 1 if n in order else 0 for n in names)
 
 
 def parse_band_list(text: str) -> tuple[int, ...]:
-    """``"2,3,4"`` -> (2, 3, 4); 1-based like GDAL."""
+    """``"2,3,4"`` -> (2, 3, 4); 1-based like GDAL, ``0`` for a band the file does not have."""
     try:
         bands = tuple(int(b) for b in text.split(",") if b.strip())
     except ValueError as exc:
-        raise InvalidParameterError(f"bands must be comma-separated integers: {text!r}") from exc
-    if not bands or min(bands) < 1:
-        raise InvalidParameterError(f"bands are 1-based and non-empty: {text!r}")
+        raise InvalidParameterError(
+            f"bands must be comma-separated integers (0 = not in the file): {text!r}"
+        ) from exc
+    if not bands or min(bands) < 0 or not any(bands):
+        raise InvalidParameterError(f"bands are 1-based (0 = missing) and non-empty: {text!r}")
     return bands
 
 
@@ -84,23 +82,26 @@ def read_reflectance(spec: RasterSpec) -> tuple[np.ndarray, dict]:
     """Selected bands as float32 reflectance with NaN at nodata, plus the rasterio profile."""
     import rasterio
 
+    present = [b for b in spec.bands if b > 0]
     try:
         with rasterio.open(spec.path) as src:
             if max(spec.bands) > src.count:
                 raise InvalidParameterError(
                     f"{spec.path.name} has {src.count} bands, asked for band {max(spec.bands)}"
                 )
-            dn = src.read(list(spec.bands)).astype(np.float32)
+            dn = src.read(present).astype(np.float32)
             profile = dict(src.profile)
             nodata = spec.nodata if spec.nodata is not None else src.nodata
     except InvalidParameterError:
         raise
     except Exception as exc:
         raise AssetReadError(f"cannot read {spec.path}: {exc}") from exc
-    refl = (dn + np.float32(spec.offset)) / np.float32(spec.scale)
+    read = (dn + np.float32(spec.offset)) / np.float32(spec.scale)
     if nodata is not None:
-        refl[:, np.any(dn == np.float32(nodata), axis=0)] = np.nan
-    return refl.astype(np.float32), profile
+        read[:, np.any(dn == np.float32(nodata), axis=0)] = np.nan
+    refl = np.full((len(spec.bands), *dn.shape[1:]), np.nan, np.float32)
+    refl[[i for i, b in enumerate(spec.bands) if b > 0]] = read
+    return refl, profile
 
 
 def load_pair(name: str, l1c: RasterSpec, l2a: RasterSpec) -> Pair:
@@ -109,21 +110,33 @@ def load_pair(name: str, l1c: RasterSpec, l2a: RasterSpec) -> Pair:
     boa, _ = read_reflectance(l2a)
     if toa.shape[1:] != boa.shape[1:]:
         raise InvalidParameterError(f"{name}: L1C {toa.shape} and L2A {boa.shape} grids differ")
-    invalid = ~(np.all(np.isfinite(toa), axis=0) & np.all(np.isfinite(boa), axis=0))
+    present_toa = [i for i in range(len(toa)) if np.isfinite(toa[i]).any()]
+    present_boa = [i for i in range(len(boa)) if np.isfinite(boa[i]).any()]
+    invalid = ~(
+        np.all(np.isfinite(toa[present_toa]), axis=0)
+        & np.all(np.isfinite(boa[present_boa]), axis=0)
+    )
     toa[:, invalid] = np.nan
     boa[:, invalid] = np.nan
     return Pair(name, toa, boa)
 
 
-def shared_pairs(root: Path, bands: Sequence[str]) -> dict[str, Pair]:
-    """All real pairs of the shared data folder, keyed by a short name."""
+def shared_pairs(
+    root: Path, l1c_bands: Sequence[str], l2a_bands: Sequence[str] | None = None
+) -> dict[str, Pair]:
+    """All real pairs of the shared data folder, keyed by a short name.
+
+    TOA holds *l1c_bands*, BOA *l2a_bands* (default: the same); a band a file lacks is an
+    all-NaN plane (sen2r has no B8A, L2A no B10).
+    """
+    l2a_bands = l2a_bands if l2a_bands is not None else l1c_bands
     pairs: dict[str, Pair] = {}
     tm = root / "pairs" / "terramind"
     for l1c in sorted((tm / "L1C").glob("*.tif")):
         pairs[l1c.stem] = load_pair(
             l1c.stem,
-            RasterSpec(l1c, band_indices(bands, TERRAMIND_L1C)),
-            RasterSpec(tm / "L2A" / l1c.name, band_indices(bands, TERRAMIND_L2A)),
+            RasterSpec(l1c, band_indices(l1c_bands, TERRAMIND_L1C)),
+            RasterSpec(tm / "L2A" / l1c.name, band_indices(l2a_bands, TERRAMIND_L2A)),
         )
     sr = root / "pairs" / "sen2r"
     for toa in sorted(sr.glob("S2A1C_*_TOA_10.tif")):
@@ -131,39 +144,10 @@ def shared_pairs(root: Path, bands: Sequence[str]) -> dict[str, Pair]:
         boa = sr / toa.name.replace("S2A1C", "S2A2A").replace("_TOA_", "_BOA_")
         pairs[f"sen2r_{date}"] = load_pair(
             f"sen2r_{date}",
-            RasterSpec(toa, band_indices(bands, SEN2R_TOA), nodata=65535),
-            RasterSpec(boa, band_indices(bands, SEN2R_BOA), nodata=65535),
+            RasterSpec(toa, band_indices(l1c_bands, SEN2R_TOA), nodata=65535),
+            RasterSpec(boa, band_indices(l2a_bands, SEN2R_BOA), nodata=65535),
         )
     return pairs
-
-
-def sample_patch(
-    toa: np.ndarray, boa: np.ndarray, size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``size``² window of both arrays; chips smaller than that are reflect-padded."""
-    _, h, w = toa.shape
-    if h < size or w < size:
-        pad = ((0, 0), (0, max(0, size - h)), (0, max(0, size - w)))
-        toa, boa = np.pad(toa, pad, mode="reflect"), np.pad(boa, pad, mode="reflect")
-        _, h, w = toa.shape
-    y = int(rng.integers(0, h - size + 1))
-    x = int(rng.integers(0, w - size + 1))
-    return toa[:, y : y + size, x : x + size], boa[:, y : y + size, x : x + size]
-
-
-def augment(
-    toa: np.ndarray, boa: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """One of the eight dihedral transforms, applied identically to both arrays."""
-    k = int(rng.integers(0, 4))
-    flip = bool(rng.integers(0, 2))
-    out = []
-    for a in (toa, boa):
-        a = np.rot90(a, k, axes=(1, 2))
-        if flip:
-            a = a[:, :, ::-1]
-        out.append(np.ascontiguousarray(a))
-    return out[0], out[1]
 
 
 # --- STAC pairing --------------------------------------------------------------------------

@@ -41,8 +41,20 @@ from pathlib import Path
 import numpy as np
 
 BANDS = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
-)  # fmt: skip
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+)
 """Every L1C band. B10 (cirrus) is not corrected, but training simulates its TOA reflectance
 (the water vapour below 1375 nm hides the surface unless the air is very dry)."""
 
@@ -217,7 +229,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--bands", default=",".join(BANDS), help="comma-separated bands")
     parser.add_argument(
-        "--validate", type=int, default=0, metavar="N",
+        "--validate",
+        type=int,
+        default=0,
+        metavar="N",
         help="only check an existing table against N random full 6S states per band",
     )
     args = parser.parse_args()

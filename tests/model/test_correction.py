@@ -1,0 +1,164 @@
+"""The scene corrector: coarse atmosphere, per-band inversion on any grid, cirrus, fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from component.errors import ModelError
+from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry
+from component.model.card import load_card
+from component.model.correction import (
+    L1C_BANDS,
+    L2A_BANDS,
+    RasterGrid,
+    SceneCorrector,
+    StandardAtmosphere,
+    block_mean,
+    cirrus_reflectance,
+    coarse_to_fine,
+    smooth,
+    substitute_missing,
+)
+
+
+@pytest.fixture(scope="module")
+def tables() -> tuple[Atmosphere, Atmosphere, Atmosphere]:
+    card = load_card()
+    assert card.lut_path is not None
+    return (
+        Atmosphere.load(card.lut_path, card.lut_sha256),
+        Atmosphere.load(card.lut_path, None, L2A_BANDS),
+        Atmosphere.load(card.lut_path, None, ("B10",)),
+    )
+
+
+def corrector(tables, adjacency: float = 0.0) -> SceneCorrector:  # type: ignore[no-untyped-def]
+    _, out, b10 = tables
+    return SceneCorrector(out, StandardAtmosphere(0.2, 2.0), L1C_BANDS, adjacency, 0.0, b10, 120.0)
+
+
+def grid(resolution: float, height: int, width: int, x0: float = 500000, y0: float = 5e6):
+    return RasterGrid(Affine(resolution, 0, x0, 0, -resolution, y0), height, width)
+
+
+def test_coarse_to_fine_is_bilinear_at_pixel_centres() -> None:
+    coarse = grid(60, 4, 5)
+    fine = grid(10, 24, 30)
+    ramp = np.tile(np.arange(5, dtype=np.float32), (4, 1))  # value = column index
+    out = coarse_to_fine(coarse, fine)(ramp)
+    # fine column j has its centre at (j + 0.5) * 10 m = coarse column (j + 0.5) / 6 - 0.5
+    expected = np.clip((np.arange(30) + 0.5) / 6 - 0.5, 0, 4)
+    np.testing.assert_allclose(out[7], expected, atol=1e-6)
+    constant = coarse_to_fine(coarse, fine)(np.full((4, 5), 0.3, np.float32))
+    np.testing.assert_allclose(constant, 0.3, atol=1e-7)
+
+
+def test_a_strip_resamples_like_the_rows_of_the_whole() -> None:
+    coarse, fine = grid(120, 6, 6), grid(20, 36, 36)
+    values = np.random.default_rng(0).uniform(size=(6, 6)).astype(np.float32)
+    whole = coarse_to_fine(coarse, fine)(values)
+    strip = coarse_to_fine(coarse, fine.rows(10, 17))(values)
+    np.testing.assert_allclose(strip, whole[10:17], atol=1e-6)
+
+
+def test_inversion_recovers_the_surface_under_the_same_atmosphere(tables) -> None:  # type: ignore[no-untyped-def]
+    """Simulate TOA with the table, correct it on a 20 m grid from a 120 m estimate."""
+    everything, _, _ = tables
+    geometry = Geometry(35.0, 4.0, 70.0)
+    rng = np.random.default_rng(1)
+    surface = rng.uniform(0.02, 0.5, (len(L1C_BANDS), 30, 30)).astype(np.float32)
+    terms = everything.terms(0.2, 2.0, geometry)
+    shape = (len(L1C_BANDS), 1, 1)
+    toa = Atmosphere.forward(
+        surface,
+        type(terms)(
+            *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
+        ),
+    )
+    toa[L1C_BANDS.index("B10")] = 0.001  # no cirrus
+    scene = corrector(tables)
+    state = scene.estimate(block_mean(toa, 6), grid(120, 5, 5), geometry)
+    boa = scene.correct("B04", toa[L1C_BANDS.index("B04")], grid(20, 30, 30), state)
+    np.testing.assert_allclose(boa, surface[L1C_BANDS.index("B04")], atol=1e-4)
+    assert state.notes == []
+
+
+def test_unknown_geometry_is_noted_and_defaults_stand_in(tables) -> None:  # type: ignore[no-untyped-def]
+    toa = np.full((13, 4, 4), 0.1, np.float32)
+    state = corrector(tables).estimate(toa, grid(120, 4, 4), None)
+    assert state.geometry is DEFAULT_GEOMETRY
+    assert any("geometry" in note for note in state.notes)
+
+
+def test_cirrus_is_b10_excess_over_the_clear_sky() -> None:
+    b10 = np.array([0.002, 0.03, 0.08], np.float32)
+    assert cirrus_reflectance(None) == 0.0
+    whole = cirrus_reflectance(b10)  # no clear-sky model: Sen2Cor's rule, B10 taken whole
+    np.testing.assert_allclose(whole, [0.0, 0.03, 0.08])
+
+
+def test_dry_air_surface_signal_in_b10_is_not_cirrus(tables) -> None:  # type: ignore[no-untyped-def]
+    """Over a dry atmosphere 1375 nm sees the surface: that part of B10 must stay."""
+    _, _, b10_table = tables
+    geometry = Geometry(30.0, 3.0, 90.0)
+    dry = b10_table.terms(0.1, 0.15, geometry)
+    clear = type(dry)(dry.path[0], dry.transmittance[0], dry.spherical_albedo[0])
+    b8a, b11 = np.float32(0.3), np.float32(0.25)
+    surface_1375 = 0.3 * b8a + 0.7 * b11
+    b10_clear = clear.path + clear.transmittance * surface_1375
+    assert b10_clear > 0.01  # Sen2Cor's bare threshold would call this cirrus
+    assert cirrus_reflectance(np.array([b10_clear]), b8a, b11, clear)[0] == 0.0
+    thin = cirrus_reflectance(np.array([b10_clear + 0.04]), b8a, b11, clear)[0]
+    assert thin == pytest.approx(0.04, abs=1e-5)
+
+
+def test_missing_bands_are_substituted_with_a_note() -> None:
+    toa = np.random.default_rng(0).uniform(0.05, 0.3, (13, 3, 3)).astype(np.float32)
+    toa[L1C_BANDS.index("B10")] = np.nan
+    toa[L1C_BANDS.index("B8A")] = np.nan
+    filled, notes = substitute_missing(toa, L1C_BANDS)
+    assert np.isfinite(filled).all()
+    np.testing.assert_array_equal(filled[L1C_BANDS.index("B8A")], toa[L1C_BANDS.index("B08")])
+    assert (filled[L1C_BANDS.index("B10")] == 0).all()
+    assert len(notes) == 2 and any("cirrus" in n for n in notes)
+    toa[L1C_BANDS.index("B11")] = np.nan
+    with pytest.raises(ModelError, match="B11"):
+        substitute_missing(toa, L1C_BANDS)
+
+
+def test_adjacency_restores_contrast(tables) -> None:  # type: ignore[no-untyped-def]
+    """A bright field amid dark forest: adjacency correction makes it brighter, the forest
+    darker, and leaves a uniform scene alone."""
+    toa = np.full((13, 12, 12), 0.08, np.float32)
+    toa[:, 5:7, 5:7] = 0.3
+    flat = corrector(tables).correct_array(toa, 120.0, Geometry(30.0, 3.0, 90.0))[0]
+    adjusted = corrector(tables, adjacency=300.0).correct_array(
+        toa, 120.0, Geometry(30.0, 3.0, 90.0)
+    )[0]
+    blue = L2A_BANDS.index("B02")
+    assert adjusted[blue, 5, 5] > flat[blue, 5, 5]
+    assert adjusted[blue, 0, 0] <= flat[blue, 0, 0] + 1e-6
+    uniform = np.full((13, 12, 12), 0.1, np.float32)
+    a = corrector(tables, 300.0).correct_array(uniform, 120.0, DEFAULT_GEOMETRY)[0]
+    b = corrector(tables, 0.0).correct_array(uniform, 120.0, DEFAULT_GEOMETRY)[0]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_correct_array_keeps_shape_and_nodata(tables) -> None:  # type: ignore[no-untyped-def]
+    toa = np.random.default_rng(3).uniform(0.05, 0.3, (13, 25, 37)).astype(np.float32)
+    toa[:, 0, 0] = np.nan
+    boa, state = corrector(tables).correct_array(toa, 10.0, None)
+    assert boa.shape == (12, 25, 37)
+    assert np.isnan(boa[:, 0, 0]).all() and np.isfinite(boa[:, 1:, 1:]).all()
+    assert state.grid.transform.a == 120.0 and state.aot.shape == (3, 4)
+
+
+def test_block_mean_and_smooth_ignore_nan() -> None:
+    a = np.array([[[1.0, 3.0, 5.0], [np.nan, 5.0, np.nan]]], np.float32)
+    np.testing.assert_allclose(block_mean(a, 2), [[[3.0, 5.0]]])
+    field = np.full((9, 9), 2.0, np.float32)
+    field[4, 4] = np.nan
+    np.testing.assert_allclose(smooth(field, 1.5), 2.0, atol=1e-5)
+    assert np.isnan(smooth(np.full((3, 3), np.nan, np.float32), 1.0)).all()
