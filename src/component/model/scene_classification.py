@@ -317,7 +317,7 @@ def classify(
     with np.errstate(invalid="ignore", divide="ignore"):
         snow = snow_mask(s) & valid
         candidates = valid & ~snow & ~cloud_veto(t)
-        model_toa = np.stack([t[b] for b in S2CLOUDLESS_BANDS])
+        model_toa = [t[b] for b in S2CLOUDLESS_BANDS]
         probability, block = cloud_probability(model_toa, candidates, budget)
         b10 = t["B10"]
         high = probability >= T_CLOUD_HP

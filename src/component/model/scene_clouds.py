@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,8 +94,13 @@ def predict(spectra: np.ndarray) -> np.ndarray:
     return _booster().predict(features, num_threads=_threads()).astype(np.float32)
 
 
+def _at(toa: Sequence[np.ndarray], where: np.ndarray) -> np.ndarray:
+    """(n, bands) spectra of the pixels *where* is true."""
+    return np.stack([band[where] for band in toa], axis=1)
+
+
 def _block_means(
-    toa: np.ndarray, candidates: np.ndarray, factor: int
+    toa: Sequence[np.ndarray], candidates: np.ndarray, factor: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per block of ``factor``² pixels: the mean spectrum of its candidates (bands, bh, bw) and
     their count (bh, bw). Edge blocks are partial (the grid is padded with non-candidates)."""
@@ -113,11 +119,12 @@ def _block_means(
 
 
 def cloud_probability(
-    toa: np.ndarray, candidates: np.ndarray, budget: int = DEFAULT_BUDGET
+    toa: Sequence[np.ndarray], candidates: np.ndarray, budget: int = DEFAULT_BUDGET
 ) -> tuple[np.ndarray, int]:
     """s2cloudless probability (float32, 0 outside *candidates*) and the block size used.
 
-    *toa*: (10, h, w) TOA reflectance in :data:`S2CLOUDLESS_BANDS` order; *candidates*:
+    *toa*: ten (h, w) TOA reflectance bands in :data:`S2CLOUDLESS_BANDS` order (a sequence,
+    not a stack: only the candidates are gathered); *candidates*:
     (h, w) pixels the model is asked about (valid, not ruled out by the per-pixel tests).
     Block size 1 means every candidate was evaluated.
     """
@@ -129,7 +136,7 @@ def cloud_probability(
     if count == 0:
         return probability, 1
     if count <= budget:
-        probability[candidates] = predict(toa[:, candidates].T)
+        probability[candidates] = predict(_at(toa, candidates))
         return probability, 1
     factor = max(2, math.ceil(math.sqrt(height * width / (budget // 2))))
     means, counts = _block_means(toa, candidates, factor)
@@ -151,5 +158,5 @@ def cloud_probability(
     chosen[order[fits]] = True
     refine = candidates & to_pixels(chosen.reshape(counts.shape))
     if refine.any():
-        probability[refine] = predict(toa[:, refine].T)
+        probability[refine] = predict(_at(toa, refine))
     return probability, factor
