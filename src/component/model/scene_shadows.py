@@ -9,7 +9,10 @@ cloud-height distribution, combined with a radiometric test; ``L2A_SceneClass.L2
 The view geometry shifts where a cloud appears by ``h * tan(view zenith)`` (parallax, at most
 0.2 h for Sentinel-2's 12° field); it is not modelled and the zone is widened by one cell
 instead. The zone is computed on cells of :data:`CELL_M` (coarser than the product: the height
-range smears it over kilometres anyway), so a full 20 m tile costs well under a second.
+range smears it over kilometres anyway), so a full 20 m tile costs well under a second. A cell
+casts only when at least half of it is cloud: specks (a bright roof, a few pixels of a cloud
+edge) would otherwise smear kilometre-long zones over dark fields for shadows smaller than a
+cell (Sen2Cor median-filters its cloud mask 7 x 7 before casting, for the same reason).
 
 Unknown sun azimuth (chips without metadata): the shadow direction is estimated from the scene.
 The cloud mask is moved as a whole in every direction (every :data:`AZIMUTH_STEP_DEG`) and by
@@ -92,7 +95,8 @@ def _coarse(mask: np.ndarray, factor: int, how: str) -> np.ndarray:
     padded = np.zeros((bh * factor, bw * factor), np.float32)
     padded[:h, :w] = mask
     blocks = padded.reshape(bh, factor, bw, factor)
-    return blocks.max(axis=(1, 3)) > 0 if how == "any" else blocks.mean(axis=(1, 3))
+    mean = blocks.mean(axis=(1, 3))
+    return mean >= 0.5 if how == "majority" else mean
 
 
 def _estimate_direction(
@@ -108,7 +112,7 @@ def _estimate_direction(
     # At least 32 cells across, so that a small scene is not reduced to a handful of cells.
     factor = max(1, min(round(SEARCH_CELL_M / resolution_m), min(clouds.shape) // 32))
     cell = resolution_m * factor
-    cloud_cells = _coarse(clouds, factor, "any")
+    cloud_cells = _coarse(clouds, factor, "majority")
     dark_cells = _coarse(dark & ~clouds, factor, "mean") * ~cloud_cells
     free = (~cloud_cells).astype(np.float32)
     source = cloud_cells.astype(np.float32)
@@ -147,7 +151,9 @@ def shadow_zone(
         return ShadowZone(np.zeros_like(clouds), None)
     factor = max(1, round(CELL_M / resolution_m))
     cell = resolution_m * factor
-    cloud_cells = _coarse(clouds, factor, "any")
+    cloud_cells = _coarse(clouds, factor, "majority")
+    if not cloud_cells.any():
+        return ShadowZone(np.zeros_like(clouds), None)
     low, high = CLOUD_HEIGHT_RANGE_M
     if sun_zenith is None:
         z_low, z_high = UNKNOWN_SUN_ZENITH_RANGE
