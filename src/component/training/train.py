@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, required=True, help="output .safetensors file")
     parser.add_argument("--init", type=Path, default=None, help="start from these weights")
     parser.add_argument("--encoder", default=None, help="override the card's encoder")
+    parser.add_argument(
+        "--decoder-channels", default=None, help="override the card's decoder widths: 128,64,32,16,8"
+    )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--patch", type=int, default=64, help="patch size on the coarse grid")
     parser.add_argument("--batch", type=int, default=12)
@@ -240,6 +243,8 @@ def resolved_card(args: argparse.Namespace) -> ModelCard:
     raw = json.loads(json.dumps(card.raw))
     if args.encoder:
         raw["encoder"] = args.encoder
+    if args.decoder_channels:
+        raw["decoder_channels"] = [int(c) for c in args.decoder_channels.split(",")]
     atmosphere = raw.setdefault("atmosphere", {})
     if args.adjacency_sigma_m is not None:
         atmosphere["adjacency_sigma_m"] = args.adjacency_sigma_m
@@ -362,6 +367,7 @@ def write_outputs(
     data = json.loads(json.dumps(card.raw))
     data["weights"] = {"file": args.output.name, "sha256": sha, "format": "safetensors"}
     data["encoder"] = card.encoder
+    data["decoder_channels"] = list(card.decoder_channels)
     data["mlm:total_parameters"] = int(sum(p.numel() for p in model.parameters()))
     data["mlm:framework_version"] = torch.__version__
     data["training"] = {
