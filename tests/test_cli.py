@@ -8,9 +8,10 @@ What may remain in ``--output`` after a failed run, precisely:
 
 * failures found before any work starts (bad parameters, a failed search, an unreadable item
   file, an unreachable API) leave nothing: the folder is not even created;
-* failures of an item (a missing band, a missing or corrupt asset, missing S3 keys) happen
-  under the output lock and leave only ``catalog.json`` linking no item, ``run-summary.json``
-  listing the failure, an empty ``.lock`` file and an empty ``.staging`` folder.
+* failures of an item (a missing band, a missing or corrupt asset, missing S3 keys, an
+  atmosphere table missing or tampered with) happen under the output lock and leave only
+  ``catalog.json`` linking no item, ``run-summary.json`` listing the failure, an empty ``.lock``
+  file and an empty ``.staging`` folder.
 
 The subprocesses of a table run concurrently (they are mostly start-up time).
 """
@@ -30,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from support.models import model_dir, random_models_dir  # noqa: F401 (fixtures)
+from support.nrt import model_version, models_dir  # noqa: F401 (fixture)
 from support.s3 import S3Server
 from support.stac_api import start_stac_api
 from support.synthetic import cdse_s3_base, make_l1c_product
@@ -94,6 +95,18 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _lut_name(models: Path) -> str:
+    card = json.loads((models / "model_card.json").read_text())
+    return str(card["atmosphere"]["lut"]["file"])
+
+
+def _models_copy(models: Path, folder: Path) -> Path:
+    """A copy of the models folder (card and the files it names), to damage on purpose."""
+    return model_version(
+        models, folder, json.loads((models / "model_card.json").read_text())["version"]
+    )
+
+
 def _write_item(path: Path, item: dict[str, Any]) -> str:
     path.write_text(json.dumps(item))
     return str(path)
@@ -102,7 +115,7 @@ def _write_item(path: Path, item: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def table(
     tmp_path_factory: pytest.TempPathFactory,
-    model_dir: Path,  # noqa: F811
+    models_dir: Path,  # noqa: F811
 ) -> Iterator[dict[str, Case]]:
     """Run the whole bad-input table once, concurrently."""
     root = tmp_path_factory.mktemp("cli")
@@ -114,6 +127,14 @@ def table(
     malformed = data / "malformed.json"
     malformed.write_text('{"type": "Feature", "id": "x", "properties": {')
     no_b04 = make_l1c_product(data / "no_b04", size_10m=60, bands=("B02", "B03"))
+    no_b05 = json.loads(json.dumps(good))
+    del no_b05["assets"]["B05"]
+    tampered = _models_copy(models_dir, root / "models-tampered")
+    lut = tampered / _lut_name(tampered)
+    lut.write_bytes(lut.read_bytes()[:-1] + bytes([lut.read_bytes()[-1] ^ 0xFF]))
+    lut_missing = _models_copy(models_dir, root / "models-no-lut")
+    (lut_missing / _lut_name(lut_missing)).unlink()
+    good_path = _write_item(data / "good.json", good)
     missing = json.loads(json.dumps(good))
     missing["assets"]["B03"]["href"] = str(data / "absent" / "B03.jp2")
     corrupt_file = data / "corrupt.jp2"
@@ -129,6 +150,21 @@ def table(
         Case("no_results", ["--stac-url", api.url, "--bbox", bbox_elsewhere], 3, True),
         Case("malformed_item", ["--item", str(malformed)], 4, True),
         Case("missing_band", ["--item", _write_item(data / "no_b04.json", no_b04)], 4, False),
+        Case("missing_b05", ["--item", _write_item(data / "no_b05.json", no_b05)], 4, False),
+        Case(
+            "tampered_lut",
+            ["--item", good_path],
+            8,
+            False,
+            {"COMPONENT_MODELS_DIR": str(tampered)},
+        ),
+        Case(
+            "missing_lut",
+            ["--item", good_path],
+            8,
+            False,
+            {"COMPONENT_MODELS_DIR": str(lut_missing)},
+        ),
         Case("missing_asset", ["--item", _write_item(data / "missing.json", missing)], 5, False),
         Case("corrupt_asset", ["--item", _write_item(data / "corrupt.json", corrupt)], 5, False),
         Case("bad_bbox", ["--bbox", "1,2,3"], 2, True),
@@ -145,7 +181,7 @@ def table(
         Case("s3_without_keys", ["--item", _write_item(data / "s3.json", on_s3)], 7, False),
     ]
     try:
-        _run_all(cases, root, model_dir)
+        _run_all(cases, root, models_dir)
     finally:
         api.stop()
     yield {case.name: case for case in cases}
@@ -155,6 +191,9 @@ CASES = [
     "no_results",
     "malformed_item",
     "missing_band",
+    "missing_b05",
+    "tampered_lut",
+    "missing_lut",
     "missing_asset",
     "corrupt_asset",
     "bad_bbox",
@@ -206,6 +245,9 @@ def test_error_lines_name_the_problem(table: dict[str, Case]) -> None:
         return next(x for x in table[name].stderr.splitlines() if x.startswith("error:"))
 
     assert "B04" in line("missing_band")
+    assert "B05" in line("missing_b05") and "B04" not in line("missing_b05")
+    assert "atmosphere table" in line("tampered_lut") and "sha256" in line("tampered_lut")
+    assert "atmosphere table" in line("missing_lut") and "not found" in line("missing_lut")
     assert "B03" in line("missing_asset")
     assert "B04" in line("corrupt_asset")
     assert "--bbox" in line("bad_bbox")
@@ -232,7 +274,7 @@ def test_negative_bbox_value_is_parsed() -> None:
 def test_secret_never_leaks(
     s3_server: S3Server,
     tmp_path: Path,
-    model_dir: Path,  # noqa: F811
+    models_dir: Path,  # noqa: F811
 ) -> None:
     """A distinctive S3 secret (env and flag) appears in no stream and no output file.
 
@@ -259,7 +301,7 @@ def test_secret_never_leaks(
             env,
         ),
     ]
-    _run_all(cases, tmp_path / "runs", model_dir)
+    _run_all(cases, tmp_path / "runs", models_dir)
     for case in cases:
         assert case.returncode == case.expected_code, case.stderr
         assert SECRET not in case.stdout and SECRET not in case.stderr

@@ -2,8 +2,8 @@
 
 Runs go through ``component.cli.main`` in this process (exit code, printed summary and
 ``run-summary.json`` as a scheduler sees them) on tiny synthetic products: 192 px at 10 m,
-processed at 60 m (32 x 32 px). The network is the seeded random one of ``support.models``,
-loaded once (``support.nrt.nrt_models``); every run still performs real forward passes.
+processed at 60 m (32 x 32 px). The model is the shipped one, loaded once
+(``support.nrt.nrt_models``); every run still estimates and corrects for real.
 Multi-item runs process their items in this process (``support.nrt.items_in_process``).
 """
 
@@ -20,12 +20,12 @@ import rasterio
 
 from component import cli
 from component.io import catalog
-from support.models import random_models_dir  # noqa: F401 (fixture)
 from support.nrt import (
     catalog_problems,
     items_in_process,  # noqa: F401 (fixture)
     linked_ids,
     model_version,
+    models_dir,  # noqa: F401 (fixture)
     nrt_models,  # noqa: F401 (fixture)
 )
 
@@ -100,7 +100,7 @@ def test_runs_are_incremental_and_redo_only_what_fails_its_checksums(
 
 
 def test_a_new_model_version_publishes_beside_the_old_products(
-    random_models_dir: Path,  # noqa: F811
+    models_dir: Path,  # noqa: F811
     l1c_product: Callable[..., dict[str, Any]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -110,11 +110,13 @@ def test_a_new_model_version_publishes_beside_the_old_products(
     output = tmp_path / "out"
     code, old = run(capsys, output, "--item", a)
     assert code == 0
-    newer = model_version(random_models_dir, tmp_path / "models-1.1", "1.1.0")
+    newer = model_version(models_dir, tmp_path / "models-1.1", "1.1.0")
     monkeypatch.setenv("COMPONENT_MODELS_DIR", str(newer))
     code, new = run(capsys, output, "--item", a)
     assert code == 0 and new["skipped"] == []
-    assert new["processed"][0].endswith("-1.1.0") and old["processed"][0].endswith("-1.0.0")
+    shipped = json.loads((models_dir / "model_card.json").read_text())["version"]
+    assert new["processed"][0].endswith("-1.1.0")
+    assert old["processed"][0].endswith(f"-{shipped}")
     assert linked_ids(output) == sorted(old["processed"] + new["processed"])
     assert catalog_problems(output) == []
 
@@ -198,3 +200,33 @@ def test_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "another run is writing" in str(raised.value)
     with catalog.locked(tmp_path):  # released: free again
         pass
+
+
+def test_fallbacks_are_reported_in_the_summary_and_the_lineage(
+    l1c_product: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No B10 and no geometry are processed, each fallback said in the summary and the Item."""
+    no_b10 = l1c_product(size_10m=SIZE_10M, seed=9, relative_orbit=5)
+    no_b10["assets"].pop("B10")
+    no_angles = l1c_product(size_10m=SIZE_10M, seed=10, relative_orbit=6, angles=False)
+    assert "granule_metadata" not in no_angles["assets"]
+    assert not any(key.startswith("view:") for key in no_angles["properties"])
+    items = [write_item(tmp_path, i) for i in (no_b10, no_angles)]
+    code, summary = run(capsys, tmp_path / "out", "--item", items[0], "--item", items[1])
+    assert code == 0, summary
+    results = by_input(summary)
+    cases = {no_b10["id"]: "no B10", no_angles["id"]: "no sun/view geometry"}
+    for input_id, expected in cases.items():
+        result = results[input_id]
+        assert result["status"] == "processed"
+        assert any(expected in note for note in result["notes"]), result["notes"]
+        item = json.loads(Path(result["item"]).read_text())
+        assert expected in item["properties"]["processing:lineage"]
+    with_b10 = json.loads(Path(results[no_b10["id"]]["item"]).read_text())
+    assert "MTD_TL.xml" in with_b10["properties"]["processing:lineage"]
+    assert with_b10["properties"]["view:incidence_angle"] > 0
+    unknown = json.loads(Path(results[no_angles["id"]]["item"]).read_text())
+    assert "Geometry: unknown" in unknown["properties"]["processing:lineage"]
+    assert "view:incidence_angle" not in unknown["properties"]

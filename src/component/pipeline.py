@@ -1,9 +1,15 @@
-"""One run: find L1C items, then for each: load -> correct -> write -> describe -> publish.
+"""One run: find L1C items, then for each: load -> estimate -> correct -> write -> describe
+-> publish.
 
 Each input is processed on its own; with several inputs a failed one is reported and the
 others go on (a scheduled run should not lose a day's work to one corrupt granule). A
 product that is already published for the same input and model version, and whose files
 still match their checksums, is skipped: the output catalog is the run's only state.
+
+For one item: its 13 bands are read on the coarse grid of the atmosphere (JPEG 2000
+reduced-resolution levels: cheap), with its sun/view geometry; the corrector estimates the
+atmosphere there; then every L2A band is read, corrected and written on its own product grid
+(:mod:`component.io.product`), with the quicklook, AOT and WVP; the Item describes it all.
 """
 
 from __future__ import annotations
@@ -18,17 +24,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rasterio.windows import Window
 
 from component.distribute import process_many
-from component.errors import AssetReadError, ComponentError, PartialFailureError
-from component.io import catalog, load, search
-from component.io.describe import describe, output_id
+from component.errors import ComponentError, ModelError, PartialFailureError
+from component.io import catalog, geometry, load, search, stac_bridge
+from component.io.describe import describe, lineage, output_id
+from component.io.product import Product, decode_bands, write_product
 from component.io.write import ProductWriter
+from component.model.atmosphere import sha256_file
 from component.model.card import ModelCard, load_card
-from component.model.engines import build_corrector
-from component.model.inference import Corrector
-from component.model.network import sha256_file
+from component.model.correction import SceneCorrector
+from component.model.engines import build_scene_corrector
 from component.params import RunParams
 from component.sample import item_path as sample_item_path
 
@@ -46,6 +52,8 @@ class ItemResult:
     exit_code: int = 0
     item: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Fallbacks taken (no geometry, no B10...): also in the product's processing:lineage."""
 
 
 @dataclass
@@ -73,9 +81,10 @@ class RunSummary:
 class Model:
     """The model's identity, known at once, and its corrector, built in the background.
 
-    Output ids, the skip check and lineage need only the card; building the engine (checking
-    the weights, creating the ONNX Runtime session) takes about a second, which then overlaps
-    with decoding the first strip of the scene instead of preceding it.
+    Output ids, the skip check and lineage need only the card; building the corrector
+    (checking the table and weights, creating a runtime session) overlaps with reading the
+    first item's headers instead of preceding it. A missing or tampered file surfaces as
+    :class:`ModelError` (exit code 8) when the corrector is first needed.
     """
 
     def __init__(
@@ -83,14 +92,14 @@ class Model:
         card: ModelCard,
         name: str,
         version: str,
-        sha256: str,
-        building: Future[tuple[Corrector, str]],
+        files: dict[str, str],
+        building: Future[tuple[SceneCorrector, str]],
     ) -> None:
-        self.card, self.name, self.version, self.sha256 = card, name, version, sha256
+        self.card, self.name, self.version, self.files = card, name, version, files
         self._building = building
 
     @property
-    def corrector(self) -> Corrector:
+    def corrector(self) -> SceneCorrector:
         return self._building.result()[0]
 
     @property
@@ -102,14 +111,20 @@ def load_model(params: RunParams) -> Model:
     card = load_card()
     # Not a ``with`` block: leaving one waits for the build, which must go on in the background.
     pool = ThreadPoolExecutor(1, "model")
-    building = pool.submit(build_corrector, card, params.weights, params.device, params.engine)
+    building = pool.submit(
+        build_scene_corrector, card, params.weights, params.device, params.engine
+    )
     pool.shutdown(wait=False)
+    files = {"atmosphere table": card.lut_sha256 or ""}
     if params.weights is None:
-        return Model(card, card.name, card.version, card.weights_sha256 or "", building)
+        if card.weights_sha256:
+            files["weights"] = card.weights_sha256
+        return Model(card, card.name, card.version, files, building)
     # A user's own weights (e.g. ESA's .pth) must never be mistaken for the shipped model's
     # products: their checksum goes into the version, hence into the output ids.
     digest = sha256_file(Path(params.weights))
-    return Model(card, card.name, f"custom.{digest[:12]}", digest, building)
+    files["weights"] = digest
+    return Model(card, card.name, f"custom.{digest[:12]}", files, building)
 
 
 _worker_models: dict[tuple[object, ...], Model] = {}
@@ -176,8 +191,10 @@ def run(params: RunParams) -> RunSummary:
             write_archive(params.output, params.archive)
     if summary.failed:
         failures = [r for r in summary.results if r.status == "failed"]
-        if len(inputs) == 1:
-            error = _reraise(failures[0])
+        broken_model = next((r for r in failures if r.exit_code == ModelError.exit_code), None)
+        if len(inputs) == 1 or broken_model is not None:
+            # A broken model fails every item: the run's error is the model's (exit 8).
+            error = _reraise(broken_model or failures[0])
         else:
             error = PartialFailureError(
                 f"{len(failures)} of {len(inputs)} item(s) failed (see run-summary.json in "
@@ -261,56 +278,69 @@ def _produce(
     result: ItemResult,
 ) -> Path | None:
     clock = _Clock(result.seconds)
-    bands = model.card.input_bands
-    toa, grid = load.load_toa(source.data, bands, params.resolution, params.bbox, params.gdal_env)
-    clock.lap("read")  # headers checked, grid known; pixels are read while correcting
-    writer = ProductWriter(staged, grid, model.card.output_bands)
-    valid_pixels = 0
-    strips = load.StripReader(toa)
-    strips.prefetch(0)  # decoding starts while the engine may still be being built
+    item = source.data
+    radiometry = stac_bridge.radiometry(item)
+    plan = load.plan(item, params.resolution, params.bbox, model.card.atmosphere_grid_m)
+    load.check_assets(item, plan.inputs, params.gdal_env)
+    scene, notes = geometry.resolve(item, plan.coarse)
+    clock.lap("read")  # headers checked, grids and geometry known; no pixel read yet
 
-    def read(y0: int, y1: int) -> np.ndarray:
-        try:
-            return strips(y0, y1)
-        except RuntimeError as error:  # stackstac wraps GDAL read errors in RuntimeError
-            raise AssetReadError(
-                f"reading {source.id} failed ({str(error).splitlines()[0][:200]}): check the "
-                "asset files and the S3 settings"
-            ) from None
+    decoded = decode_bands(item, plan, radiometry, params.gdal_env, staged)
+    corrector = model.corrector
+    missing = np.full((plan.coarse.height, plan.coarse.width), np.nan, np.float32)
+    toa = np.stack([decoded.coarse_toa.get(band, missing) for band in corrector.input_bands])
+    if not np.isfinite(toa).any():
+        result.reason = "no valid pixel in the requested area (all nodata or saturated)"
+        return None
+    clock.lap("decode")  # every band decoded once; the atmosphere's input is known
+    state = corrector.estimate(
+        toa, plan.coarse.raster(), scene.for_model() if scene is not None else None
+    )
+    del toa
+    notes += state.notes
+    result.notes = notes
+    clock.lap("estimate")
 
-    def write(y0: int, block: np.ndarray) -> None:
-        nonlocal valid_pixels
-        valid_pixels += int(np.isfinite(block).all(axis=0).sum())
-        writer.write(Window(0, y0, grid.width, block.shape[1]), block)
-
-    stages: dict[str, float] = {}
+    product = Product(
+        plan=plan,
+        corrector=corrector,
+        state=state,
+        radiometry=radiometry,
+        scratch=decoded.scratch,
+    )
+    writer = ProductWriter(staged)
     try:
-        model.corrector.stream(read, write, grid.height, grid.width, stages)
-        clock.lap("infer")  # every strip read, corrected and drafted
-        result.seconds |= {k: round(v, 3) for k, v in stages.items()}
-        if valid_pixels == 0:
-            result.reason = "no valid pixel in the requested area (all nodata or saturated)"
-            return None
+        write_product(product, writer)
+        clock.lap("correct")  # every raster read, corrected and drafted; COGs under way
         assets = writer.finish()
     finally:
         writer.close()
-        strips.close()
     clock.lap("write")
-    item = describe(
-        l1c=source.data,
+    item_out = describe(
+        l1c=item,
         l1c_href=source.href,
         item_id=out_id,
-        grid=grid,
+        footprint_grid=plan.grid_r,
         assets=assets,
         model_name=model.name,
         model_version=model.version,
-        model_sha256=model.sha256,
+        lineage_text=lineage(
+            l1c_id=source.id,
+            model_name=model.name,
+            model_version=model.version,
+            model_files=model.files,
+            runtime=model.runtime,
+            resolution=params.resolution,
+            coarse_m=model.card.atmosphere_grid_m,
+            geometry_source=scene.source if scene is not None else None,
+            notes=notes,
+        ),
         clipped=params.bbox is not None,
-        runtime=model.runtime,
+        view=scene.properties() if scene is not None else None,
     )
-    catalog.add_parent_links(item)
+    catalog.add_parent_links(item_out)
     catalog.write_json_atomic(
-        staged / f"{out_id}.json", item.to_dict(include_self_link=False, transform_hrefs=False)
+        staged / f"{out_id}.json", item_out.to_dict(include_self_link=False, transform_hrefs=False)
     )
     clock.lap("describe")
     published = catalog.publish(params.output, staged, out_id)

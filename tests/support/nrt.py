@@ -1,8 +1,9 @@
-"""Helpers for the scheduled-run (NRT) tests: model versions, CLI subprocesses, catalog checks.
+"""Helpers for the run tests: the model folder, model versions, CLI subprocesses, catalog checks.
 
-The model comes from ``support.models`` (a seeded random-initialised network with a matching
-card: forward passes are real, only the numbers are meaningless, which these tests do not look
-at). :func:`model_version` derives another model version from it without retraining.
+The model is the shipped one (``models/``: its card and atmosphere table, plus weights when
+the card names some), built through the same ``build_scene_corrector`` a run uses; these
+tests are about plumbing and do not look at the numbers. :func:`model_version` derives
+another model version from it (same files, another version in the card).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SRC = REPO_ROOT / "src"
 
+SHIPPED_MODELS = REPO_ROOT / "models"
+
 __all__ = [
+    "SHIPPED_MODELS",
     "SRC",
     "catalog_problems",
     "component_env",
     "items_in_process",
     "linked_ids",
+    "model_files",
     "model_version",
+    "models_dir",
     "nrt_models",
     "run_cli",
     "start_cli",
@@ -42,16 +48,16 @@ def items_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
     Production hands several items to ``component.distribute`` (a Dask LocalCluster of worker
     processes, each importing torch and loading the model: too heavy for these tests on a
-    shared two-core machine). Each item still goes through the same task function,
-    ``distribute.process_on_worker``, and the same result callback; only the Dask transport
-    is left out (``tests/test_stream.py`` covers it).
+    shared two-core machine). Each item still goes through the same task function the
+    pipeline hands to Dask (``pipeline.process_on_worker``) and the same result callback;
+    only the Dask transport is left out (``tests/test_distribute.py`` covers it).
     """
-    from component import distribute, pipeline
+    from component import pipeline
 
-    def sequential(inputs: list[Any], params: Any, on_result: Any) -> None:
+    def sequential(inputs: list[Any], params: Any, task: Any, on_result: Any) -> None:
         for source in inputs:
             try:
-                outcome = distribute.process_on_worker(source, params, None)
+                outcome = task(source, params, None)
             except Exception as error:  # as distribute reports a task that raised
                 outcome = error
             on_result(source, outcome)
@@ -59,17 +65,23 @@ def items_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "process_many", sequential)
 
 
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The shipped models folder (card, atmosphere table, weights if any)."""
+    return SHIPPED_MODELS
+
+
 @pytest.fixture
-def nrt_models(monkeypatch: pytest.MonkeyPatch, random_models_dir: Path) -> Iterator[Path]:
-    """``COMPONENT_MODELS_DIR`` at the seeded model, each models folder loaded once.
+def nrt_models(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> Iterator[Path]:
+    """``COMPONENT_MODELS_DIR`` at the shipped model, each models folder loaded once.
 
     ``pipeline.load_model`` keeps returning the real model it loaded for a folder, so runs do
-    not rebuild the network; their forward passes are real.
+    not rebuild it; their corrections are real.
     """
     from component import pipeline
     from component.params import RunParams
 
-    monkeypatch.setenv("COMPONENT_MODELS_DIR", str(random_models_dir))
+    monkeypatch.setenv("COMPONENT_MODELS_DIR", str(models_dir))
     real = pipeline.load_model
 
     def cached(params: RunParams) -> pipeline.Model:
@@ -79,19 +91,27 @@ def nrt_models(monkeypatch: pytest.MonkeyPatch, random_models_dir: Path) -> Iter
         return _LOADED[key]
 
     monkeypatch.setattr(pipeline, "load_model", cached)
-    yield random_models_dir
+    yield models_dir
 
 
 _LOADED: dict[str, Any] = {}
 
 
+def model_files(card: dict[str, Any]) -> list[str]:
+    """The files a card names (weights, ONNX graph, atmosphere table), relative to it."""
+    entries = [card.get("weights"), card.get("onnx"), (card.get("atmosphere") or {}).get("lut")]
+    return [
+        str(entry["file"]) for entry in entries if isinstance(entry, dict) and entry.get("file")
+    ]
+
+
 def model_version(models: Path, folder: Path, version: str) -> Path:
-    """A copy of the models folder *models* whose card says ``version`` (same weights)."""
+    """A copy of the models folder *models* whose card says ``version`` (same files)."""
     folder.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = json.loads((models / "model_card.json").read_text())
     data["version"] = version
-    weights = str(data["weights"]["file"])
-    shutil.copyfile(models / weights, folder / weights)
+    for name in model_files(data):
+        shutil.copyfile(models / name, folder / name)
     (folder / "model_card.json").write_text(json.dumps(data, indent=2))
     return folder
 

@@ -26,12 +26,16 @@ from pyproj import CRS, Transformer
 from rasterio.warp import transform_geom
 
 __all__ = [
+    "ALL_BANDS",
+    "ANGLE_STEP_M",
     "BAND_INFO",
     "CDSE_STAC_EXTENSIONS",
     "cdse_s3_base",
     "make_l1c_product",
     "mgrs_tile_grid",
     "multihash_sha256",
+    "synthetic_angles",
+    "tile_angles_xml",
 ]
 
 # name: (resolution m, common name, centre wavelength um as CDSE writes it, MTD band_id)
@@ -76,6 +80,9 @@ _SPECTRA: dict[str, dict[str, float]] = {
     ),
 }
 
+ALL_BANDS = tuple(BAND_INFO)
+"""The 13 L1C bands, in the order of their MTD ``bandId`` (0..12)."""
+
 CDSE_STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
@@ -86,6 +93,7 @@ CDSE_STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/product/v1.0.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
 ]
+VIEW_EXTENSION = "https://stac-extensions.github.io/view/v1.1.0/schema.json"
 
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # MGRS letters: no I, no O
 _ROW_LETTERS = "ABCDEFGHJKLMNPQRSTUV"
@@ -98,6 +106,10 @@ _ORBIT_EPOCH = {
 }
 _ORBITS_PER_DAY = 143 / 10
 _PSD = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd"
+_PSD_TILE = "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-1C_Tile_Metadata.xsd"
+ANGLE_STEP_M = 5000
+"""Spacing of the MTD_TL.xml angle grids: 5 km, 23 x 23 nodes over a 109.8 km tile."""
+_ANGLE_NODES = 23
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 
@@ -251,8 +263,9 @@ def _write_jp2(path: Path, dn: np.ndarray, epsg: int, x0: float, y0: float, res:
         QUALITY=100,
         REVERSIBLE="YES",
         RESOLUTIONS=levels,
-        BLOCKXSIZE=min(w, 1024),
-        BLOCKYSIZE=min(h, 1024),
+        # JPEG 2000 tiles of 1024 px like the real files; OpenJPEG refuses tiles under 32 px,
+        # so a tiny band (a 60 m band of a small test product) is one untiled codestream.
+        **({"BLOCKXSIZE": min(w, 1024), "BLOCKYSIZE": min(h, 1024)} if min(h, w) >= 32 else {}),
     ) as dst:
         dst.write(dn, 1)
 
@@ -329,12 +342,143 @@ def _mtd_xml(
 """
 
 
+def synthetic_angles(bands: tuple[str, ...] = ALL_BANDS) -> dict[str, Any]:
+    """Sun and viewing angle grids (degrees) on the 23 x 23 nodes of MTD_TL.xml, 5 km apart.
+
+    Plausible, smooth and deterministic: the sun about 30 degrees high in the south-south-east,
+    varying by about a degree over the tile; two detectors per band seeing the western and the
+    eastern part of the tile (overlapping on three node columns, NaN elsewhere as in real
+    files), their zenith growing eastwards from 2 to 10 degrees and their azimuths differing by
+    8 degrees (odd and even detectors look in slightly different directions).
+    Returns ``sun_zenith``, ``sun_azimuth`` (23, 23) and ``view``: ``{band: {detector:
+    (zenith, azimuth)}}``.
+    """
+    rows, cols = np.mgrid[0:_ANGLE_NODES, 0:_ANGLE_NODES].astype(np.float64)
+    view: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for name in bands:
+        band_id = BAND_INFO[name][3]
+        zenith = 2.0 + 0.35 * cols + 0.02 * band_id + 0.01 * rows
+        detectors = {}
+        for detector, (first, last, azimuth) in {1: (0, 12, 100.0), 2: (10, 22, 108.0)}.items():
+            inside = (cols >= first) & (cols <= last)
+            detectors[detector] = (
+                np.where(inside, zenith, np.nan),
+                np.where(inside, azimuth + 0.1 * rows, np.nan),
+            )
+        view[name] = detectors
+    return {
+        "sun_zenith": 60.0 + 0.04 * rows - 0.01 * cols,
+        "sun_azimuth": 160.0 + 0.05 * cols + 0.02 * rows,
+        "view": view,
+    }
+
+
+def _values_list(values: np.ndarray) -> str:
+    lines = "\n".join(
+        "            <VALUES>"
+        + " ".join("NaN" if np.isnan(v) else f"{v:.6g}" for v in row)
+        + "</VALUES>"
+        for row in values
+    )
+    return f"          <Values_List>\n{lines}\n          </Values_List>"
+
+
+def _angle_pair(tag: str, zenith: np.ndarray, azimuth: np.ndarray, attributes: str = "") -> str:
+    parts = []
+    for name, values in (("Zenith", zenith), ("Azimuth", azimuth)):
+        parts.append(
+            f"""        <{name}>
+          <COL_STEP unit="m">{ANGLE_STEP_M}</COL_STEP>
+          <ROW_STEP unit="m">{ANGLE_STEP_M}</ROW_STEP>
+{_values_list(values)}
+        </{name}>"""
+        )
+    body = "\n".join(parts)
+    return f"      <{tag}{attributes}>\n{body}\n      </{tag}>"
+
+
+def tile_angles_xml(
+    tile_id: str,
+    sensing: datetime,
+    epsg: int,
+    ulx: float,
+    uly: float,
+    sizes: dict[int, int],
+    angles: dict[str, Any],
+) -> str:
+    """An MTD_TL.xml (Level-1C tile metadata) with the structure of the real one.
+
+    Holds what readers of real files use: ``Tile_Geocoding`` (CRS, sizes and upper-left corner
+    per resolution) and ``Tile_Angles``: the sun grid, one viewing grid per band and detector
+    (``bandId`` 0..12, NaN outside the detector), and the means.
+    """
+    iso = sensing.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    size_xml = "\n".join(
+        f'      <Size resolution="{r}">\n        <NROWS>{n}</NROWS>\n        <NCOLS>{n}</NCOLS>'
+        "\n      </Size>"
+        for r, n in sorted(sizes.items())
+    )
+    position_xml = "\n".join(
+        f'      <Geoposition resolution="{r}">\n        <ULX>{ulx:.0f}</ULX>\n'
+        f"        <ULY>{uly:.0f}</ULY>\n        <XDIM>{r}</XDIM>\n        <YDIM>-{r}</YDIM>"
+        "\n      </Geoposition>"
+        for r in sorted(sizes)
+    )
+    viewing = []
+    means = []
+    for name, detectors in angles["view"].items():
+        band_id = BAND_INFO[name][3]
+        for detector, (zenith, azimuth) in sorted(detectors.items()):
+            attributes = f' bandId="{band_id}" detectorId="{detector}"'
+            viewing.append(
+                _angle_pair("Viewing_Incidence_Angles_Grids", zenith, azimuth, attributes)
+            )
+        zeniths = np.concatenate([z.ravel() for z, _ in detectors.values()])
+        azimuths = np.concatenate([a.ravel() for _, a in detectors.values()])
+        means.append(
+            f'        <Mean_Viewing_Incidence_Angle bandId="{band_id}">\n'
+            f'          <ZENITH_ANGLE unit="deg">{np.nanmean(zeniths):.6g}</ZENITH_ANGLE>\n'
+            f'          <AZIMUTH_ANGLE unit="deg">{np.nanmean(azimuths):.6g}</AZIMUTH_ANGLE>\n'
+            "        </Mean_Viewing_Incidence_Angle>"
+        )
+    sun = _angle_pair("Sun_Angles_Grid", angles["sun_zenith"], angles["sun_azimuth"])
+    viewing_xml = "\n".join(viewing)
+    means_xml = "\n".join(means)
+    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<n1:Level-1C_Tile_ID xmlns:n1="{_PSD_TILE}" xmlns:xsi="{_XSI}">
+  <n1:General_Info>
+    <TILE_ID metadataLevel="Brief">{tile_id}</TILE_ID>
+    <SENSING_TIME metadataLevel="Standard">{iso}</SENSING_TIME>
+  </n1:General_Info>
+  <n1:Geometric_Info>
+    <Tile_Geocoding metadataLevel="Brief">
+      <HORIZONTAL_CS_NAME>WGS84 / UTM zone {epsg % 100}{"N" if epsg < 32700 else "S"}</HORIZONTAL_CS_NAME>
+      <HORIZONTAL_CS_CODE>EPSG:{epsg}</HORIZONTAL_CS_CODE>
+{size_xml}
+{position_xml}
+    </Tile_Geocoding>
+    <Tile_Angles metadataLevel="Standard">
+{sun}
+      <Mean_Sun_Angle>
+        <ZENITH_ANGLE unit="deg">{np.mean(angles["sun_zenith"]):.6g}</ZENITH_ANGLE>
+        <AZIMUTH_ANGLE unit="deg">{np.mean(angles["sun_azimuth"]):.6g}</AZIMUTH_ANGLE>
+      </Mean_Sun_Angle>
+{viewing_xml}
+      <Mean_Viewing_Incidence_Angle_List>
+{means_xml}
+      </Mean_Viewing_Incidence_Angle_List>
+    </Tile_Angles>
+  </n1:Geometric_Info>
+</n1:Level-1C_Tile_ID>
+"""
+
+
 def make_l1c_product(
     root: Path,
     *,
     tile: str = "31TCJ",
     size_10m: int = 384,
-    bands: tuple[str, ...] = ("B02", "B03", "B04"),
+    bands: tuple[str, ...] = ALL_BANDS,
     baseline: str = "05.10",
     date: datetime = datetime(2024, 1, 16, 10, 53, 29, tzinfo=timezone.utc),
     platform: str = "sentinel-2b",
@@ -344,6 +488,7 @@ def make_l1c_product(
     href_base: str | None = None,
     cloud_cover: float = 0.0,
     relative_orbit: int = 51,
+    angles: bool = True,
 ) -> dict[str, Any]:
     """Write a synthetic L1C product under ``root`` and return its CDSE-shaped STAC item.
 
@@ -359,6 +504,11 @@ def make_l1c_product(
 
     Asset hrefs are absolute local paths, or ``href_base`` + the path relative to ``root`` (e.g.
     ``cdse_s3_base(date)`` once the tree is uploaded under that prefix).
+
+    By default the product holds all 13 bands, each on its native grid, and its sun/view
+    geometry: the granule's ``MTD_TL.xml`` (asset ``granule_metadata``) with the angle grids of
+    :func:`synthetic_angles`, and their scene means as ``view:*`` item properties as CDSE
+    writes them. ``angles=False`` leaves both out (a product whose geometry is unknown).
     """
     if date.tzinfo is None:
         date = date.replace(tzinfo=timezone.utc)
@@ -409,6 +559,34 @@ def make_l1c_product(
             "file:size": path.stat().st_size,
             "file:checksum": multihash_sha256(path),
         }
+    properties_view: dict[str, float] = {}
+    if angles:
+        grids = synthetic_angles(bands)
+        sizes = {r: math.ceil(extent / r) for r in (10, 20, 60)}
+        tile_id = f"{unit}_OPER_MSI_L1C_TL_2BPS_{discriminator}_A{abs_orbit:06d}_T{tile}_{n_base}"
+        mtd_tl = safe / "GRANULE" / granule / "MTD_TL.xml"
+        mtd_tl.parent.mkdir(parents=True, exist_ok=True)
+        mtd_tl.write_text(tile_angles_xml(tile_id, date, epsg, ulx, uly, sizes, grids))
+        assets["granule_metadata"] = {
+            "href": href(mtd_tl),
+            "type": "application/xml",
+            "title": "MTD_TL.xml",
+            "roles": ["metadata"],
+            "file:size": mtd_tl.stat().st_size,
+            "file:checksum": multihash_sha256(mtd_tl),
+        }
+        view_zenith = np.concatenate(
+            [z.ravel() for detectors in grids["view"].values() for z, _ in detectors.values()]
+        )
+        view_azimuth = np.concatenate(
+            [a.ravel() for detectors in grids["view"].values() for _, a in detectors.values()]
+        )
+        properties_view = {
+            "view:sun_azimuth": round(float(np.mean(grids["sun_azimuth"])), 6),
+            "view:sun_elevation": round(90.0 - float(np.mean(grids["sun_zenith"])), 6),
+            "view:incidence_angle": round(float(np.nanmean(view_zenith)), 6),
+            "view:azimuth": round(float(np.nanmean(view_azimuth)), 6),
+        }
     mtd = safe / "MTD_MSIL1C.xml"
     mtd.write_text(
         _mtd_xml(
@@ -445,7 +623,7 @@ def make_l1c_product(
     return {
         "type": "Feature",
         "stac_version": "1.1.0",
-        "stac_extensions": list(CDSE_STAC_EXTENSIONS),
+        "stac_extensions": list(CDSE_STAC_EXTENSIONS) + ([VIEW_EXTENSION] if angles else []),
         "id": product,
         "geometry": {"type": "Polygon", "coordinates": [coords]},
         "bbox": [min(lons), min(lats), max(lons), max(lats)],
@@ -461,6 +639,7 @@ def make_l1c_product(
             "grid:code": f"MGRS-{tile}",
             "sat:relative_orbit": relative_orbit,
             "sat:orbit_state": "descending",
+            **properties_view,
         },
         "links": [
             {

@@ -1,11 +1,16 @@
 """The STAC 1.1 Item of an L2A product, in the forms CDSE's own L2A items use.
 
-Asset keys carry the resolution (``B02_60m``, ``TCI_60m``) as in CDSE's ``sentinel-2-l2a``
-collection; each data asset states ``bands`` with ``eo:common_name``, ``raster:scale`` /
-``raster:offset``, ``nodata`` and ``data_type`` such that ``DN * scale + offset`` is BOA
-reflectance, its projection (``proj:code``, ``proj:shape``, ``proj:transform``), and a
-``file:checksum`` (sha2-256 multihash) with ``file:size``. Hrefs are relative, so the product
-folder can be moved or archived as a whole.
+Asset keys carry the resolution (``B02_10m``, ``B05_20m``, ``TCI_60m``, ``AOT_60m``) as in
+CDSE's ``sentinel-2-l2a`` collection, and so do the roles (``sampling:original`` or
+``downsampled``, ``gsd:20m``). Bands live on different grids, so every raster asset states its
+own projection (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``) and ``gsd``;
+each states ``bands`` (with ``eo:common_name``, centre wavelength and width for reflectance),
+``raster:scale`` / ``raster:offset``, ``nodata`` and ``data_type`` such that
+``DN * scale + offset`` is the physical value, and a ``file:checksum`` (sha2-256 multihash)
+with ``file:size``. AOT and WVP state Sen2Cor's quantification (scale 0.001, offset 0, WVP in
+cm), which is how they are written: CDSE's items declare 0.0001 / -0.1 there, which does not
+describe Sen2Cor's files. Hrefs are relative, so the product folder can be moved or archived
+as a whole.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from rasterio.warp import transform_geom
 
 from component import __version__
 from component.io.load import Grid
-from component.io.write import NODATA, OFFSET, SCALE, WrittenAsset
+from component.io.write import ATMOSPHERE_SCALE, NODATA, OFFSET, SCALE, WrittenAsset
 
 SOFTWARE_NAME = "s2-l1c2l2a-component"
 EXTENSIONS = [
@@ -107,12 +112,24 @@ def _projection(grid: Grid) -> dict[str, Any]:
     }
 
 
-def _asset(written: WrittenAsset, grid: Grid) -> pystac.Asset:
+ATMOSPHERE_BANDS = {
+    "aot": ("AOT", "Aerosol optical thickness at 550 nm", None),
+    "wvp": ("WVP", "Water vapour column", "cm"),
+}
+
+
+def _gsd(grid: Grid) -> int | float:
+    value = float(grid.resolution)
+    return int(value) if value.is_integer() else value
+
+
+def _asset(written: WrittenAsset) -> pystac.Asset:
+    """One asset with its own projection, raster fields and CDSE-style roles."""
     fields: dict[str, Any] = {
         "file:size": written.path.stat().st_size,
         "file:checksum": multihash_sha256(written.path),
     }
-    if written.kind == "thumbnail":
+    if written.kind == "thumbnail" or written.grid is None:
         return pystac.Asset(
             href=f"./{written.path.name}",
             media_type="image/png",
@@ -120,23 +137,44 @@ def _asset(written: WrittenAsset, grid: Grid) -> pystac.Asset:
             title="Thumbnail (true colour)",
             extra_fields=fields,
         )
+    grid = written.grid
+    gsd = _gsd(grid)
     fields |= _projection(grid)
-    fields["gsd"] = grid.resolution
-    fields["bands"] = [_band_entry(band) for band in written.bands]
+    fields["gsd"] = gsd
+    sampling = [f"sampling:{written.sampling}", f"gsd:{gsd}m"]
     if written.kind == "reflectance":
+        fields["bands"] = [_band_entry(band) for band in written.bands]
         fields |= {
             "data_type": "uint16",
             "nodata": NODATA,
             "raster:scale": SCALE,
             "raster:offset": OFFSET,
-            "raster:spatial_resolution": grid.resolution,
+            "raster:spatial_resolution": gsd,
         }
-        title = f"{written.bands[0]} BOA reflectance ({round(grid.resolution)} m)"
-        roles = ["data", "reflectance"]
+        title = f"{written.bands[0]} BOA reflectance ({gsd} m)"
+        roles = ["data", "reflectance", *sampling]
+    elif written.kind in ATMOSPHERE_BANDS:
+        name, description, unit = ATMOSPHERE_BANDS[written.kind]
+        band: dict[str, Any] = {"name": name, "description": description}
+        fields |= {
+            "data_type": "uint16",
+            "nodata": NODATA,
+            # Sen2Cor's quantification (1000), which these files follow: value = DN / 1000.
+            "raster:scale": ATMOSPHERE_SCALE,
+            "raster:offset": 0.0,
+            "raster:spatial_resolution": gsd,
+        }
+        if unit:
+            band["unit"] = unit
+            fields["unit"] = unit
+        fields["bands"] = [band]
+        title = f"{description} ({gsd} m)"
+        roles = ["data", *sampling]
     else:
-        fields |= {"data_type": "uint8", "nodata": 0}
-        title = f"True colour image ({round(grid.resolution)} m)"
-        roles = ["visual"]
+        fields["bands"] = [_band_entry(band) for band in written.bands]
+        fields |= {"data_type": "uint8", "nodata": 0, "raster:spatial_resolution": gsd}
+        title = f"True colour image ({gsd} m)"
+        roles = ["visual", *sampling]
     return pystac.Asset(
         href=f"./{written.path.name}",
         media_type=COG_MEDIA_TYPE,
@@ -171,34 +209,61 @@ def _datetime(value: str | None) -> datetime | None:
     return pystac.utils.str_to_datetime(value) if value else None
 
 
+def lineage(
+    *,
+    l1c_id: str,
+    model_name: str,
+    model_version: str,
+    model_files: dict[str, str],
+    runtime: str,
+    resolution: int,
+    coarse_m: int,
+    geometry_source: str | None,
+    notes: list[str],
+) -> str:
+    """``processing:lineage``: what was done, with what, and every fallback taken."""
+    files = "; ".join(f"{name} sha256 {digest}" for name, digest in model_files.items())
+    text = (
+        f"Bottom-of-atmosphere reflectance, aerosol optical thickness and water vapour from "
+        f"Sentinel-2 L1C product {l1c_id} by the {model_name} {model_version} model "
+        f"({runtime}{'; ' + files if files else ''}): the atmosphere estimated on a "
+        f"{coarse_m} m grid from the 13 L1C bands, then each band inverted on its own grid at "
+        f"max({resolution} m, its native resolution), on the L1C's own grid. Geometry: "
+        f"{geometry_source or 'unknown'}."
+    )
+    if notes:
+        text += " Fallbacks: " + "; ".join(notes) + "."
+    return text
+
+
 def describe(
     *,
     l1c: dict[str, Any],
     l1c_href: str | None,
     item_id: str,
-    grid: Grid,
+    footprint_grid: Grid,
     assets: list[WrittenAsset],
     model_name: str,
     model_version: str,
-    model_sha256: str,
+    lineage_text: str,
     clipped: bool,
-    runtime: str = "",
+    view: dict[str, float] | None = None,
 ) -> pystac.Item:
-    """The L2A Item; *clipped* says whether the grid is a bbox window of the tile."""
-    geometry = footprint(grid) if clipped or not l1c.get("geometry") else l1c["geometry"]
+    """The L2A Item; *clipped* says whether the grids are a bbox window of the tile.
+
+    *view* holds the scene means of the geometry the correction used (``view:*``); without it
+    the L1C's own ``view:*`` properties are carried, if any.
+    """
+    geometry = footprint(footprint_grid) if clipped or not l1c.get("geometry") else l1c["geometry"]
     source = l1c.get("properties", {})
     properties = {key: source[key] for key in CARRIED_PROPERTIES if key in source}
+    properties |= view or {}
     properties |= {
         "processing:level": "L2",
         "processing:version": __version__,
         "processing:datetime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "processing:software": {SOFTWARE_NAME: __version__, model_name: model_version},
-        "processing:lineage": (
-            f"Bottom-of-atmosphere reflectance predicted from Sentinel-2 L1C product "
-            f"{l1c.get('id')} by the {model_name} {model_version} network "
-            f"(weights sha256 {model_sha256}{', run with ' + runtime if runtime else ''}), "
-            f"on the L1C's own grid at {round(grid.resolution)} m"
-        ),
+        "processing:lineage": lineage_text,
     }
     item = pystac.Item(
         id=item_id,
@@ -216,7 +281,7 @@ def describe(
         ],
     )
     for written in assets:
-        item.add_asset(written.key, _asset(written, grid))
+        item.add_asset(written.key, _asset(written))
     if l1c_href:
         item.add_link(
             pystac.Link(

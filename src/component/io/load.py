@@ -1,45 +1,57 @@
-"""Items -> lazy TOA reflectance on the item's own grid, read with stackstac.
+"""L1C band files -> DN and TOA reflectance on the product's grids, read with GDAL (rasterio).
 
-Three choices matter here:
+A Sentinel-2 L2A product holds every band at its own resolution: at ``--resolution R`` a band
+is written at ``max(R, its native resolution)``. So each band is read on its own grid, and the
+reading is shaped by three choices:
 
-* The output grid is the item's own UTM grid at the requested resolution, anchored at the
-  tile's origin, so a 60 m product lines up pixel for pixel with CDSE's 60 m L2A bands.
-  stackstac's default snapping (to multiples of the resolution) would shift it by up to a
-  pixel, because Sentinel-2 tile origins are not multiples of 60 m.
-* With a bbox only the window that covers it is read (snapped outward to that grid).
-* Coarser grids are read with ``average`` resampling through GDAL's warper, which picks the
-  JPEG 2000 reduced-resolution level closest to the target: a 60 m product decodes the 10 m
-  bands at 40 m rather than at full resolution. L1C files carry no nodata tag, so the reader
-  below declares 0 as nodata to keep fill pixels out of those averages.
+* Every grid is the item's own UTM grid at that resolution, anchored at the tile's origin, so
+  a 60 m product lines up pixel for pixel with CDSE's 60 m L2A bands (Sentinel-2 tile origins
+  are not multiples of 60 m: snapping to multiples of the resolution would shift it). With a
+  bbox only the window that covers it is read, snapped outward onto that grid.
+* A band read coarser than its native resolution is decoded from the JPEG 2000
+  reduced-resolution level closest to the target (GDAL's warper does not pick one by itself):
+  at 60 m the 10 m bands decode at 40 m, not at 10 m. An exact level (a 10 m band at 20 m) is
+  read as it is; otherwise the level is averaged onto the grid with DN 0 declared nodata, so
+  swath-edge fill never mixes into valid pixels.
+* A band at its native resolution is read window by window straight from the file: strips of
+  :data:`STRIP_ROWS` rows, aligned with the 1024 px JPEG 2000 tiles, so a full 10 m band is
+  never in memory at once and each codestream tile is decoded once.
+
+A :class:`BandReader` holds one open dataset and is used from one thread at a time; the
+pipeline reads several bands in parallel threads (GDAL releases the GIL while decoding), at
+most :func:`max_connections` at once, which is also the S3 connection budget.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import rasterio
-import stackstac
-import xarray as xr
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
-from stackstac.rio_reader import AutoParallelRioReader, SelfCleaningDatasetReader
+from rasterio.windows import Window
 
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
 from component.io import stac_bridge
+from component.model.correction import L1C_BANDS, L2A_BANDS, NATIVE_RESOLUTION, RasterGrid
 
 CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
 CDSE_MAX_CONNECTIONS = 4
 MAX_CONNECTIONS_ENV = "COMPONENT_MAX_CONNECTIONS"
-DEFAULT_CHUNK = 1024
-"""Rows per read (full-width strips): about one tile row, one window per band per strip."""
+STRIP_ROWS = 1024
+"""Rows per read of a native-resolution band: one row of 1024 px JPEG 2000 tiles."""
+OPTIONAL_BANDS = ("B10",)
+"""Input bands an item may lack: the corrector then does without (B10: no cirrus correction)."""
+INPUT_BANDS = L1C_BANDS
+PRODUCT_BANDS = L2A_BANDS
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,15 @@ class Grid:
     @property
     def resolution(self) -> float:
         return self.transform.a
+
+    def raster(self) -> RasterGrid:
+        """The same grid as the corrector describes grids (transform and shape)."""
+        return RasterGrid(self.transform, self.height, self.width)
+
+
+def product_resolution(band: str, resolution: int) -> int:
+    """The resolution *band* is written at for ``--resolution``: never finer than native."""
+    return max(int(resolution), NATIVE_RESOLUTION[band])
 
 
 def output_grid(
@@ -95,58 +116,39 @@ def output_grid(
     return Grid(epsg=epsg, transform=transform, width=out_width, height=out_height)
 
 
-class L1CReader(AutoParallelRioReader):
-    """stackstac's reader, but with DN 0 declared nodata in the warped (resampled) view.
+@dataclass(frozen=True)
+class ReadPlan:
+    """What one item's product needs: each output band's grid and the atmosphere's grid."""
 
-    Without this, ``average`` resampling at the edge of a swath mixes fill zeros into valid
-    pixels. When no resampling is needed stackstac reads the file directly and zeros are
-    masked later by :func:`to_toa`.
-    """
+    grids: dict[str, Grid]
+    """Product grid of each of :data:`PRODUCT_BANDS`."""
+    coarse: Grid
+    """The grid the atmosphere is estimated on (the card's ``atmosphere.grid_m``)."""
+    grid_r: Grid
+    """The ``--resolution`` grid: TCI, AOT and WVP."""
+    inputs: tuple[str, ...]
+    """Input bands the item has (all 13, or 12 without B10)."""
 
-    def _open(self):  # type: ignore[no-untyped-def]
-        opened = super()._open()
-        vrt = getattr(opened, "vrt", None)
-        if vrt is None:
-            return opened
-        dataset = opened.ds
-        level = overview_level(dataset, abs(self.spec.vrt_params["transform"].a))
-        if level is None and vrt.src_nodata is not None:
-            return opened
-        src_nodata = stac_bridge.NODATA_DN if vrt.src_nodata is None else vrt.src_nodata
-        vrt.close()
-        if level is not None:
-            # GDAL's warper does not pick a source overview by itself: open the JPEG 2000
-            # reduced-resolution level explicitly so only that part of the codestream decodes.
-            with self.gdal_env.open:
-                reduced = SelfCleaningDatasetReader(
-                    self.url, sharing=False, OVERVIEW_LEVEL=str(level)
-                )
-            dataset.close()
-            dataset = reduced
-        with self.gdal_env.open_vrt:
-            masked_vrt = WarpedVRT(
-                dataset,
-                sharing=False,
-                resampling=self.resampling,
-                src_nodata=src_nodata,
-                nodata=stac_bridge.NODATA_DN,
-                **self.spec.vrt_params,
-            )
-        return type(opened)(self.gdal_env, dataset, vrt=masked_vrt)
 
-    def read(self, window, **kwargs):  # type: ignore[no-untyped-def]
-        """One unmasked read: the fill value and the nodata value are both 0 here.
-
-        stackstac reads ``masked=True``; for a warped view with a nodata value GDAL then
-        derives the mask by reading and warping the data a second time, which doubled the
-        decode time of every band (measured: 6.1 s -> see benchmarks for a full 60 m tile).
-        Nodata pixels come back as 0 either way, and :func:`to_toa` masks 0.
-        """
-        try:
-            result = self.dataset.read(window=window, out_dtype=self.dtype, masked=False, **kwargs)
-        except Exception as error:
-            raise RuntimeError(f"Error reading {window} from {self.url!r}: {error!r}") from error
-        return result[0] if result.ndim == 3 else result
+def plan(
+    item: dict[str, Any],
+    resolution: int,
+    bbox: tuple[float, float, float, float] | None,
+    coarse_m: int,
+) -> ReadPlan:
+    """Check the item has what a product needs and lay out every grid, before any read."""
+    stac_bridge.require_bands(item, PRODUCT_BANDS)
+    assets = item.get("assets", {})
+    inputs = tuple(
+        b for b in INPUT_BANDS if b not in OPTIONAL_BANDS or assets.get(b, {}).get("href")
+    )
+    check_credentials(item, inputs)
+    grids = {
+        b: output_grid(item, b, product_resolution(b, resolution), bbox) for b in PRODUCT_BANDS
+    }
+    coarse = output_grid(item, "B02", coarse_m, bbox)
+    grid_r = output_grid(item, "B02", resolution, bbox)
+    return ReadPlan(grids=grids, coarse=coarse, grid_r=grid_r, inputs=inputs)
 
 
 def overview_level(dataset: rasterio.io.DatasetReader, target_resolution: float) -> int | None:
@@ -157,6 +159,140 @@ def overview_level(dataset: rasterio.io.DatasetReader, target_resolution: float)
         if native * factor <= target_resolution * (1 + 1e-6):
             best = index
     return best
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1.0)
+
+
+class BandReader:
+    """Rows of one band's DN (uint16, 0 = nodata) on a target grid; one open dataset.
+
+    Open it inside a ``rasterio.Env`` with the GDAL settings (:func:`gdal_env`) in the thread
+    that reads; use it from that thread only (GDAL datasets are not thread-safe).
+    """
+
+    def __init__(self, item: dict[str, Any], band: str, grid: Grid) -> None:
+        self.item_id, self.band, self.grid = item.get("id"), band, grid
+        self.href = item["assets"][band]["href"]
+        self._datasets: list[Any] = []
+        self._source: Any = None
+        self._offset = (0, 0)
+        with self._errors("open"):
+            dataset = self._open()
+            native = abs(dataset.res[0])
+            if not _same(native, grid.resolution):
+                level = overview_level(dataset, grid.resolution)
+                if level is not None:
+                    # Only that reduced-resolution level of the codestream is decoded.
+                    dataset = self._open(OVERVIEW_LEVEL=str(level))
+            if _same(abs(dataset.res[0]), grid.resolution):
+                self._source = dataset
+                self._offset = (
+                    round((grid.transform.c - dataset.transform.c) / grid.resolution),
+                    round((dataset.transform.f - grid.transform.f) / grid.resolution),
+                )
+            else:
+                self._source = WarpedVRT(
+                    dataset,
+                    crs=dataset.crs,
+                    transform=grid.transform,
+                    width=grid.width,
+                    height=grid.height,
+                    resampling=Resampling.average,
+                    src_nodata=stac_bridge.NODATA_DN,
+                    nodata=stac_bridge.NODATA_DN,
+                )
+                self._datasets.append(self._source)
+
+    def _open(self, **options: str) -> Any:
+        dataset = rasterio.open(self.href, **options)
+        self._datasets.append(dataset)
+        return dataset
+
+    def _errors(self, what: str) -> _ReadErrors:
+        return _ReadErrors(self.item_id, self.band, what)
+
+    def read(self, y0: int, y1: int) -> np.ndarray:
+        """Rows ``y0:y1`` of the grid, (rows, width) uint16; 0 outside the file."""
+        col, row = self._offset
+        window = Window(col, row + y0, self.grid.width, y1 - y0)
+        with self._errors("read"):
+            if self._needs_boundless(window):
+                return self._source.read(1, window=window, boundless=True, fill_value=0)
+            return self._source.read(1, window=window)
+
+    def _needs_boundless(self, window: Window) -> bool:
+        return (
+            window.col_off < 0
+            or window.row_off < 0
+            or window.col_off + window.width > self._source.width
+            or window.row_off + window.height > self._source.height
+        )
+
+    def close(self) -> None:
+        for dataset in reversed(self._datasets):
+            if not dataset.closed:
+                dataset.close()
+        self._datasets.clear()
+
+    def __enter__(self) -> BandReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _ReadErrors:
+    """GDAL errors of one band -> :class:`AssetReadError` naming the item and the band."""
+
+    def __init__(self, item_id: Any, band: str, what: str) -> None:
+        self.item_id, self.band, self.what = item_id, band, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, _tb: object) -> bool:
+        if error is None or not isinstance(error, RasterioError):
+            return False
+        raise AssetReadError(
+            f"cannot {self.what} asset {self.band} of {self.item_id!r} ({_short(error)}): check "
+            "that it exists and is a valid JPEG 2000/GeoTIFF; for s3:// also the keys and "
+            "endpoint, or retry later if the server failed"
+        ) from None
+
+
+def to_toa(dn: np.ndarray, radiometry: stac_bridge.BandRadiometry) -> np.ndarray:
+    """DN -> TOA reflectance (float32), NaN where this band is nodata (0) or saturated."""
+    toa = (dn.astype(np.float32) + np.float32(radiometry.add_offset)) / np.float32(
+        radiometry.quantification
+    )
+    invalid = (dn == stac_bridge.NODATA_DN) | (dn == stac_bridge.SATURATED_DN)
+    toa[invalid] = np.nan
+    return toa
+
+
+def read_band(item: dict[str, Any], band: str, grid: Grid, env: dict[str, str | int]) -> np.ndarray:
+    """The whole of *band* on *grid* as DN (for grids small enough to hold: the coarse one)."""
+    with rasterio.Env(**env), BandReader(item, band, grid) as reader:
+        return reader.read(0, grid.height)
+
+
+def read_bands(
+    item: dict[str, Any],
+    bands: tuple[str, ...],
+    grid: Grid,
+    env: dict[str, str | int],
+    workers: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Several bands on one (small) grid as DN, decoded in parallel threads.
+
+    At most :func:`max_connections` bands are read at once: each read is one S3 connection.
+    """
+    workers = max(1, min(len(bands), workers or max_connections()))
+    with ThreadPoolExecutor(workers, "decode") as pool:
+        futures = {band: pool.submit(read_band, item, band, grid, env) for band in bands}
+        return {band: future.result() for band, future in futures.items()}
 
 
 def gdal_env() -> dict[str, str | int]:
@@ -242,66 +378,6 @@ def _short(error: Exception) -> str:
     return text if len(text) <= 240 else f"{text[:100]}...{text[-137:]}"
 
 
-def load_dn(
-    item: dict[str, Any],
-    bands: tuple[str, ...],
-    grid: Grid,
-    env: dict[str, str | int],
-    chunksize: int = DEFAULT_CHUNK,
-) -> xr.DataArray:
-    """Lazy uint16 DN (band, y, x) on *grid*; 0 where the file has no data."""
-    bridged = stac_bridge.for_stackstac(item, bands)
-    native = abs(stac_bridge.asset_grid(item, bands[0])[0][0])
-    resampling = Resampling.average if grid.resolution > native else Resampling.nearest
-    stack = stackstac.stack(
-        [bridged],
-        assets=list(bands),
-        epsg=grid.epsg,
-        resolution=grid.resolution,
-        bounds=grid.bounds,
-        snap_bounds=False,
-        resampling=resampling,
-        dtype=np.dtype("uint16"),
-        fill_value=np.uint16(stac_bridge.NODATA_DN),
-        rescale=False,
-        chunksize=(1, 1, chunksize, -1),  # full-width row strips: one window per band per read
-        errors_as_nodata=(),
-        gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(always=env),
-        reader=L1CReader,
-        properties=False,
-    )
-    dn = stack.isel(time=0, drop=True)
-    if dn.shape[1:] != (grid.height, grid.width):
-        raise AssertionError(f"stackstac returned {dn.shape[1:]}, grid is {grid}")
-    return dn
-
-
-def to_toa(dn: xr.DataArray, radiometry: stac_bridge.BandRadiometry) -> xr.DataArray:
-    """DN -> TOA reflectance (float32), NaN where any band is nodata (0) or saturated."""
-    invalid = ((dn == stac_bridge.NODATA_DN) | (dn == stac_bridge.SATURATED_DN)).any("band")
-    toa = (dn.astype("float32") + np.float32(radiometry.add_offset)) / np.float32(
-        radiometry.quantification
-    )
-    return toa.where(~invalid).astype("float32")
-
-
-def load_toa(
-    item: dict[str, Any],
-    bands: tuple[str, ...],
-    resolution: int,
-    bbox: tuple[float, float, float, float] | None = None,
-    env: dict[str, str | int] | None = None,
-) -> tuple[xr.DataArray, Grid]:
-    """Check the item, then return its lazy TOA reflectance and the grid it lies on."""
-    env = env if env is not None else gdal_env()
-    stac_bridge.require_bands(item, bands)
-    check_credentials(item, bands)
-    grid = output_grid(item, bands[0], resolution, bbox)
-    check_assets(item, bands, env)
-    dn = load_dn(item, bands, grid, env)
-    return to_toa(dn, stac_bridge.radiometry(item)), grid
-
-
 def max_connections() -> int:
     """Concurrent reads one process may make: CDSE allows 4 connections per user.
 
@@ -312,48 +388,3 @@ def max_connections() -> int:
         return max(1, int(os.environ.get(MAX_CONNECTIONS_ENV, "") or CDSE_MAX_CONNECTIONS))
     except ValueError:
         return CDSE_MAX_CONNECTIONS
-
-
-class StripReader:
-    """Rows of a lazy (band, y, x) array, decoded once per chunk row however strips overlap.
-
-    Correction strips overlap (tile overlap) and do not line up with the reader's chunks, so
-    reading each strip straight from the lazy array would decode most chunk rows twice. This
-    keeps the last two decoded chunk rows: memory stays two chunk rows of the scene width.
-    Chunks are read by at most :func:`max_connections` threads, each one S3 connection.
-    """
-
-    def __init__(self, array: xr.DataArray, chunk_rows: int | None = None) -> None:
-        self.array = array
-        # Default: the lazy array's own row chunk, so a read never splits a chunk.
-        self.chunk_rows = chunk_rows or (array.chunks[1][0] if array.chunks else DEFAULT_CHUNK)
-        self.connections = max_connections()
-        self._decoder = ThreadPoolExecutor(1, "decode")
-        self._cache: dict[int, Future[np.ndarray]] = {}
-
-    def prefetch(self, index: int = 0) -> None:
-        """Start decoding chunk row *index* now (e.g. while the model is being loaded)."""
-        if index not in self._cache and index * self.chunk_rows < self.array.shape[1]:
-            self._cache[index] = self._decoder.submit(self._decode, index)
-
-    def _decode(self, index: int) -> np.ndarray:
-        start = index * self.chunk_rows
-        rows = self.array[:, start : start + self.chunk_rows, :]
-        return rows.compute(scheduler="threads", num_workers=self.connections).values
-
-    def _chunk(self, index: int) -> np.ndarray:
-        self.prefetch(index)
-        for old in [k for k in self._cache if k < index - 1]:
-            del self._cache[old]
-        return self._cache[index].result()
-
-    def close(self) -> None:
-        self._decoder.shutdown(wait=True, cancel_futures=True)
-        self._cache.clear()
-
-    def __call__(self, y0: int, y1: int) -> np.ndarray:
-        first, last = y0 // self.chunk_rows, (y1 - 1) // self.chunk_rows
-        parts = [self._chunk(i) for i in range(first, last + 1)]
-        rows = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        offset = y0 - first * self.chunk_rows
-        return rows[:, offset : offset + (y1 - y0)]

@@ -1,20 +1,22 @@
-"""BOA reflectance -> Cloud-Optimized GeoTIFFs, an RGB quicklook COG and a PNG thumbnail.
+"""The product's rasters: band COGs, RGB quicklook, AOT and WVP COGs, and a PNG thumbnail.
 
-Output DN follow CDSE's L2A convention (processing baseline >= 04.00):
-``reflectance = DN * 0.0001 - 0.1``, nodata 0, uint16. A consumer that already reads CDSE
-L2A items therefore reads these files unchanged. The same scale/offset is also written into
-the GeoTIFF band metadata so that GDAL-only tools get reflectance too.
+Reflectance DN follow CDSE's L2A convention (processing baseline >= 04.00):
+``reflectance = DN * 0.0001 - 0.1``, nodata 0, uint16, so a consumer that reads CDSE L2A
+items reads these files unchanged. AOT and WVP follow Sen2Cor's quantification (1000):
+``AOT = DN / 1000``, ``water vapour (cm) = DN / 1000``, nodata 0. Scale and offset are also
+written into the GeoTIFF band metadata, so GDAL-only tools get physical values too.
 
-Each band is first written block by block into a tiled GeoTIFF (so a caller can stream
-windows into it), then turned into a COG by GDAL's COG driver (overviews, internal tiling,
-DEFLATE with a predictor): the COG layout puts overviews before full-resolution data,
-which only a final copy can do.
+Each raster is first written window by window into an uncompressed tiled GeoTIFF draft (so
+strips can be streamed into it), then turned into a COG by GDAL's COG driver (overviews,
+internal tiling, DEFLATE with a predictor): the COG layout puts overviews before the
+full-resolution data, which only a final copy can do. A draft is finished as soon as its last
+strip is written, in a thread of its own, while other bands are still being corrected.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +27,18 @@ from PIL import Image
 from rasterio.windows import Window
 
 from component.io.load import Grid
+from component.model.correction import L1C_BANDS
 
 SCALE = 0.0001
 OFFSET = -0.1
 NODATA = 0
+ATMOSPHERE_QUANTIFICATION = 1000.0
+"""Sen2Cor's AOT_QUANTIFICATION_VALUE and WVP_QUANTIFICATION_VALUE: DN / 1000."""
+ATMOSPHERE_SCALE = 1.0 / ATMOSPHERE_QUANTIFICATION
 QUICKLOOK_MAX_REFLECTANCE = 0.3
 """Reflectance mapped to 255 in the quicklook: bright enough for land, like Sen2Cor's TCI."""
 THUMBNAIL_SIZE = 512
+RGB = ("B04", "B03", "B02")
 
 COG_OPTIONS = {
     # DEFLATE (readable everywhere) at level 1: for a 10 m band 3.5x faster than the default
@@ -49,9 +56,22 @@ COG_OPTIONS = {
 
 def reflectance_to_dn(boa: np.ndarray) -> np.ndarray:
     """Float reflectance (NaN = nodata) -> uint16 DN; valid pixels never become nodata."""
-    dn = np.rint((boa - OFFSET) / SCALE)
-    dn = np.clip(dn, 1, 65534)
-    return np.where(np.isnan(boa), NODATA, dn).astype(np.uint16)
+    dn = np.rint((boa - np.float32(OFFSET)) / np.float32(SCALE))
+    np.clip(dn, 1, 65534, out=dn)
+    dn[np.isnan(boa)] = NODATA
+    return dn.astype(np.uint16)
+
+
+def atmosphere_to_dn(values: np.ndarray, nodata: np.ndarray | None = None) -> np.ndarray:
+    """AOT or water vapour (cm) -> uint16 DN = round(value * 1000), valid values >= 1.
+
+    *nodata* marks pixels where the L1C has no data: 0 there (and where *values* is NaN).
+    """
+    dn = np.rint(values * np.float32(ATMOSPHERE_QUANTIFICATION))
+    np.clip(dn, 1, 65535, out=dn)
+    invalid = np.isnan(values) if nodata is None else (np.isnan(values) | nodata)
+    dn[invalid] = NODATA
+    return dn.astype(np.uint16)
 
 
 def quicklook_bytes(rgb: np.ndarray) -> np.ndarray:
@@ -68,115 +88,142 @@ class WrittenAsset:
     key: str
     path: Path
     bands: tuple[str, ...]
-    kind: str  # "reflectance", "visual" or "thumbnail"
+    kind: str
+    """``reflectance``, ``visual``, ``aot``, ``wvp`` or ``thumbnail``."""
+    grid: Grid | None = None
+    sampling: str = "original"
+    """``original``, ``upsampled`` or ``downsampled``: against the data it was made from."""
 
 
-class ProductWriter:
-    """Writes one product's rasters into *folder*, window by window, then finishes as COGs."""
+def product_order(asset: WrittenAsset) -> tuple[int, int, str]:
+    """Bands in Sentinel-2 order (B01 .. B8A .. B12), then TCI, AOT, WVP, thumbnail."""
+    kinds = ("reflectance", "visual", "aot", "wvp", "thumbnail")
+    band = asset.bands[0] if asset.kind == "reflectance" and asset.bands else ""
+    position = L1C_BANDS.index(band) if band in L1C_BANDS else 0
+    return (kinds.index(asset.kind) if asset.kind in kinds else len(kinds), position, asset.key)
+
+
+KINDS = {
+    # kind: (count, dtype, scale, offset)
+    "reflectance": (1, "uint16", SCALE, OFFSET),
+    "visual": (3, "uint8", None, None),
+    "aot": (1, "uint16", ATMOSPHERE_SCALE, 0.0),
+    "wvp": (1, "uint16", ATMOSPHERE_SCALE, 0.0),
+}
+
+
+class Draft:
+    """One raster of the product being written strip by strip, then finished as a COG."""
 
     def __init__(
         self,
         folder: Path,
+        key: str,
         grid: Grid,
+        kind: str,
         bands: tuple[str, ...],
-        rgb: tuple[str, str, str] | None = ("B04", "B03", "B02"),
+        sampling: str = "original",
     ) -> None:
-        self.folder = folder
-        self.grid = grid
-        self.bands = bands
-        self.rgb = rgb if rgb and set(rgb) <= set(bands) else None
-        self.suffix = f"{round(grid.resolution)}m"
-        folder.mkdir(parents=True, exist_ok=True)
-        profile = {
-            "driver": "GTiff",
-            "width": grid.width,
-            "height": grid.height,
-            "crs": f"EPSG:{grid.epsg}",
-            "transform": grid.transform,
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            # Drafts are rewritten by the COG copy, which compresses: compressing them too
-            # would spend the CPU twice (a 10 m band draft is 240 MB on disk, briefly).
-            "compress": "NONE",
-            "BIGTIFF": "IF_SAFER",
-        }
-        self._band_files = {
-            band: rasterio.open(
-                self._draft(band), "w", count=1, dtype="uint16", nodata=NODATA, **profile
-            )
-            for band in bands
-        }
-        self._quicklook = (
-            rasterio.open(self._draft("TCI"), "w", count=3, dtype="uint8", nodata=0, **profile)
-            if self.rgb
-            else None
+        count, dtype, self.scale, self.offset = KINDS[kind]
+        self.asset = WrittenAsset(key, folder / f"{key}.tif", bands, kind, grid, sampling)
+        self.path = folder / f".{key}.draft.tif"
+        self._dataset = rasterio.open(
+            self.path,
+            "w",
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=count,
+            dtype=dtype,
+            nodata=NODATA,
+            crs=f"EPSG:{grid.epsg}",
+            transform=grid.transform,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            # The COG copy compresses: compressing the draft too would spend the CPU twice
+            # (a 10 m band draft is 240 MB on disk, briefly).
+            compress="NONE",
+            BIGTIFF="IF_SAFER",
         )
 
-    def _draft(self, name: str) -> Path:
-        return self.folder / f".{name}_{self.suffix}.draft.tif"
-
-    def write(self, window: Window, boa: np.ndarray) -> None:
-        """Write a (bands, h, w) block of BOA reflectance at *window* of the grid."""
-        for index, band in enumerate(self.bands):
-            self._band_files[band].write(reflectance_to_dn(boa[index]), 1, window=window)
-        if self._quicklook is not None and self.rgb is not None:
-            rgb = np.stack([boa[self.bands.index(b)] for b in self.rgb])
-            self._quicklook.write(quicklook_bytes(rgb), window=window)
+    def write(self, y0: int, block: np.ndarray) -> None:
+        """Rows ``y0:y0 + h`` of the grid: (h, w) for one band, (count, h, w) for several."""
+        height, width = block.shape[-2:]
+        window = Window(0, y0, width, height)
+        if block.ndim == 2:
+            self._dataset.write(block, 1, window=window)
+        else:
+            self._dataset.write(block, window=window)
 
     def close(self) -> None:
-        """Close the drafts without producing anything (used on failure)."""
-        for dataset in [*self._band_files.values(), self._quicklook]:
-            if dataset is not None and not dataset.closed:
-                dataset.close()
+        if not self._dataset.closed:
+            self._dataset.close()
+
+    def finish(self) -> WrittenAsset:
+        """Band metadata, COG copy, draft removed."""
+        self.close()
+        with rasterio.open(self.path, "r+") as dataset:
+            if self.scale is not None:
+                dataset.scales = (self.scale,) * dataset.count
+                dataset.offsets = (self.offset or 0.0,) * dataset.count
+            for index, band in enumerate(self.asset.bands, start=1):
+                dataset.set_band_description(index, band)
+        rasterio.shutil.copy(self.path, self.asset.path, driver="COG", **COG_OPTIONS)
+        self.path.unlink()
+        return self.asset
+
+
+class ProductWriter:
+    """The rasters of one product in *folder*: drafts are opened, written, finished in threads.
+
+    :meth:`finish_later` hands a complete draft to a pool that converts it to a COG while the
+    caller goes on with other bands (GDAL releases the GIL while compressing);
+    :meth:`finish` waits for all, adds the thumbnail and returns the assets in product order.
+    """
+
+    def __init__(self, folder: Path, threads: int | None = None) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._drafts: list[Draft] = []
+        self._pending: list[Future[WrittenAsset]] = []
+        self._pool = ThreadPoolExecutor(max(1, threads or (os.cpu_count() or 1)), "cog")
+
+    def open(
+        self,
+        key: str,
+        grid: Grid,
+        kind: str,
+        bands: tuple[str, ...],
+        sampling: str = "original",
+    ) -> Draft:
+        draft = Draft(self.folder, key, grid, kind, bands, sampling)
+        self._drafts.append(draft)
+        return draft
+
+    def finish_later(self, draft: Draft) -> None:
+        draft.close()
+        self._pending.append(self._pool.submit(draft.finish))
+
+    def close(self) -> None:
+        """Stop: close every draft and wait for conversions in flight (used on failure too)."""
+        for draft in self._drafts:
+            draft.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def finish(self) -> list[WrittenAsset]:
-        """Turn the drafts into COGs and a thumbnail; remove the drafts.
-
-        The files are converted in parallel threads (GDAL releases the GIL): overview
-        building is single-threaded per file, and for a 10 m tile this step otherwise
-        costs as much as a fifth of the run.
-        """
-        self.close()
-        jobs: list[tuple[WrittenAsset, Path, dict[str, object]]] = []
-        for band in self.bands:
-            key = f"{band}_{self.suffix}"
-            written = WrittenAsset(key, self.folder / f"{key}.tif", (band,), "reflectance")
-            options = {"scale": SCALE, "offset": OFFSET, "description": band}
-            jobs.append((written, self._draft(band), options))
-        if self.rgb is not None:
-            key = f"TCI_{self.suffix}"
-            written = WrittenAsset(key, self.folder / f"{key}.tif", self.rgb, "visual")
-            jobs.append((written, self._draft("TCI"), {}))
-        workers = max(1, min(len(jobs), os.cpu_count() or 1))
-        with ThreadPoolExecutor(workers, "cog") as pool:
-            for future in [pool.submit(_to_cog, d, w.path, **o) for w, d, o in jobs]:
-                future.result()
-        assets = [written for written, _, _ in jobs]
-        if self.rgb is not None:
+        """Every COG finished; the thumbnail from the quicklook; assets in product order."""
+        finished = {d.asset.key for d in self._drafts}
+        assets = [future.result() for future in self._pending]
+        if {a.key for a in assets} != finished:
+            raise RuntimeError("a draft of the product was never finished")
+        assets.sort(key=product_order)
+        visual = next((a for a in assets if a.kind == "visual"), None)
+        if visual is not None:
             thumbnail = self.folder / "thumbnail.png"
-            write_thumbnail(assets[-1].path, thumbnail)
-            assets.append(WrittenAsset("thumbnail", thumbnail, self.rgb, "thumbnail"))
+            write_thumbnail(visual.path, thumbnail)
+            assets.append(WrittenAsset("thumbnail", thumbnail, visual.bands, "thumbnail"))
         return assets
-
-
-def _to_cog(
-    draft: Path,
-    target: Path,
-    scale: float | None = None,
-    offset: float | None = None,
-    description: str | None = None,
-) -> None:
-    """Set band metadata on the draft, copy it as a COG, delete the draft."""
-    if scale is not None or description:
-        with rasterio.open(draft, "r+") as dataset:
-            if scale is not None:
-                dataset.scales = (scale,) * dataset.count
-                dataset.offsets = (offset or 0.0,) * dataset.count
-            if description:
-                dataset.set_band_description(1, description)
-    rasterio.shutil.copy(draft, target, driver="COG", **COG_OPTIONS)
-    draft.unlink()
 
 
 def write_thumbnail(quicklook: Path, target: Path, size: int = THUMBNAIL_SIZE) -> None:
