@@ -27,7 +27,7 @@ from affine import Affine
 
 from support.s3 import S3Server
 from support.stac_api import absolute_hrefs
-from support.synthetic import cdse_s3_base, mgrs_tile_grid
+from support.synthetic import ALL_BANDS, BAND_INFO, cdse_s3_base, mgrs_tile_grid
 
 VALIDATOR = Path(__file__).resolve().parents[2] / "shared" / "tools" / "stac_validate.py"
 
@@ -39,8 +39,10 @@ def test_sample_item_matches_files(sample_item_path: Path) -> None:
     item = json.loads(sample_item_path.read_text())
     assert item["id"].startswith("S2A_MSIL1C_20170216T102101_N0204_")
     assert item["properties"]["processing:version"] == "02.04"
-    assert set(item["assets"]) == {"B02", "B03", "B04"}
-    for asset in item["assets"].values():
+    assert set(item["assets"]) == set(ALL_BANDS)
+    native = {name: info[0] for name, info in BAND_INFO.items()}
+    for name, asset in item["assets"].items():
+        assert asset["gsd"] == native[name] == asset["proj:transform"][0], name
         assert asset["href"].startswith("./")
         path = sample_item_path.parent / asset["href"]
         data = path.read_bytes()
@@ -52,6 +54,28 @@ def test_sample_item_matches_files(sample_item_path: Path) -> None:
             assert [src.height, src.width] == asset["proj:shape"]
             assert list(src.transform)[:6] == asset["proj:transform"]
             assert list(src.bounds) == asset["proj:bbox"]
+
+
+def test_sample_geometry_is_plausible(sample_item_path: Path) -> None:
+    """Sun from NOAA's algorithm at 52.5 N on 16 February, 10:21 UTC; a near-nadir view."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_sample", Path(__file__).parents[1] / "scripts" / "make_sample.py"
+    )
+    assert spec is not None and spec.loader is not None
+    make_sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_sample)
+    # Reference values: June solstice noon at Greenwich (zenith = latitude - 23.44).
+    zenith, azimuth = make_sample.solar_position(
+        datetime(2024, 6, 21, 12, 0, tzinfo=timezone.utc), 51.48, 0.0
+    )
+    assert abs(zenith - (51.48 - 23.44)) < 0.1 and abs(azimuth - 180) < 2
+    props = json.loads(sample_item_path.read_text())["properties"]
+    assert 20 < props["view:sun_elevation"] < 28 and 150 < props["view:sun_azimuth"] < 175
+    assert 0 <= props["view:incidence_angle"] < 12
+    # The satellite is seen across the SSW-bound descending track: ESE or WNW.
+    assert min(abs(props["view:azimuth"] - a) for a in (106.6, 286.6)) < 5
 
 
 def test_sample_item_reads_with_pystac(sample_item_path: Path) -> None:
@@ -259,3 +283,21 @@ def test_stac_api_query_extension_is_not_supported(stac_api: Callable[..., str])
         warnings.simplefilter("ignore")
         search = client.search(query={"eo:cloud_cover": {"lte": 5}})
         assert list(search.items()) == []
+
+
+def test_synthetic_default_product_has_13_bands_on_native_grids(
+    l1c_product: Callable[..., dict[str, Any]],
+) -> None:
+    """By default (as for the benchmark's full tile) every L1C band, JPEG 2000, native grid."""
+    item = l1c_product(size_10m=192)
+    assert set(ALL_BANDS) <= set(item["assets"])
+    for name in ALL_BANDS:
+        asset = item["assets"][name]
+        resolution = BAND_INFO[name][0]
+        with rasterio.open(asset["href"]) as src:
+            assert src.driver == "JP2OpenJPEG", name
+            assert src.res == (resolution, resolution), name
+            assert [src.height, src.width] == asset["proj:shape"] == [1920 // resolution] * 2
+    tile = ET.parse(item["assets"]["granule_metadata"]["href"]).getroot()
+    grids = [e for e in tile.iter() if e.tag == "Viewing_Incidence_Angles_Grids"]
+    assert len(grids) == 13 * 2  # every band, two detectors
