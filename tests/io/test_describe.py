@@ -11,14 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 from affine import Affine
-from rasterio.windows import Window
 
 from component import __version__
-from component.io.describe import describe, multihash_sha256, output_id
+from component.io.describe import describe, lineage, multihash_sha256, output_id
 from component.io.load import Grid
-from component.io.write import ProductWriter
+from component.io.write import ProductWriter, atmosphere_to_dn, quicklook_bytes, reflectance_to_dn
 
-VALIDATOR = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "stac_validate.py"
+VALIDATOR = Path(__file__).resolve().parents[3] / "shared" / "tools" / "stac_validate.py"
 L1C_ID = "S2B_MSIL1C_20240116T105329_N0510_R051_T31TCJ_20240116T114032"
 
 
@@ -40,6 +39,8 @@ def assert_valid_stac(document: dict[str, Any]) -> None:
 
 
 GRID = Grid(epsg=32631, transform=Affine(60, 0, 300000, 0, -60, 4900020), width=48, height=40)
+GRID_20 = Grid(epsg=32631, transform=Affine(20, 0, 300000, 0, -20, 4900020), width=144, height=120)
+NOTE = "no B10 (cirrus) band: thin cirrus not corrected"
 
 
 def l1c_item() -> dict[str, Any]:
@@ -69,22 +70,53 @@ def l1c_item() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def described(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    """A small written product and its Item (clipped to a bbox window)."""
+    """A small written product on two grids and its Item (clipped to a bbox window)."""
     folder = tmp_path_factory.mktemp("product")
-    writer = ProductWriter(folder, GRID, ("B02", "B03", "B04"))
-    boa = np.random.default_rng(1).uniform(0, 0.3, (3, GRID.height, GRID.width))
-    writer.write(Window(0, 0, GRID.width, GRID.height), boa.astype(np.float32))
+    writer = ProductWriter(folder)
+    rng = np.random.default_rng(1)
+    boa = rng.uniform(0, 0.3, (3, GRID.height, GRID.width)).astype(np.float32)
+    for index, band in enumerate(("B02", "B03", "B04")):
+        draft = writer.open(f"{band}_60m", GRID, "reflectance", (band,), "downsampled")
+        draft.write(0, reflectance_to_dn(boa[index]))
+        writer.finish_later(draft)
+    b05 = writer.open("B05_20m", GRID_20, "reflectance", ("B05",), "original")
+    b05.write(0, reflectance_to_dn(np.full((GRID_20.height, GRID_20.width), 0.2, np.float32)))
+    tci = writer.open("TCI_60m", GRID, "visual", ("B04", "B03", "B02"), "downsampled")
+    tci.write(0, quicklook_bytes(boa[::-1]))
+    for draft in (b05, tci):
+        writer.finish_later(draft)
+    for kind, value in (("aot", 0.1), ("wvp", 1.5)):
+        draft = writer.open(f"{kind.upper()}_60m", GRID, kind, (kind.upper(),), "upsampled")
+        draft.write(0, atmosphere_to_dn(np.full((GRID.height, GRID.width), value, np.float32)))
+        writer.finish_later(draft)
     assets = writer.finish()
+    writer.close()
     item = describe(
         l1c=l1c_item(),
         l1c_href="https://stac.example/collections/sentinel-2-l1c/items/" + L1C_ID,
         item_id=output_id(L1C_ID, "unet", "1.0.0"),
-        grid=GRID,
+        footprint_grid=GRID,
         assets=assets,
         model_name="unet",
         model_version="1.0.0",
-        model_sha256="ab" * 32,
+        lineage_text=lineage(
+            l1c_id=L1C_ID,
+            model_name="unet",
+            model_version="1.0.0",
+            model_files={"atmosphere table": "cd" * 32, "weights": "ab" * 32},
+            runtime="standard-atmosphere",
+            resolution=60,
+            coarse_m=120,
+            geometry_source="MTD_TL.xml angle grids",
+            notes=[NOTE],
+        ),
         clipped=True,
+        view={
+            "view:sun_azimuth": 160.0,
+            "view:sun_elevation": 30.0,
+            "view:incidence_angle": 5.0,
+            "view:azimuth": 105.0,
+        },
     )
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     (folder / f"{item.id}.json").write_text(json.dumps(data))
@@ -95,7 +127,7 @@ def test_item_is_schema_valid(described: tuple[dict[str, Any], Path]) -> None:
     """The Item validates against STAC 1.1 core and every extension schema it declares."""
     data, _ = described
     assert data["stac_version"] == "1.1.0"
-    for name in ("eo", "raster", "projection", "processing", "file", "grid", "sat"):
+    for name in ("eo", "raster", "projection", "processing", "file", "grid", "sat", "view"):
         assert any(f"/{name}/" in url for url in data["stac_extensions"]), name
     assert_valid_stac(data)
 
@@ -103,7 +135,16 @@ def test_item_is_schema_valid(described: tuple[dict[str, Any], Path]) -> None:
 def test_checksums_and_sizes_match_files(described: tuple[dict[str, Any], Path]) -> None:
     """file:checksum (sha2-256 multihash) and file:size match every asset file."""
     data, folder = described
-    assert set(data["assets"]) == {"B02_60m", "B03_60m", "B04_60m", "TCI_60m", "thumbnail"}
+    assert set(data["assets"]) == {
+        "B02_60m",
+        "B03_60m",
+        "B04_60m",
+        "B05_20m",
+        "TCI_60m",
+        "AOT_60m",
+        "WVP_60m",
+        "thumbnail",
+    }
     for asset in data["assets"].values():
         path = folder / asset["href"]
         assert asset["file:checksum"].startswith("1220") and len(asset["file:checksum"]) == 68
@@ -145,10 +186,41 @@ def test_projection_and_raster_fields(described: tuple[dict[str, Any], Path]) ->
             "eo:full_width_half_max": 0.045,
         }
     ]
-    assert "data" in b03["roles"] and b03["gsd"] == 60
+    assert b03["roles"] == ["data", "reflectance", "sampling:downsampled", "gsd:60m"]
+    assert b03["gsd"] == 60
     assert "cloud-optimized" in b03["type"]
-    assert data["assets"]["TCI_60m"]["roles"] == ["visual"]
+    assert data["assets"]["TCI_60m"]["roles"] == ["visual", "sampling:downsampled", "gsd:60m"]
     assert data["assets"]["thumbnail"]["type"] == "image/png"
+
+
+def test_each_asset_has_its_own_projection(described: tuple[dict[str, Any], Path]) -> None:
+    """A 20 m band states its own grid: shape, transform, bbox and gsd, as its file has."""
+    import rasterio
+
+    data, folder = described
+    b05 = data["assets"]["B05_20m"]
+    assert b05["proj:shape"] == [120, 144] and b05["proj:transform"][0] == 20
+    assert b05["gsd"] == 20 and "gsd:20m" in b05["roles"] and "sampling:original" in b05["roles"]
+    for asset in data["assets"].values():
+        if "proj:shape" not in asset:
+            continue
+        with rasterio.open(folder / asset["href"]) as dataset:
+            assert list(dataset.shape) == asset["proj:shape"]
+            assert list(dataset.transform)[:6] == asset["proj:transform"]
+            assert list(dataset.bounds) == asset["proj:bbox"]
+            assert f"EPSG:{dataset.crs.to_epsg()}" == asset["proj:code"]
+
+
+def test_aot_and_wvp_describe_their_files(described: tuple[dict[str, Any], Path]) -> None:
+    """Sen2Cor's quantification, stated truthfully: scale 0.001, offset 0, WVP in cm."""
+    data, _ = described
+    aot, wvp = data["assets"]["AOT_60m"], data["assets"]["WVP_60m"]
+    for asset in (aot, wvp):
+        assert asset["raster:scale"] == 0.001 and asset["raster:offset"] == 0
+        assert asset["data_type"] == "uint16" and asset["nodata"] == 0
+        assert asset["roles"] == ["data", "sampling:upsampled", "gsd:60m"]
+    assert wvp["unit"] == "cm" and wvp["bands"][0]["unit"] == "cm" and "unit" not in aot
+    assert aot["bands"][0]["name"] == "AOT"
 
 
 def test_processing_and_carried_properties(described: tuple[dict[str, Any], Path]) -> None:
@@ -159,6 +231,9 @@ def test_processing_and_carried_properties(described: tuple[dict[str, Any], Path
     assert props["processing:version"] == __version__
     assert props["processing:software"]["unet"] == "1.0.0"
     assert L1C_ID in props["processing:lineage"] and "ab" * 32 in props["processing:lineage"]
+    assert "cd" * 32 in props["processing:lineage"] and NOTE in props["processing:lineage"]
+    assert "MTD_TL.xml" in props["processing:lineage"]
+    assert props["view:incidence_angle"] == 5.0 and props["view:sun_elevation"] == 30.0
     assert props["processing:datetime"].endswith("Z")
     assert props["datetime"].startswith("2024-01-16T10:53:29")
     assert props["eo:cloud_cover"] == 12.5 and props["grid:code"] == "MGRS-31TCJ"

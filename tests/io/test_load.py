@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import pytest
 import rasterio
@@ -35,17 +34,26 @@ def sample_item() -> dict[str, Any]:
     return read_item(str(item_path())).data
 
 
+def load_toa(
+    item: dict[str, Any],
+    bands: tuple[str, ...],
+    resolution: int,
+    bbox: tuple[float, float, float, float] | None = None,
+    env: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, load.Grid]:
+    """Bands on one grid as TOA reflectance (B02's grid at *resolution*)."""
+    grid = load.output_grid(item, bands[0], resolution, bbox)
+    radiometry = stac_bridge.radiometry(item)
+    dn = load.read_bands(item, bands, grid, env if env is not None else load.gdal_env())
+    return np.stack([load.to_toa(dn[b], radiometry) for b in bands]), grid
+
+
 @pytest.fixture(scope="module")
 def sample_toa(sample_item: dict[str, Any]) -> dict[int, tuple[np.ndarray, load.Grid]]:
-    """The sample loaded once at each resolution."""
-    out = {}
-    for resolution in (60, 20, 10):
-        toa, grid = load.load_toa(sample_item, BANDS, resolution)
-        out[resolution] = (toa.values, grid)
-    return out
+    """The sample's 10 m bands loaded once at each resolution."""
+    return {resolution: load_toa(sample_item, BANDS, resolution) for resolution in (60, 20, 10)}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("resolution", "shape"), [(60, (128, 256)), (20, (384, 768)), (10, (768, 1536))]
 )
@@ -62,7 +70,6 @@ def test_sample_on_tile_anchored_grid(
     assert np.isfinite(values).mean() > 0.99
 
 
-@pytest.mark.slow
 def test_sample_band_means_agree_across_resolutions(
     sample_toa: dict[int, tuple[np.ndarray, load.Grid]],
 ) -> None:
@@ -73,7 +80,6 @@ def test_sample_band_means_agree_across_resolutions(
     np.testing.assert_allclose(means[60], means[10], rtol=0.01)
 
 
-@pytest.mark.slow
 def test_sample_baseline_0204_has_no_offset(
     sample_item: dict[str, Any], sample_toa: dict[int, tuple[np.ndarray, load.Grid]]
 ) -> None:
@@ -85,14 +91,39 @@ def test_sample_baseline_0204_has_no_offset(
     np.testing.assert_allclose(values[valid], dn[valid] / 10000, rtol=1e-6)
 
 
-@pytest.mark.slow
+def test_plan_puts_every_band_on_its_product_grid(sample_item: dict[str, Any]) -> None:
+    """At 10 m: 10 m bands at 10, 20 m bands at 20, B01/B09 at 60; all on the tile origin."""
+    plan = load.plan(sample_item, 10, None, 120)
+    expected = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B01": 60, "B09": 60}
+    expected |= {b: 20 for b in ("B05", "B06", "B07", "B8A", "B11", "B12")}
+    assert {b: g.resolution for b, g in plan.grids.items()} == expected
+    assert all((g.transform.c, g.transform.f) == SAMPLE_ORIGIN for g in plan.grids.values())
+    assert plan.grids["B05"].width == 768 and plan.grids["B01"].width == 256
+    assert plan.coarse.resolution == 120 and plan.grid_r == plan.grids["B02"]
+    assert plan.inputs == load.INPUT_BANDS and "B10" not in plan.grids
+    at_60 = load.plan(sample_item, 60, None, 120)
+    assert {g.resolution for g in at_60.grids.values()} == {60}
+    assert load.product_resolution("B8A", 10) == 20 and load.product_resolution("B8A", 60) == 60
+
+
+def test_plan_without_b10_or_with_another_band_missing(sample_item: dict[str, Any]) -> None:
+    """B10 is optional (the corrector does without it); any other band is required, by name."""
+    item = json.loads(json.dumps(sample_item))
+    del item["assets"]["B10"]
+    assert "B10" not in load.plan(item, 60, None, 120).inputs
+    del item["assets"]["B8A"]
+    with pytest.raises(InvalidItemError, match="B8A") as raised:
+        load.plan(item, 60, None, 120)
+    assert "B10" not in str(raised.value)
+
+
 def test_bbox_reads_only_the_window(
     sample_item: dict[str, Any], sample_toa: dict[int, tuple[np.ndarray, load.Grid]]
 ) -> None:
     """A bbox gives a small grid snapped outward onto the item's grid, with the same values."""
     utm_box = (332_010.0, 5_816_030.0, 335_990.0, 5_819_970.0)
     bbox = transform_bounds("EPSG:32633", "EPSG:4326", *utm_box)
-    toa, grid = load.load_toa(sample_item, BANDS, 60, bbox=bbox)
+    toa, grid = load_toa(sample_item, BANDS, 60, bbox=bbox)
     left, bottom, right, top = grid.bounds
     assert (left - SAMPLE_ORIGIN[0]) % 60 == 0 and (SAMPLE_ORIGIN[1] - top) % 60 == 0
     assert left <= utm_box[0] and bottom <= utm_box[1]
@@ -103,46 +134,40 @@ def test_bbox_reads_only_the_window(
     col = round((left - full_grid.transform.c) / 60)
     row = round((full_grid.transform.f - top) / 60)
     window = full[:, row : row + grid.height, col : col + grid.width]
-    np.testing.assert_allclose(toa.values, window, rtol=1e-6)
+    np.testing.assert_allclose(toa, window, rtol=1e-6)
 
 
 def test_bbox_outside_the_item(sample_item: dict[str, Any]) -> None:
     """A bbox that misses the item is refused before anything is read."""
     with pytest.raises(InvalidItemError, match="does not intersect"):
-        load.load_toa(sample_item, BANDS, 60, bbox=(2.0, 43.0, 2.1, 43.1))
+        load.plan(sample_item, 60, (2.0, 43.0, 2.1, 43.1), 120)
 
 
-def _raw_dn(item: dict[str, Any]) -> np.ndarray:
+def _raw_dn(item: dict[str, Any], bands: tuple[str, ...] = BANDS) -> np.ndarray:
     stack = []
-    for band in BANDS:
+    for band in bands:
         with rasterio.open(item["assets"][band]["href"]) as dataset:
             stack.append(dataset.read(1))
     return np.stack(stack)
 
 
-def test_nodata_and_saturated_become_nan_in_all_bands(l1c_product: Factory) -> None:
-    """Pixels with DN 0 or 65535 in any band are NaN in every band; others are finite."""
+def test_each_band_masks_its_own_nodata_and_saturation(l1c_product: Factory) -> None:
+    """DN 0 or 65535 become NaN in that band only: bands live on different grids now."""
     item = l1c_product(size_10m=120, nodata_fraction=0.25, saturated_fraction=0.05, seed=3)
     dn = _raw_dn(item)
-    invalid = ((dn == 0) | (dn == 65535)).any(axis=0)
     assert (dn == 0).any() and (dn == 65535).any()
-    toa, _ = load.load_toa(item, BANDS, 10)
-    values = toa.values
-    assert np.isnan(values).all(axis=0)[invalid].all()
-    assert np.isfinite(values).all(axis=0)[~invalid].all()
+    toa, _ = load_toa(item, BANDS, 10)
+    for index in range(len(BANDS)):
+        invalid = (dn[index] == 0) | (dn[index] == 65535)
+        np.testing.assert_array_equal(np.isnan(toa[index]), invalid)
 
 
-def test_to_toa_masks_when_any_single_band_is_invalid() -> None:
-    """One band at 0 or 65535 invalidates the pixel in all bands."""
-    import xarray as xr
-
-    dn = np.full((3, 2, 2), 2000, dtype=np.uint16)
-    dn[1, 0, 0] = 0
-    dn[2, 1, 1] = 65535
-    array = xr.DataArray(dn, dims=("band", "y", "x"))
-    toa = load.to_toa(array, stac_bridge.BandRadiometry(add_offset=-1000.0)).values
-    assert np.isnan(toa[:, 0, 0]).all() and np.isnan(toa[:, 1, 1]).all()
-    np.testing.assert_allclose(toa[:, 0, 1], 0.1)
+def test_to_toa_masks_only_its_band() -> None:
+    """0 and 65535 are NaN; other DN are (DN + offset) / 10000."""
+    dn = np.array([[2000, 0], [65535, 1000]], dtype=np.uint16)
+    toa = load.to_toa(dn, stac_bridge.BandRadiometry(add_offset=-1000.0))
+    assert np.isnan(toa[0, 1]) and np.isnan(toa[1, 0])
+    np.testing.assert_allclose(toa[[0, 1], [0, 1]], [0.1, 0.0])
 
 
 def test_baseline_04_subtracts_1000_dn(l1c_product: Factory) -> None:
@@ -150,8 +175,8 @@ def test_baseline_04_subtracts_1000_dn(l1c_product: Factory) -> None:
     old = l1c_product(size_10m=60, baseline="02.04", seed=5)
     new = l1c_product(size_10m=60, baseline="05.10", seed=5)
     assert (_raw_dn(new).astype(int) - _raw_dn(old)).min() == 1000
-    toa_old = load.load_toa(old, BANDS, 10)[0].values
-    toa_new = load.load_toa(new, BANDS, 10)[0].values
+    toa_old = load_toa(old, BANDS, 10)[0]
+    toa_new = load_toa(new, BANDS, 10)[0]
     np.testing.assert_allclose(toa_new, toa_old, atol=1e-6)
     np.testing.assert_allclose(toa_new, (_raw_dn(new) - 1000.0) / 10000, atol=1e-6)
 
@@ -163,7 +188,7 @@ def test_60m_from_10m_decodes_a_reduced_resolution_level(l1c_product: Factory) -
     equal an average-warp of the 4x level exactly, and differ from a full-resolution decode
     averaged over 6x6 blocks (pixel noise makes the two distinguishable).
     """
-    item = l1c_product(size_10m=384, seed=7, baseline="02.04")
+    item = l1c_product(size_10m=384, seed=7, baseline="02.04", bands=BANDS)
     href = item["assets"]["B02"]["href"]
     with rasterio.open(href) as dataset:
         assert dataset.overviews(1) == [2, 4]
@@ -171,8 +196,8 @@ def test_60m_from_10m_decodes_a_reduced_resolution_level(l1c_product: Factory) -
         assert load.overview_level(dataset, 20) == 0
         assert load.overview_level(dataset, 10) is None
         full = dataset.read(1).astype(np.float64)
-    toa, grid = load.load_toa(item, BANDS, 60)
-    loaded_dn = toa.values[0].astype(np.float64) * 10000
+    grid = load.output_grid(item, "B02", 60)
+    loaded_dn = load.read_band(item, "B02", grid, load.gdal_env()).astype(np.float64)
     with (
         rasterio.open(href, OVERVIEW_LEVEL="1") as reduced,
         WarpedVRT(
@@ -191,6 +216,19 @@ def test_60m_from_10m_decodes_a_reduced_resolution_level(l1c_product: Factory) -
     np.testing.assert_allclose(loaded_dn, from_level, atol=0.01)
     assert np.abs(loaded_dn - block_mean).mean() > 1.0
     assert np.abs(loaded_dn - block_mean).mean() < 0.02 * block_mean.mean()
+
+
+def test_an_exact_level_is_read_as_it_is(l1c_product: Factory) -> None:
+    """A 10 m band at 20 m is the JPEG 2000's 2x level, unresampled; strips tile the band."""
+    item = l1c_product(size_10m=384, seed=8, bands=("B02",))
+    grid = load.output_grid(item, "B02", 20)
+    with rasterio.open(item["assets"]["B02"]["href"], OVERVIEW_LEVEL="0") as level:
+        expected = level.read(1)
+    with rasterio.Env(**load.gdal_env()), load.BandReader(item, "B02", grid) as reader:
+        whole = reader.read(0, grid.height)
+        strips = np.concatenate([reader.read(0, 50), reader.read(50, grid.height)])
+    np.testing.assert_array_equal(whole, expected)
+    np.testing.assert_array_equal(strips, expected)
 
 
 def _upload(s3_server: S3Server, tmp_path: Path, day: int) -> dict[str, Any]:
@@ -213,16 +251,11 @@ def test_s3_hrefs_read_through_vsis3(
     gdal = load.gdal_env()
     assert "AWS_SECRET_ACCESS_KEY" not in gdal, "keys travel through the environment only"
     assert gdal["AWS_S3_ENDPOINT"] == s3_server.endpoint
-    toa, _ = load.load_toa(item, BANDS, 20, env=gdal)
-    # Read in this thread: GDAL options that rasterio's Env leaves behind in dask's worker
-    # threads after earlier warped reads (another endpoint) would otherwise shadow the
-    # loopback endpoint. A run reads with one endpoint per process, so it is unaffected.
-    with dask.config.set(scheduler="synchronous"):
-        values = toa.values
+    values, _ = load_toa(item, BANDS, 20, env=gdal)
     local = l1c_product(size_10m=60, date=datetime(2023, 5, 2, 10, 30, 21, tzinfo=timezone.utc))
-    expected, _ = load.load_toa(local, BANDS, 20)
+    expected, _ = load_toa(local, BANDS, 20)
     assert values.shape == (3, 30, 30)
-    np.testing.assert_array_equal(values, expected.values)
+    np.testing.assert_array_equal(values, expected)
 
 
 def test_s3_without_credentials(
@@ -233,7 +266,7 @@ def test_s3_without_credentials(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
     with pytest.raises(CredentialsError, match="AWS_ACCESS_KEY_ID"):
-        load.load_toa(item, BANDS, 60, env=load.gdal_env())
+        load.plan(item, 60, None, 120)
 
 
 def test_missing_asset_file(sample_item: dict[str, Any], tmp_path: Path) -> None:
@@ -241,7 +274,7 @@ def test_missing_asset_file(sample_item: dict[str, Any], tmp_path: Path) -> None
     item = json.loads(json.dumps(sample_item))
     item["assets"]["B03"]["href"] = str(tmp_path / "absent.jp2")
     with pytest.raises(AssetReadError, match="B03"):
-        load.load_toa(item, BANDS, 60)
+        load.check_assets(item, load.INPUT_BANDS, load.gdal_env())
 
 
 def test_corrupt_asset_file(sample_item: dict[str, Any], tmp_path: Path) -> None:
@@ -251,7 +284,9 @@ def test_corrupt_asset_file(sample_item: dict[str, Any], tmp_path: Path) -> None
     item = json.loads(json.dumps(sample_item))
     item["assets"]["B04"]["href"] = str(corrupt)
     with pytest.raises(AssetReadError, match="B04"):
-        load.load_toa(item, BANDS, 60)
+        load.check_assets(item, load.INPUT_BANDS, load.gdal_env())
+    with pytest.raises(AssetReadError, match="B04"):
+        load.read_band(item, "B04", load.output_grid(item, "B04", 60), load.gdal_env())
 
 
 def test_synthetic_factory_is_usable(tmp_path: Path) -> None:

@@ -9,15 +9,16 @@ import pytest
 import rasterio
 from affine import Affine
 from PIL import Image
-from rasterio.windows import Window
 
 from component.io.load import Grid
 from component.io.write import (
+    ATMOSPHERE_SCALE,
     NODATA,
     OFFSET,
     SCALE,
     ProductWriter,
     WrittenAsset,
+    atmosphere_to_dn,
     quicklook_bytes,
     reflectance_to_dn,
 )
@@ -43,6 +44,16 @@ def test_reflectance_to_dn_nodata_and_limits() -> None:
     assert dn[3] == 65000 and dn[4] == 65534
 
 
+def test_atmosphere_to_dn_follows_sen2cor_quantification() -> None:
+    """DN = round(value * 1000); valid values at least 1; 0 where the L1C has no data."""
+    values = np.array([0.1, 1.5, 0.0001, np.nan, 0.2], dtype=np.float32)
+    no_data = np.array([False, False, False, False, True])
+    dn = atmosphere_to_dn(values, no_data)
+    assert dn.dtype == np.uint16
+    np.testing.assert_array_equal(dn, [100, 1500, 1, 0, 0])
+    np.testing.assert_allclose(dn[:2] * ATMOSPHERE_SCALE, values[:2], atol=1e-6)
+
+
 def test_quicklook_bytes() -> None:
     """0.3 reflectance maps to 255; NaN in any band is 0 in all; valid pixels are >= 1."""
     rgb = np.array([[[0.3, 0.0, np.nan]], [[0.15, 0.0, 0.1]], [[1.0, 0.0, 0.1]]])
@@ -64,7 +75,7 @@ def _grid(size: int, resolution: int = 60) -> Grid:
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[WrittenAsset], np.ndarray]:
-    """A 1100 x 1100 product with a nodata corner, written in two windows."""
+    """A 1100 x 1100 product with a nodata corner, written in two strips, plus TCI and AOT."""
     size = 1100
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -73,10 +84,23 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[WrittenAsset
     boa += rng.normal(0, 0.002, boa.shape).astype(np.float32)
     boa[:, :100, :100] = np.nan
     folder = tmp_path_factory.mktemp("product")
-    writer = ProductWriter(folder, _grid(size), BANDS)
-    writer.write(Window(0, 0, size, 600), boa[:, :600])
-    writer.write(Window(0, 600, size, size - 600), boa[:, 600:])
+    writer = ProductWriter(folder)
+    grid = _grid(size)
+    # Opened out of order on purpose: the assets come back in product order.
+    tci = writer.open("TCI_60m", grid, "visual", ("B04", "B03", "B02"), "downsampled")
+    aot = writer.open("AOT_60m", grid, "aot", ("AOT",))
+    drafts = [
+        writer.open(f"{band}_60m", grid, "reflectance", (band,), "downsampled") for band in BANDS
+    ]
+    for y0, y1 in ((0, 600), (600, size)):
+        for index, draft in enumerate(drafts):
+            draft.write(y0, reflectance_to_dn(boa[index, y0:y1]))
+        tci.write(y0, quicklook_bytes(boa[[2, 1, 0], y0:y1]))
+        aot.write(y0, atmosphere_to_dn(np.full((y1 - y0, size), 0.12, np.float32)))
+    for draft in (*drafts, tci, aot):
+        writer.finish_later(draft)
     assets = writer.finish()
+    writer.close()
     return assets, boa
 
 
@@ -84,7 +108,16 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[WrittenAsset
 def test_assets_and_no_drafts_left(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
     """One COG per band, a TCI quicklook and a thumbnail; the draft files are removed."""
     assets, _ = product
-    assert [a.key for a in assets] == ["B02_60m", "B03_60m", "B04_60m", "TCI_60m", "thumbnail"]
+    assert [a.key for a in assets] == [
+        "B02_60m",
+        "B03_60m",
+        "B04_60m",
+        "TCI_60m",
+        "AOT_60m",
+        "thumbnail",
+    ]
+    assert {a.sampling for a in assets[:4]} == {"downsampled"}
+    assert all(a.grid == _grid(1100) for a in assets[:5])
     folder = assets[0].path.parent
     assert sorted(p.name for p in folder.iterdir()) == sorted(a.path.name for a in assets)
 
@@ -127,7 +160,7 @@ def test_band_values_scale_offset_and_description(
 def test_quicklook_and_thumbnail(product: tuple[list[WrittenAsset], np.ndarray]) -> None:
     """The TCI COG is RGB uint8 (B04, B03, B02); the thumbnail a <= 512 px RGBA PNG."""
     assets, boa = product
-    tci, thumbnail = assets[3], assets[4]
+    tci, thumbnail = assets[3], assets[5]
     assert tci.bands == ("B04", "B03", "B02") and tci.kind == "visual"
     with rasterio.open(tci.path) as dataset:
         assert dataset.count == 3 and dataset.dtypes == ("uint8",) * 3
@@ -142,12 +175,27 @@ def test_quicklook_and_thumbnail(product: tuple[list[WrittenAsset], np.ndarray])
     assert alpha[0, 0] == 0 and alpha[-1, -1] == 255
 
 
+@pytest.mark.slow
+def test_aot_cog_carries_its_quantification(
+    product: tuple[list[WrittenAsset], np.ndarray],
+) -> None:
+    """AOT is uint16 DN / 1000 in the file's own scale and offset, as described in STAC."""
+    aot = product[0][4]
+    with rasterio.open(aot.path) as dataset:
+        assert dataset.scales == (ATMOSPHERE_SCALE,) and dataset.offsets == (0.0,)
+        assert dataset.descriptions == ("AOT",)
+        assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert (dataset.read(1) == 120).all()
+
+
 def test_small_product_without_rgb(tmp_path: Path) -> None:
-    """Without all three RGB bands only band COGs are written; small rasters still work."""
-    writer = ProductWriter(tmp_path, _grid(40, 20), ("B08",))
-    boa = np.full((1, 40, 40), 0.3, dtype=np.float32)
-    writer.write(Window(0, 0, 40, 40), boa)
+    """Without a quicklook there is no thumbnail; small rasters still become COGs."""
+    writer = ProductWriter(tmp_path)
+    draft = writer.open("B08_20m", _grid(40, 20), "reflectance", ("B08",))
+    draft.write(0, reflectance_to_dn(np.full((40, 40), 0.3, dtype=np.float32)))
+    writer.finish_later(draft)
     assets = writer.finish()
+    writer.close()
     assert [a.key for a in assets] == ["B08_20m"]
     with rasterio.open(assets[0].path) as dataset:
         assert dataset.read(1)[0, 0] == 4000
