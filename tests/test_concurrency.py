@@ -14,8 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.models import random_models_dir  # noqa: F401 (fixture)
-from support.nrt import catalog_problems, component_env, linked_ids, start_cli, wait_for_file
+from support.nrt import (
+    catalog_problems,
+    component_env,
+    linked_ids,
+    models_dir,  # noqa: F401 (fixture)
+    start_cli,
+    wait_for_file,
+)
 
 SIZE_10M = 192
 
@@ -28,7 +34,7 @@ def _wait_for_text(log: Path, text: str, timeout: float = 120) -> None:
 
 
 def test_a_second_run_waits_for_the_lock_or_fails_fast_and_nothing_is_corrupted(
-    random_models_dir: Path,  # noqa: F811
+    models_dir: Path,  # noqa: F811
     l1c_product: Callable[..., dict[str, Any]],
     tmp_path: Path,
 ) -> None:
@@ -41,7 +47,7 @@ def test_a_second_run_waits_for_the_lock_or_fails_fast_and_nothing_is_corrupted(
     holder = start_cli(
         args,
         component_env(
-            random_models_dir,
+            models_dir,
             COMPONENT_TEST_PAUSE_AT="read",
             COMPONENT_TEST_PAUSE_MARKER=str(marker),
         ),
@@ -51,10 +57,10 @@ def test_a_second_run_waits_for_the_lock_or_fails_fast_and_nothing_is_corrupted(
     try:
         wait_for_file(marker, holder, logs[0], timeout=120)  # holds the lock, mid-product
         impatient = start_cli(
-            args, component_env(random_models_dir, COMPONENT_LOCK_TIMEOUT_S="0.5"), logs[1]
+            args, component_env(models_dir, COMPONENT_LOCK_TIMEOUT_S="0.5"), logs[1]
         )
         patient = start_cli(
-            args, component_env(random_models_dir, COMPONENT_LOCK_TIMEOUT_S="120"), logs[2]
+            args, component_env(models_dir, COMPONENT_LOCK_TIMEOUT_S="120"), logs[2]
         )
         processes += [impatient, patient]
 

@@ -13,11 +13,11 @@ import pytest
 from component.io import catalog
 from component.params import RunParams
 from component.pipeline import run
-from support.models import random_models_dir, test_model  # noqa: F401
+from support.nrt import models_dir, nrt_models  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("test_model")
+@pytest.mark.usefixtures("nrt_models")
 def test_local_cluster_processes_every_item(
     tmp_path: Path,
     l1c_product: Callable[..., dict[str, Any]],

@@ -19,11 +19,11 @@ import pytest
 
 from component import cli
 from support.faults import Fault, FaultProxy
-from support.models import random_models_dir  # noqa: F401 (fixture)
 from support.nrt import (
     catalog_problems,
     items_in_process,  # noqa: F401 (fixture)
     linked_ids,
+    models_dir,  # noqa: F401 (fixture)
     nrt_models,  # noqa: F401 (fixture)
 )
 from support.s3 import S3Server

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support.models import model_dir, random_models_dir  # noqa: F401
+from support.nrt import models_dir  # noqa: F401 (fixture)
 from support.synthetic import make_l1c_product
 
 MEMORY_BOUND_MB = 6144
@@ -35,12 +35,12 @@ MEASURE = (
 @pytest.mark.slow
 @pytest.mark.fulltile
 @pytest.mark.skipif(os.environ.get("COMPONENT_SKIP_FULLTILE") == "1", reason="skipped by env")
-def test_full_10m_tile_within_memory_bound(tmp_path: Path, model_dir: Path) -> None:  # noqa: F811
+def test_full_10m_tile_within_memory_bound(tmp_path: Path, models_dir: Path) -> None:  # noqa: F811
     item = make_l1c_product(tmp_path / "l1c", size_10m=10980)
     item_file = tmp_path / "item.json"
     item_file.write_text(json.dumps(item))
     output = tmp_path / "out"
-    env = dict(os.environ, COMPONENT_MODELS_DIR=str(model_dir))
+    env = dict(os.environ, COMPONENT_MODELS_DIR=str(models_dir))
     done = subprocess.run(
         [
             sys.executable,

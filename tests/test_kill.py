@@ -20,11 +20,11 @@ import pytest
 
 from component import cli
 from component.io import catalog
-from support.models import random_models_dir  # noqa: F401 (fixture)
 from support.nrt import (
     catalog_problems,
     component_env,
     linked_ids,
+    models_dir,  # noqa: F401 (fixture)
     nrt_models,  # noqa: F401 (fixture)
     start_cli,
     wait_for_file,
@@ -35,7 +35,7 @@ SIZE_10M = 192
 # drafts half-way in staging (pixels corrected, files not finished); a complete product with
 # its Item in staging; the product moved into place but the catalog not updated; and the new
 # catalog.json written beside the old one but not renamed over it.
-KILL_AT = ("read", "infer", "describe", "publish", "catalog")
+KILL_AT = ("read", "correct", "describe", "publish", "catalog")
 
 
 def _kill_at(stage: str, item: str, output: Path, models: Path, tmp: Path) -> None:
@@ -60,7 +60,7 @@ def _kill_at(stage: str, item: str, output: Path, models: Path, tmp: Path) -> No
 
 @pytest.mark.usefixtures("nrt_models")
 def test_sigkill_at_any_stage_leaves_a_valid_catalog_and_the_next_run_completes(
-    random_models_dir: Path,  # noqa: F811
+    models_dir: Path,  # noqa: F811
     l1c_product: Callable[..., dict[str, Any]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -78,11 +78,11 @@ def test_sigkill_at_any_stage_leaves_a_valid_catalog_and_the_next_run_completes(
     assert linked_ids(output) == first
 
     for stage in KILL_AT:
-        _kill_at(stage, items[1], output, random_models_dir, tmp_path)
+        _kill_at(stage, items[1], output, models_dir, tmp_path)
         assert catalog_problems(output) == [], stage
         assert linked_ids(output) == first, stage  # the old catalog, whole
         published = [p.name for p in output.iterdir() if p.is_dir() and p.name[0] != "."]
-        if stage in ("read", "infer", "describe"):
+        if stage in ("read", "correct", "describe"):
             assert published == first, stage  # nothing half-written outside staging
             if stage != "read":  # the kill really interrupted a product being written
                 assert list((output / catalog.STAGING).rglob("*.tif")), stage

@@ -1,8 +1,8 @@
-"""End to end: the embedded sample and an S3 + STAC API search, with real forward passes.
+"""End to end: the embedded sample, and a 13-band item found through a STAC API and read
+from S3, each producing a complete L2A product read back by third-party tools.
 
 Runs go through ``python -m component run`` in subprocesses (as DeltaTwin and schedulers run
-it) with ``COMPONENT_MODELS_DIR`` pointing at the shipped model, or at a seeded
-random-initialised one when the shipped weights are absent (these tests are about plumbing).
+it) with ``COMPONENT_MODELS_DIR`` pointing at the shipped model.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from test_describe import assert_valid_stac
 
-from support.models import model_dir, random_models_dir  # noqa: F401 (fixtures)
+from support.nrt import models_dir  # noqa: F401 (fixture)
 from support.s3 import S3Server
 from support.synthetic import cdse_s3_base, make_l1c_product
+from support.validation import assert_valid_stac
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BANDS = ("B02", "B03", "B04")
+L2A_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+NATIVE = {"B01": 60, "B09": 60, "B02": 10, "B03": 10, "B04": 10, "B08": 10}
 
 
 @dataclass
@@ -81,52 +82,55 @@ def product_items(output: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Run:  # noqa: F811
+def sample_run(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Run:  # noqa: F811
     """The embedded sample processed once (no input given) at the default 60 m."""
-    run = run_component([], tmp_path_factory.mktemp("sample") / "out", model_dir)
+    run = run_component([], tmp_path_factory.mktemp("sample") / "out", models_dir)
     assert run.returncode == 0, run.stderr
     return run
 
 
 @pytest.mark.slow
 def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
-    """One product with band COGs, quicklook and thumbnail; Item and catalog are valid STAC."""
+    """All 12 L2A bands, TCI, AOT and WVP at 60 m under CDSE keys; Item and catalog valid."""
     summary = sample_run.summary()
     assert summary["found"] == 1 and len(summary["processed"]) == 1 and not summary["failed"]
+    assert summary["items"][0]["notes"] == []  # the sample has all 13 bands and its angles
     (item_path,) = product_items(sample_run.output)
     assert item_path.parent.name == summary["processed"][0]
     assert "MSIL2A" in item_path.parent.name
+    keys = [f"{band}_60m" for band in L2A_BANDS] + ["TCI_60m", "AOT_60m", "WVP_60m"]
     names = sorted(p.name for p in item_path.parent.iterdir())
-    assert names == sorted(
-        [
-            "B02_60m.tif",
-            "B03_60m.tif",
-            "B04_60m.tif",
-            "TCI_60m.tif",
-            "thumbnail.png",
-            item_path.name,
-        ]
-    )
+    assert names == sorted([*(f"{key}.tif" for key in keys), "thumbnail.png", item_path.name])
     item = json.loads(item_path.read_text())
+    assert list(item["assets"]) == [*keys, "thumbnail"]
     assert_valid_stac(item)
     catalog = json.loads((sample_run.output / "catalog.json").read_text())
     assert_valid_stac(catalog)
     assert [link["href"] for link in catalog["links"] if link["rel"] == "item"] == [
         f"./{item_path.parent.name}/{item_path.name}"
     ]
-    with rasterio.open(item_path.parent / "B02_60m.tif") as dataset:
-        assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
-        assert dataset.shape == (128, 256)
-        assert (dataset.transform.c, dataset.transform.f) == (330000.0, 5822040.0)
+    for key in keys:
+        with rasterio.open(item_path.parent / f"{key}.tif") as dataset:
+            assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert dataset.shape == (128, 256)
+            assert (dataset.transform.c, dataset.transform.f) == (330000.0, 5822040.0)
+    assert item["properties"]["view:incidence_angle"] > 0
+    assert "item view:* properties" in item["properties"]["processing:lineage"]
     derived = [link for link in item["links"] if link["rel"] == "derived_from"]
     assert derived and derived[0]["href"].endswith("sample/item.json")
 
 
 def _reference(item_path: Path, key: str) -> np.ndarray:
-    """BOA reflectance the plain way: read the COG, DN * 0.0001 - 0.1, NaN where DN is 0."""
+    """Physical values the plain way: read the COG, apply its GDAL scale/offset, NaN where 0.
+
+    Reflectance is DN * 0.0001 - 0.1; AOT and water vapour (cm) DN * 0.001.
+    """
     with rasterio.open(item_path.parent / f"{key}.tif") as dataset:
         dn = dataset.read(1).astype(np.float64)
-    return np.where(dn == 0, np.nan, dn * 0.0001 - 0.1)
+        scale, offset = dataset.scales[0], dataset.offsets[0]
+    expected = (0.001, 0.0) if key[:3] in ("AOT", "WVP") else (0.0001, -0.1)
+    assert (scale, offset) == pytest.approx(expected)
+    return np.where(dn == 0, np.nan, dn * scale + offset)
 
 
 def _from_metadata(asset: pystac.Asset, dn: np.ndarray) -> np.ndarray:
@@ -146,7 +150,7 @@ def test_third_party_reads_with_stackstac(sample_run: Run) -> None:
     (item_path,) = product_items(sample_run.output)
     item = pystac.Item.from_file(str(item_path))
     item.make_asset_hrefs_absolute()
-    keys = [f"{band}_60m" for band in BANDS]
+    keys = [f"{band}_60m" for band in L2A_BANDS] + ["AOT_60m", "WVP_60m"]
     first = item.assets[keys[0]].extra_fields
     epsg = int(first["proj:code"].split(":")[1])
     stack = stackstac.stack(
@@ -161,7 +165,7 @@ def test_third_party_reads_with_stackstac(sample_run: Run) -> None:
         rescale=False,
     )
     values = stack.isel(time=0).values
-    assert values.shape == (3, *first["proj:shape"])
+    assert values.shape == (len(keys), *first["proj:shape"])
     for index, key in enumerate(keys):
         boa = _from_metadata(item.assets[key], values[index])
         np.testing.assert_allclose(boa, _reference(item_path, key), equal_nan=True, atol=1e-9)
@@ -174,7 +178,7 @@ def test_third_party_reads_with_odc_stac(sample_run: Run) -> None:
 
     (item_path,) = product_items(sample_run.output)
     item = pystac.Item.from_file(str(item_path))
-    keys = [f"{band}_60m" for band in BANDS]
+    keys = [f"{band}_60m" for band in L2A_BANDS] + ["AOT_60m", "WVP_60m"]
     data = odc.stac.load([item], bands=keys, chunks=None)
     first = item.assets[keys[0]].extra_fields
     assert data.odc.geobox.crs.epsg == int(first["proj:code"].split(":")[1])
@@ -188,8 +192,8 @@ def test_third_party_reads_with_odc_stac(sample_run: Run) -> None:
 def s3_items(
     s3_server: S3Server, tmp_path: Path, stac_api: Callable[..., str]
 ) -> tuple[str, dict[str, Any]]:
-    """A synthetic L1C whose JP2s live in moto S3 under s3://eodata/Sentinel-2/..., served by
-    the loopback rustac API; returns the API URL and the item."""
+    """A synthetic 13-band L1C whose files (JP2s, MTD_TL.xml) live in moto S3 under
+    s3://eodata/Sentinel-2/..., served by the loopback rustac API; returns the URL and item."""
     date = datetime(2024, 2, 7, 10, 53, 29, tzinfo=timezone.utc)
     root = tmp_path / "l1c"
     root.mkdir()
@@ -199,33 +203,64 @@ def s3_items(
 
 
 @pytest.mark.slow
-def test_search_s3_end_to_end_then_skip_and_archive(
+def test_search_s3_at_10m_then_skip_and_archive(
     s3_server: S3Server,
     s3_items: tuple[str, dict[str, Any]],
     tmp_path: Path,
-    model_dir: Path,  # noqa: F811
+    models_dir: Path,  # noqa: F811
 ) -> None:
-    """Search the API, read from S3, publish; a re-run skips it; --archive tars the catalog."""
+    """Search, read from S3 over a bbox at 10 m: each band on its native grid, read back by
+    odc-stac; a re-run skips it; --archive tars the catalog."""
+    import odc.stac
+
     url, l1c = s3_items
     west, south, east, north = l1c["bbox"]
-    bbox = f"{west + 0.001},{south + 0.001},{east},{north}"
+    width, height = east - west, north - south  # a window in the middle of the product
+    bbox = (
+        f"{west + 0.3 * width},{south + 0.3 * height},{east - 0.2 * width},{north - 0.2 * height}"
+    )
     args = ["--stac-url", url, "--bbox", bbox, "--datetime", "2024-02-07/2024-02-08"]
     output = tmp_path / "out"
-    first = run_component(args, output, model_dir, s3_server.gdal_env())
+    first = run_component([*args, "--resolution", "10"], output, models_dir, s3_server.gdal_env())
     assert first.returncode == 0, first.stderr
     summary = first.summary()
     assert summary["found"] == 1 and len(summary["processed"]) == 1
+    assert summary["items"][0]["notes"] == [], "geometry read from the S3 MTD_TL.xml"
     (item_path,) = product_items(output)
     item = json.loads(item_path.read_text())
     assert_valid_stac(item)
+    assert "MTD_TL.xml" in item["properties"]["processing:lineage"]
     derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
     assert derived == [f"{url}collections/sentinel-2-l1c/items/{l1c['id']}"]
-    shape = item["assets"]["B02_60m"]["proj:shape"]
-    assert 0 < shape[0] <= 64 and 0 < shape[1] <= 64, "the bbox window, not the whole product"
+    keys = {f"{band}_{NATIVE.get(band, 20)}m" for band in L2A_BANDS}
+    assert set(item["assets"]) == keys | {"TCI_10m", "AOT_10m", "WVP_10m", "thumbnail"}
+    origin = l1c["assets"]["B02"]["proj:transform"]
+    for key, asset in item["assets"].items():
+        if key == "thumbnail":
+            continue
+        resolution = int(key.split("_")[1].removesuffix("m"))
+        with rasterio.open(item_path.parent / asset["href"]) as dataset:
+            assert list(dataset.shape) == asset["proj:shape"], key
+            assert list(dataset.transform)[:6] == asset["proj:transform"], key
+            assert dataset.res == (resolution, resolution), key
+        # On the tile's grid (whole pixels from its origin), a window inside the product.
+        left, top = asset["proj:transform"][2], asset["proj:transform"][5]
+        assert (left - origin[2]) % resolution == 0 and (origin[5] - top) % resolution == 0
+        assert 0 < asset["proj:shape"][1] < 3840 // resolution, "the bbox window"
+        assert asset["gsd"] == resolution and f"gsd:{resolution}m" in asset["roles"]
+    stac_item = pystac.Item.from_file(str(item_path))
+    for key in sorted(keys | {"AOT_10m"}):
+        data = odc.stac.load([stac_item], bands=[key], chunks=None)
+        assert tuple(data.odc.geobox.shape) == tuple(item["assets"][key]["proj:shape"]), key
+        boa = _from_metadata(stac_item.assets[key], data[key].isel(time=0).values)
+        np.testing.assert_allclose(boa, _reference(item_path, key), equal_nan=True, atol=1e-9)
 
     archive = tmp_path / "catalog.tar.gz"
     again = run_component(
-        [*args, "--archive", str(archive)], output, model_dir, s3_server.gdal_env()
+        [*args, "--resolution", "10", "--archive", str(archive)],
+        output,
+        models_dir,
+        s3_server.gdal_env(),
     )
     assert again.returncode == 0, again.stderr
     summary = again.summary()
@@ -235,5 +270,5 @@ def test_search_s3_end_to_end_then_skip_and_archive(
         names = tar.getnames()
     assert "out/catalog.json" in names
     assert f"out/{item_path.parent.name}/{item_path.name}" in names
-    assert f"out/{item_path.parent.name}/B02_60m.tif" in names
+    assert f"out/{item_path.parent.name}/B05_20m.tif" in names
     assert not any(".lock" in name or ".staging" in name for name in names)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -16,28 +14,9 @@ from component import __version__
 from component.io.describe import describe, lineage, multihash_sha256, output_id
 from component.io.load import Grid
 from component.io.write import ProductWriter, atmosphere_to_dn, quicklook_bytes, reflectance_to_dn
+from support.validation import assert_valid_stac
 
-VALIDATOR = Path(__file__).resolve().parents[3] / "shared" / "tools" / "stac_validate.py"
 L1C_ID = "S2B_MSIL1C_20240116T105329_N0510_R051_T31TCJ_20240116T114032"
-
-
-def stac_validator() -> ModuleType:
-    """The shared offline STAC validator (official core + extension schemas); skip if absent."""
-    if not VALIDATOR.is_file():
-        pytest.skip(f"STAC validator not available at {VALIDATOR}")
-    spec = importlib.util.spec_from_file_location("stac_validate", VALIDATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def assert_valid_stac(document: dict[str, Any]) -> None:
-    """Fail with the validator's messages when *document* breaks a schema it declares."""
-    errors = stac_validator().validate(document)
-    assert errors == [], "\n".join(errors)
-
-
 GRID = Grid(epsg=32631, transform=Affine(60, 0, 300000, 0, -60, 4900020), width=48, height=40)
 GRID_20 = Grid(epsg=32631, transform=Affine(20, 0, 300000, 0, -20, 4900020), width=144, height=120)
 NOTE = "no B10 (cirrus) band: thin cirrus not corrected"

@@ -413,6 +413,7 @@ def tile_angles_xml(
     (``bandId`` 0..12, NaN outside the detector), and the means.
     """
     iso = sensing.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    zone = f"{epsg % 100}{'N' if epsg < 32700 else 'S'}"
     size_xml = "\n".join(
         f'      <Size resolution="{r}">\n        <NROWS>{n}</NROWS>\n        <NCOLS>{n}</NCOLS>'
         "\n      </Size>"
@@ -452,7 +453,7 @@ def tile_angles_xml(
   </n1:General_Info>
   <n1:Geometric_Info>
     <Tile_Geocoding metadataLevel="Brief">
-      <HORIZONTAL_CS_NAME>WGS84 / UTM zone {epsg % 100}{"N" if epsg < 32700 else "S"}</HORIZONTAL_CS_NAME>
+      <HORIZONTAL_CS_NAME>WGS84 / UTM zone {zone}</HORIZONTAL_CS_NAME>
       <HORIZONTAL_CS_CODE>EPSG:{epsg}</HORIZONTAL_CS_CODE>
 {size_xml}
 {position_xml}
