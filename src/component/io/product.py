@@ -18,8 +18,8 @@ overlaps the correction of another and the compression of a third):
 
 Besides the bands: B02's job also writes AOT and WVP on the ``--resolution`` grid (the L1C's
 no-data there is B02's), and once B04, B03 and B02 are written a TCI job makes the RGB
-quicklook from their drafts. B10 is only an input: it is read on the coarse grid directly
-(from a reduced-resolution level).
+quicklook from their drafts (read while their COGs are being made). B10 is only an input:
+it is read on the coarse grid directly (from a reduced-resolution level).
 """
 
 from __future__ import annotations
@@ -306,14 +306,12 @@ def write_product(
                     if on_band is not None:
                         on_band(name)
                     if name in RGB:
+                        # The TCI job reads the draft while its COG is made: keep it.
+                        draft.keep = True
                         rgb_drafts[name] = draft
                         if len(rgb_drafts) == len(RGB):
                             grid = product.plan.grids["B02"]
                             running[pool.submit(_tci_job, writer, grid, rgb_drafts)] = "TCI"
-                        continue
-                    if name == "TCI":
-                        for rgb in rgb_drafts.values():
-                            writer.finish_later(rgb)
                     writer.finish_later(draft)
         except BaseException:
             for future in running:

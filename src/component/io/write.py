@@ -160,8 +160,12 @@ class Draft:
         if not self._dataset.closed:
             self._dataset.close()
 
+    keep: bool = False
+    """Leave the draft file after the COG copy (another job still reads it; the writer
+    removes it at the end)."""
+
     def finish(self) -> WrittenAsset:
-        """Band metadata, COG copy, draft removed."""
+        """Band metadata, COG copy, draft removed (unless :attr:`keep`)."""
         self.close()
         with rasterio.open(self.path, "r+") as dataset:
             if self.scale is not None:
@@ -170,7 +174,8 @@ class Draft:
             for index, band in enumerate(self.asset.bands, start=1):
                 dataset.set_band_description(index, band)
         rasterio.shutil.copy(self.path, self.asset.path, driver="COG", **COG_OPTIONS)
-        self.path.unlink()
+        if not self.keep:
+            self.path.unlink()
         return self.asset
 
 
@@ -218,6 +223,8 @@ class ProductWriter:
         if {a.key for a in assets} != finished:
             raise RuntimeError("a draft of the product was never finished")
         assets.sort(key=product_order)
+        for draft in self._drafts:  # drafts kept for a later reader
+            draft.path.unlink(missing_ok=True)
         visual = next((a for a in assets if a.kind == "visual"), None)
         if visual is not None:
             thumbnail = self.folder / "thumbnail.png"
