@@ -59,7 +59,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--max-cloud-cover", help="maximum eo:cloud_cover, percent")
     inputs.add_argument("--tile", help="MGRS tile, e.g. 31TCJ")
     inputs.add_argument("--limit", help="at most this many items")
-    parser.add_argument("--resolution", default="60", help="output grid: 10, 20 or 60 m")
+    parser.add_argument(
+        "--resolution",
+        default="60",
+        help="finest output grid, 10, 20 or 60 m: each band at max(this, its native resolution)",
+    )
     parser.add_argument("--output", default="output", help="output catalog folder")
     parser.add_argument("--archive", help="also write a .tar.gz of the whole output catalog")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -148,7 +152,8 @@ def build_parser(wanted: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     """The parser; ``train`` and ``evaluate`` (torch-heavy imports) only when *wanted*."""
     parser = argparse.ArgumentParser(
         prog="python -m component",
-        description="Sentinel-2 L1C -> L2A surface reflectance with a U-Net; STAC in, STAC out.",
+        description="Sentinel-2 L1C -> L2A surface reflectance, every band on its native grid; "
+        "STAC in, STAC out.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
