@@ -259,11 +259,16 @@ class SceneCorrector:
             resample(state.terms.spherical_albedo[index]),
         )
         surface = self.atmosphere.inverse(toa, terms, resample(state.cirrus))
-        if state.environment is None or state.adjacency_gain is None:
-            return surface
-        environment = resample(state.environment[index])
-        gain = resample(state.adjacency_gain[index])
-        return (environment + (surface - environment) * gain).astype(np.float32)
+        if state.environment is not None and state.adjacency_gain is not None:
+            environment = resample(state.environment[index])
+            gain = resample(state.adjacency_gain[index])
+            surface = environment + (surface - environment) * gain
+        # A surface reflects nothing less than nothing: near-black pixels (deep water, shadow)
+        # that an aerosol estimate slightly too high pushes below zero are set to zero, which
+        # also keeps ratios such as NDVI defined. NaN stays NaN.
+        return np.maximum(surface, np.float32(0.0), where=np.isfinite(surface), out=surface).astype(
+            np.float32
+        )
 
     def correct_array(
         self,

@@ -39,6 +39,11 @@ from component.training.simulate import Ranges, Sample, random_patch, simulate
 from component.training.surfaces import Surface, load_surfaces
 from component.training.torch_physics import batch_curves, gaussian_blur, invert
 
+SIMULATED_ADJACENCY_M = 300.0
+"""Scale of the adjacency effect in simulated TOA (Gaussian sigma, about Sen2Cor's 1 km range):
+real L1C scenes have it whatever the inversion then does about it (the card's
+``adjacency_sigma_m``, which the loss uses, may be 0)."""
+
 BAND_WEIGHTS = {"B09": 0.3}
 """Loss weight per band (1 if absent): B09's Sen2Cor reference is the least reliable band."""
 
@@ -57,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, help="start from these weights")
     parser.add_argument("--encoder", default=None, help="override the card's encoder")
     parser.add_argument(
-        "--decoder-channels", default=None, help="override the card's decoder widths: 128,64,32,16,8"
+        "--decoder-channels", default=None, help="override the decoder widths, e.g. 128,64,32,16,8"
     )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--patch", type=int, default=64, help="patch size on the coarse grid")
@@ -398,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
         atmosphere,
         card,
         args.patch,
-        card.adjacency_sigma_m,
+        SIMULATED_ADJACENCY_M,
         ranges,
         inversion,
         cirrus_table,
