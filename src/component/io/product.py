@@ -12,9 +12,10 @@ overlaps the correction of another and the compression of a third):
    live in the page cache, not in the process).
 2. :func:`write_product`, once the atmosphere is estimated: each band's DN are read back strip
    by strip, turned into TOA reflectance, inverted by the corrector in slices of
-   :data:`CORRECT_ROWS` rows (its temporaries then stay in the CPU caches: measured 1.6x faster
-   than whole strips on a 10 m band), quantized and drafted; a finished draft becomes a COG in
-   the writer's threads while other bands are still corrected.
+   :data:`CORRECT_ROWS` rows (its temporaries then stay in the CPU caches: on a 10 m strip,
+   64-row slices 2.4x faster than the whole 1024 rows, 1.4x faster than 128), quantized and
+   drafted; a finished draft becomes a COG in the writer's threads while other bands are
+   still corrected.
 
 Besides the bands: B02's job also writes AOT and WVP on the ``--resolution`` grid (the L1C's
 no-data there is B02's), and once B04, B03 and B02 are written a TCI job makes the RGB
@@ -58,8 +59,9 @@ from component.io.write import (
 )
 from component.model.correction import NATIVE_RESOLUTION, AtmosphereState, SceneCorrector
 
-CORRECT_ROWS = 128
-"""Rows per call of the corrector: small enough for its temporaries to stay in cache."""
+CORRECT_ROWS = 64
+"""Rows per call of the corrector: small enough for its temporaries to stay in cache
+(measured per 1024 x 10980 strip: 0.29-0.36 s in 64-row slices, 0.45 s in 128, 0.87 s whole)."""
 
 
 class CoarseMean:
