@@ -79,7 +79,7 @@ class SceneGeometry:
 
 def _circular_mean(degrees: np.ndarray | float, axis: int | None = None) -> Any:
     radians = np.radians(np.asarray(degrees, np.float64))
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), _quiet_nanmean():
         sin, cos = np.nanmean(np.sin(radians), axis=axis), np.nanmean(np.cos(radians), axis=axis)
     mean = np.degrees(np.arctan2(sin, cos)) % 360.0
     return float(mean) if axis is None else mean
