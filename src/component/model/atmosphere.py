@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.interpolate import RegularGridInterpolator
 
 from component.errors import ModelError
+from component.model.interpolation import LinearTable
 
 DEFAULT_OZONE = 0.33
 """atm-cm; no ozone column is in the L1C metadata the component reads (climatological mean)."""
@@ -105,7 +105,7 @@ class Atmosphere:
         def last(a: np.ndarray) -> np.ndarray:  # bands to the last axis for the interpolators
             return np.moveaxis(a[index].astype(np.float64), 0, -1)
 
-        grid = RegularGridInterpolator
+        grid = LinearTable
         self._path = grid((aot, sun, view, azimuth), last(tables["path"]))
         self._t_scat = grid((aot, sun), last(tables["t_scat"]))
         self._spherical = grid((aot,), last(tables["spherical_albedo"]))
