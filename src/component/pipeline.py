@@ -8,8 +8,11 @@ still match their checksums, is skipped: the output catalog is the run's only st
 
 For one item: its 13 bands are read on the coarse grid of the atmosphere (JPEG 2000
 reduced-resolution levels: cheap), with its sun/view geometry; the corrector estimates the
-atmosphere there; then every L2A band is read, corrected and written on its own product grid
-(:mod:`component.io.product`), with the quicklook, AOT and WVP; the Item describes it all.
+atmosphere there, with the clouds, their shadows and snow left out: the scene classification
+(SCL, cloud probability) is made first, from the same decode, on its 20 m (or 60 m) grid; then
+every L2A band is read, corrected and written on its own product grid
+(:mod:`component.io.product`), with the quicklook, AOT, WVP, SCL and CLD; the Item describes it
+all.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from component.distribute import process_many
 from component.errors import ComponentError, ModelError, PartialFailureError
 from component.io import catalog, geometry, load, search, stac_bridge
 from component.io.describe import describe, lineage, output_id
-from component.io.product import Product, decode_bands, write_product
+from component.io.product import (
+    Product,
+    classify_scene,
+    decode_bands,
+    scene_grid,
+    write_product,
+)
 from component.io.write import ProductWriter
 from component.model.atmosphere import sha256_file
 from component.model.card import ModelCard, load_card
@@ -285,7 +294,7 @@ def _produce(
     scene, notes = geometry.resolve(item, plan.coarse)
     clock.lap("read")  # headers checked, grids and geometry known; no pixel read yet
 
-    decoded = decode_bands(item, plan, radiometry, params.gdal_env, staged)
+    decoded = decode_bands(item, plan, radiometry, params.gdal_env, staged, scene_grid(plan))
     corrector = model.corrector
     missing = np.full((plan.coarse.height, plan.coarse.width), np.nan, np.float32)
     toa = np.stack([decoded.coarse_toa.get(band, missing) for band in corrector.input_bands])
@@ -293,8 +302,14 @@ def _produce(
         result.reason = "no valid pixel in the requested area (all nodata or saturated)"
         return None
     clock.lap("decode")  # every band decoded once; the atmosphere's input is known
+    classified = classify_scene(decoded, plan, scene)
+    notes += classified.notes
+    clock.lap("classify")  # SCL and cloud probability; clouds kept out of the estimate
     state = corrector.estimate(
-        toa, plan.coarse.raster(), scene.for_model() if scene is not None else None
+        toa,
+        plan.coarse.raster(),
+        scene.for_model() if scene is not None else None,
+        exclude=classified.exclude,
     )
     del toa
     notes += state.notes
@@ -307,6 +322,7 @@ def _produce(
         state=state,
         radiometry=radiometry,
         scratch=decoded.scratch,
+        scene=classified,
     )
     writer = ProductWriter(staged)
     try:
@@ -334,9 +350,11 @@ def _produce(
             coarse_m=model.card.atmosphere_grid_m,
             geometry_source=scene.source if scene is not None else None,
             notes=notes,
+            scene_m=round(classified.grid.resolution),
         ),
         clipped=params.bbox is not None,
         view=scene.properties() if scene is not None else None,
+        scene=classified.properties(),
     )
     catalog.add_parent_links(item_out)
     catalog.write_json_atomic(

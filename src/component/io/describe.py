@@ -9,8 +9,12 @@ each states ``bands`` (with ``eo:common_name``, centre wavelength and width for 
 ``DN * scale + offset`` is the physical value, and a ``file:checksum`` (sha2-256 multihash)
 with ``file:size``. AOT and WVP state Sen2Cor's quantification (scale 0.001, offset 0, WVP in
 cm), which is how they are written: CDSE's items declare 0.0001 / -0.1 there, which does not
-describe Sen2Cor's files. Hrefs are relative, so the product folder can be moved or archived
-as a whole.
+describe Sen2Cor's files. The scene classification ``SCL_<g>m`` declares its classes with the
+classification extension (value, name, description, colour, ``nodata`` on 0) as CDSE's items
+do, and ``CLD_<g>m`` the cloud probability in percent. ``eo:cloud_cover``, ``eo:snow_cover``
+and ``statistics`` (each class's share) are computed on the product's own SCL, never copied
+from the L1C (whose cover is the whole tile's, and made by another classifier). Hrefs are
+relative, so the product folder can be moved or archived as a whole.
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ from rasterio.warp import transform_geom
 
 from component import __version__
 from component.io.load import Grid
-from component.io.write import ATMOSPHERE_SCALE, NODATA, OFFSET, SCALE, WrittenAsset
+from component.io.write import (
+    ATMOSPHERE_SCALE,
+    CLOUD_NODATA,
+    NODATA,
+    OFFSET,
+    SCALE,
+    WrittenAsset,
+)
+from component.model.scene_classification import stac_classes
 
 SOFTWARE_NAME = "s2-l1c2l2a-component"
 EXTENSIONS = [
@@ -35,6 +47,8 @@ EXTENSIONS = [
     "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
 ]
+CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
+"""Declared when the product has an SCL asset (``classification:classes``), as CDSE does."""
 OPTIONAL_EXTENSIONS = {
     "grid:": "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
     "sat:": "https://stac-extensions.github.io/sat/v1.1.0/schema.json",
@@ -170,6 +184,26 @@ def _asset(written: WrittenAsset) -> pystac.Asset:
         fields["bands"] = [band]
         title = f"{description} ({gsd} m)"
         roles = ["data", *sampling]
+    elif written.kind == "scl":
+        fields |= {
+            "data_type": "uint8",
+            "nodata": NODATA,
+            "raster:spatial_resolution": gsd,
+            "bands": [{"name": "SCL", "description": "Scene classification (Sen2Cor classes)"}],
+            "classification:classes": stac_classes(),
+        }
+        title = f"Scene classification map (SCL, {gsd} m)"
+        roles = ["data", *sampling]
+    elif written.kind == "cld":
+        fields |= {
+            "data_type": "uint8",
+            "nodata": CLOUD_NODATA,
+            "unit": "%",
+            "raster:spatial_resolution": gsd,
+            "bands": [{"name": "CLD", "description": "Cloud probability", "unit": "%"}],
+        }
+        title = f"Cloud probability (CLD, {gsd} m)"
+        roles = ["data", *sampling]
     else:
         fields["bands"] = [_band_entry(band) for band in written.bands]
         fields |= {"data_type": "uint8", "nodata": 0, "raster:spatial_resolution": gsd}
@@ -220,6 +254,7 @@ def lineage(
     coarse_m: int,
     geometry_source: str | None,
     notes: list[str],
+    scene_m: int | None = None,
 ) -> str:
     """``processing:lineage``: what was done, with what, and every fallback taken."""
     files = "; ".join(f"{name} sha256 {digest}" for name, digest in model_files.items())
@@ -231,6 +266,12 @@ def lineage(
         f"max({resolution} m, its native resolution), on the L1C's own grid. Geometry: "
         f"{geometry_source or 'unknown'}."
     )
+    if scene_m is not None:
+        text += (
+            f" Scene classification on a {scene_m} m grid from TOA reflectance, with Sen2Cor's "
+            "rules and s2cloudless cloud probabilities; clouds, their shadows, thin cirrus and "
+            "snow kept out of the atmosphere estimate."
+        )
     if notes:
         text += " Fallbacks: " + "; ".join(notes) + "."
     return text
@@ -248,16 +289,22 @@ def describe(
     lineage_text: str,
     clipped: bool,
     view: dict[str, float] | None = None,
+    scene: dict[str, Any] | None = None,
 ) -> pystac.Item:
     """The L2A Item; *clipped* says whether the grids are a bbox window of the tile.
 
     *view* holds the scene means of the geometry the correction used (``view:*``); without it
-    the L1C's own ``view:*`` properties are carried, if any.
+    the L1C's own ``view:*`` properties are carried, if any. *scene* holds the properties
+    computed on the product's SCL (``statistics``, ``eo:cloud_cover``, ``eo:snow_cover``);
+    with it the L1C's ``eo:cloud_cover`` is not carried, even where the SCL has no data.
     """
     geometry = footprint(footprint_grid) if clipped or not l1c.get("geometry") else l1c["geometry"]
     source = l1c.get("properties", {})
     properties = {key: source[key] for key in CARRIED_PROPERTIES if key in source}
     properties |= view or {}
+    if scene is not None:
+        properties.pop("eo:cloud_cover", None)
+        properties |= scene
     properties |= {
         "processing:level": "L2",
         "processing:version": __version__,
@@ -278,6 +325,7 @@ def describe(
                 for prefix, url in OPTIONAL_EXTENSIONS.items()
                 if any(key.startswith(prefix) for key in properties)
             ),
+            *([CLASSIFICATION_EXTENSION] if any(a.kind == "scl" for a in assets) else []),
         ],
     )
     for written in assets:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -48,6 +48,7 @@ from component.io.load import (
     to_toa,
 )
 from component.io.write import (
+    CLOUD_NODATA,
     OFFSET,
     RGB,
     SCALE,
@@ -57,7 +58,23 @@ from component.io.write import (
     quicklook_bytes,
     reflectance_to_dn,
 )
-from component.model.correction import NATIVE_RESOLUTION, AtmosphereState, SceneCorrector
+from component.model.correction import (
+    L1C_BANDS,
+    NATIVE_RESOLUTION,
+    AtmosphereState,
+    SceneCorrector,
+)
+from component.model.scene_classification import (
+    TOA_RULES_NOTE,
+    SceneClass,
+    SceneClassification,
+    class_percentages,
+    classify,
+    cover_properties,
+)
+
+if TYPE_CHECKING:
+    from component.io.geometry import SceneGeometry
 
 CORRECT_ROWS = 64
 """Rows per call of the corrector: small enough for its temporaries to stay in cache
@@ -113,12 +130,99 @@ class CoarseMean:
         return out
 
 
-@dataclass(frozen=True)
+class SceneMean:
+    """A band's valid TOA averaged onto the scene-classification grid, strip by strip.
+
+    Like :class:`CoarseMean`, but lean enough to hold all 13 bands of a 20 m tile at once
+    (the classifier needs them together): the sums go straight into the caller's float32
+    slice of the scene stack and the counts are uint8 (at most 2 x 2 product pixels fall in
+    a scene pixel: 10 m bands on the 20 m grid), so a band costs 150 MB on a full 20 m tile
+    instead of the 480 MB of float64 sums and int64 counts. A band already on the scene grid
+    is copied, not averaged.
+    """
+
+    def __init__(self, grid: Grid, scene: Grid, out: np.ndarray) -> None:
+        ratio = scene.resolution / grid.resolution
+        self.k = round(ratio)
+        if abs(ratio - self.k) > 1e-6 or self.k < 1:
+            raise ValueError(f"scene grid {scene.resolution} m is not a multiple of {grid}")
+        if self.k**2 > np.iinfo(np.uint8).max:
+            raise ValueError(f"scene grid {scene.resolution} m too coarse for {grid}")
+        res = grid.resolution
+        self.col0 = round((grid.transform.c - scene.transform.c) / res)
+        self.row0 = round((scene.transform.f - grid.transform.f) / res)
+        self.out = out
+        self.count = np.zeros(out.shape, np.uint8)
+
+    def add(self, y0: int, toa: np.ndarray) -> None:
+        """Rows ``y0:y0 + len(toa)`` of the band's grid (NaN = invalid)."""
+        k, (height, width) = self.k, self.out.shape
+        rows = y0 + self.row0 + np.arange(toa.shape[0])
+        left = self.col0 % k
+        columns = -(-(left + toa.shape[1]) // k) * k
+        valid = np.isfinite(toa)
+        padded = np.zeros((toa.shape[0], columns), np.float32)
+        padded[:, left : left + toa.shape[1]] = np.where(valid, toa, np.float32(0))
+        counts = np.zeros((toa.shape[0], columns), np.uint8)
+        counts[:, left : left + toa.shape[1]] = valid
+        starts = np.flatnonzero(np.r_[True, np.diff(rows // k) != 0])
+        block_rows = rows[starts] // k
+        sums = np.add.reduceat(padded, starts, axis=0).reshape(len(starts), -1, k).sum(axis=2)
+        hits = np.add.reduceat(counts, starts, axis=0).reshape(len(starts), -1, k).sum(axis=2)
+        c0 = (self.col0 - left) // k
+        cols = slice(max(c0, 0), min(c0 + sums.shape[1], width))
+        inner = slice(cols.start - c0, cols.stop - c0)
+        keep = (block_rows >= 0) & (block_rows < height)
+        self.out[block_rows[keep], cols] += sums[keep][:, inner]
+        self.count[block_rows[keep], cols] += hits[keep][:, inner].astype(np.uint8)
+
+    def finish(self) -> None:
+        """Sums become means in place; NaN where no valid pixel fell."""
+        seen = self.count > 0
+        np.divide(self.out, self.count, out=self.out, where=seen)
+        self.out[~seen] = np.nan
+        del self.count
+
+
+def nearest(values: np.ndarray, source: Grid, target: Grid, out: np.ndarray) -> None:
+    """*values* on *source* sampled at the centres of *target*'s pixels into *out* (for a
+    band coarser than the scene grid: B01, B09 and B10 at 60 m under a 20 m SCL); NaN
+    outside *source*."""
+
+    sres, tres = source.resolution, target.resolution
+    x = target.transform.c + (np.arange(target.width) + 0.5) * tres
+    y = target.transform.f - (np.arange(target.height) + 0.5) * tres
+    cols = np.floor((x - source.transform.c) / sres).astype(np.int64)
+    rows = np.floor((source.transform.f - y) / sres).astype(np.int64)
+    inside_r = (rows >= 0) & (rows < source.height)
+    inside_c = (cols >= 0) & (cols < source.width)
+    taken = values[np.clip(rows, 0, source.height - 1)][:, np.clip(cols, 0, source.width - 1)]
+    out[...] = taken
+    out[~inside_r] = np.nan
+    out[:, ~inside_c] = np.nan
+
+
+SCENE_GRID_BAND = "B05"
+"""A 20 m band: its product grid, ``max(R, 20)``, is the SCL's (20 m, or 60 m at R = 60)."""
+CLEAR_SKY_B10 = 0.005
+"""B10 TOA reflectance assumed for items without B10: a clear, moist sky (no cirrus), below
+the thin-cirrus threshold (0.012); the cloud detector then decides on the other bands."""
+
+
+def scene_grid(plan: ReadPlan) -> Grid:
+    """The grid SCL and CLD are written on: Sen2Cor's 20 m, or 60 m for a 60 m product."""
+    return plan.grids[SCENE_GRID_BAND]
+
+
+@dataclass
 class Decoded:
     """Pass 1's result: the coarse TOA of every input band and each band's DN on scratch."""
 
     coarse_toa: dict[str, np.ndarray]
     scratch: dict[str, Path]
+    scene_toa: np.ndarray | None = None
+    """(13, h, w) TOA of :data:`L1C_BANDS` on the scene grid (NaN = invalid), when asked for;
+    released once the scene is classified (1.6 GB on a full 20 m tile)."""
 
 
 def _scratch(folder: Path, band: str) -> Path:
@@ -133,16 +237,57 @@ def _decode_job(
     radiometry: stac_bridge.BandRadiometry,
     env: dict[str, str | int],
     folder: Path,
+    scene: tuple[Grid, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, Path]:
-    """One band decoded strip by strip: coarse mean accumulated, DN spilled to scratch."""
+    """One band decoded strip by strip: coarse mean accumulated, DN spilled to scratch, and,
+    with *scene* (grid, output slice), the band put on the scene-classification grid."""
     mean = CoarseMean(grid, coarse)
     path = _scratch(folder, band)
+    on_scene: SceneMean | None = None
+    coarser: list[np.ndarray] = []
+    if scene is not None and grid.resolution <= scene[0].resolution:
+        on_scene = SceneMean(grid, *scene)
     with rasterio.Env(**env), BandReader(item, band, grid) as reader, path.open("wb") as out:
         for y0 in range(0, grid.height, STRIP_ROWS):
             dn = reader.read(y0, min(grid.height, y0 + STRIP_ROWS))
-            mean.add(y0, to_toa(dn, radiometry))
+            toa = to_toa(dn, radiometry)
+            mean.add(y0, toa)
+            if on_scene is not None:
+                on_scene.add(y0, toa)
+            elif scene is not None:
+                coarser.append(toa)  # a 60 m band under a 20 m scene grid: small
             out.write(np.ascontiguousarray(dn, np.uint16).tobytes())
+    if on_scene is not None:
+        on_scene.finish()
+    elif scene is not None:
+        nearest(np.concatenate(coarser), grid, *scene)
     return mean.mean(), path
+
+
+def _extra_job(
+    item: dict[str, Any],
+    band: str,
+    coarse: Grid,
+    env: dict[str, str | int],
+    radiometry: stac_bridge.BandRadiometry,
+    scene: tuple[Grid, Grid, np.ndarray] | None,
+) -> np.ndarray:
+    """An input band that is not a product band (B10), as coarse TOA. With *scene* (its native
+    grid, the scene grid, the output slice) it is read at its native 60 m and put on the scene
+    grid too; the coarse mean then comes from that read (one decode, not two)."""
+    if scene is None:
+        return to_toa(read_band(item, band, coarse, env), radiometry)
+    native, target, out = scene
+    toa = to_toa(read_band(item, band, native, env), radiometry)
+    if native.resolution <= target.resolution:
+        on_scene = SceneMean(native, target, out)
+        on_scene.add(0, toa)
+        on_scene.finish()
+    else:
+        nearest(toa, native, target, out)
+    mean = CoarseMean(native, coarse)
+    mean.add(0, toa)
+    return mean.mean()
 
 
 def decode_bands(
@@ -151,35 +296,138 @@ def decode_bands(
     radiometry: stac_bridge.BandRadiometry,
     env: dict[str, str | int],
     folder: Path,
+    scene: Grid | None = None,
 ) -> Decoded:
     """Pass 1: decode each product band once; the coarse TOA of every input band comes along.
 
-    Input bands that are not product bands (B10) are read on the coarse grid directly.
+    Input bands that are not product bands (B10) are read on the coarse grid directly. With
+    *scene* (:func:`scene_grid`) every input band is also put on that grid for the scene
+    classification, from the same decode: finer bands averaged, coarser ones (60 m under a
+    20 m grid) sampled; B10 is then read at its native 60 m. An item without B10 gets
+    :data:`CLEAR_SKY_B10` there.
     """
     coarse_toa: dict[str, np.ndarray] = {}
     scratch: dict[str, Path] = {}
+    stack = None
+    if scene is not None:
+        stack = np.zeros((len(L1C_BANDS), scene.height, scene.width), np.float32)
+
+    def slot(band: str) -> tuple[Grid, np.ndarray] | None:
+        return None if stack is None or scene is None else (scene, stack[L1C_BANDS.index(band)])
+
     with ThreadPoolExecutor(workers(), "decode") as pool:
         jobs = {
             band: pool.submit(
-                _decode_job, item, band, plan.grids[band], plan.coarse, radiometry, env, folder
+                _decode_job,
+                item,
+                band,
+                plan.grids[band],
+                plan.coarse,
+                radiometry,
+                env,
+                folder,
+                slot(band),
             )
             for band in job_order(plan)
         }
-        extra = {
-            band: pool.submit(read_band, item, band, plan.coarse, env)
-            for band in plan.inputs
-            if band not in plan.grids
-        }
+        extra = {}
+        for band in plan.inputs:
+            if band in plan.grids:
+                continue
+            target = slot(band)
+            # B10 shares the 60 m bands' grid (same tile origin, same snapping).
+            native = None if target is None else (plan.grids["B01"], *target)
+            extra[band] = pool.submit(_extra_job, item, band, plan.coarse, env, radiometry, native)
         try:
             for band, future in jobs.items():
                 coarse_toa[band], scratch[band] = future.result()
             for band, future in extra.items():
-                coarse_toa[band] = to_toa(future.result(), radiometry)
+                coarse_toa[band] = future.result()
         except BaseException:
             for future in (*jobs.values(), *extra.values()):
                 future.cancel()
             raise
-    return Decoded(coarse_toa, scratch)
+    if stack is not None:
+        for band in L1C_BANDS:
+            if band not in plan.inputs:
+                stack[L1C_BANDS.index(band)] = CLEAR_SKY_B10 if band == "B10" else np.nan
+    return Decoded(coarse_toa, scratch, stack)
+
+
+EXCLUDE_FRACTION = 0.05
+"""A coarse pixel of the atmosphere grid is kept out of the estimate when more than this share
+of its pixels with data are masked (clouds, cirrus, cloud shadows, snow, defective). A cloud
+dominates the mean TOA it falls in: 5 % of a 0.5-reflectance cloud adds 0.025 to a dark
+surface's blue, as much as the whole aerosol signal of a clear day."""
+EXCLUDED_CLASSES = (
+    SceneClass.SATURATED_OR_DEFECTIVE,
+    SceneClass.CLOUD_SHADOWS,
+    SceneClass.CLOUD_MEDIUM_PROBABILITY,
+    SceneClass.CLOUD_HIGH_PROBABILITY,
+    SceneClass.THIN_CIRRUS,
+    SceneClass.SNOW,
+)
+"""What must not inform the atmosphere: clouds and their shadows (not surfaces the estimator
+knows), thin cirrus (corrected from B10 after the estimate, not to be taken for haze), snow
+(far brighter than any surface it was trained on) and partly invalid pixels. Water stays:
+clear water is one of the dark targets the estimator learnt the aerosol from."""
+
+
+@dataclass
+class Scene:
+    """The scene classification of one product and what follows from it."""
+
+    grid: Grid
+    """Where SCL and CLD are written (:func:`scene_grid`)."""
+    classification: SceneClassification
+    exclude: np.ndarray
+    """(h, w) bool on the atmosphere's coarse grid: pixels the estimate must not look at."""
+
+    @property
+    def notes(self) -> list[str]:
+        return self.classification.notes
+
+    def properties(self) -> dict[str, Any]:
+        """Item properties computed on this product: ``statistics`` (each class's share, in
+        percent, as CDSE's L2A items state it), ``eo:cloud_cover``, ``eo:snow_cover``."""
+        scl = self.classification.scl
+        return {"statistics": class_percentages(scl), **cover_properties(scl)}
+
+
+def coarse_exclude(scl: np.ndarray, grid: Grid, coarse: Grid) -> np.ndarray:
+    """Coarse pixels with more than :data:`EXCLUDE_FRACTION` of :data:`EXCLUDED_CLASSES`
+    among their pixels with data (SCL on *grid* -> bool on *coarse*)."""
+    masked = np.isin(scl, [int(c) for c in EXCLUDED_CLASSES]).astype(np.float32)
+    masked[scl == SceneClass.NO_DATA] = np.nan
+    mean = CoarseMean(grid, coarse)
+    mean.add(0, masked)
+    fraction = mean.mean()
+    return np.nan_to_num(fraction, nan=0.0) > EXCLUDE_FRACTION
+
+
+def classify_scene(decoded: Decoded, plan: ReadPlan, geometry: SceneGeometry | None) -> Scene:
+    """Sen2Cor's scene classification on the scene grid, from TOA as Sen2Cor does it (before
+    the atmosphere: its clouds must be kept out of the estimate); releases the TOA stack."""
+    if decoded.scene_toa is None:
+        raise ValueError("decode_bands was not asked for the scene grid")
+    grid = scene_grid(plan)
+    toa, decoded.scene_toa = decoded.scene_toa, None
+    result = classify(
+        toa,
+        None,
+        L1C_BANDS,
+        grid.resolution,
+        geometry.for_model() if geometry is not None else None,
+        sun_azimuth=geometry.sun_azimuth if geometry is not None else None,
+    )
+    del toa
+    # Classifying before the correction is the design here (Sen2Cor's order), not a fallback.
+    result.notes = [note for note in result.notes if note != TOA_RULES_NOTE]
+    if "B10" not in plan.inputs:
+        result.notes.append(
+            "no B10: thin cirrus not classified, the cloud detector sees a clear-sky B10"
+        )
+    return Scene(grid, result, coarse_exclude(result.scl, grid, plan.coarse))
 
 
 @dataclass(frozen=True)
@@ -192,6 +440,8 @@ class Product:
     radiometry: stac_bridge.BandRadiometry
     scratch: dict[str, Path]
     """Each product band's DN on its product grid, raw uint16, row after row."""
+    scene: Scene | None = None
+    """The scene classification, written as ``SCL_<g>m`` and ``CLD_<g>m`` when present."""
 
 
 def _gsd(grid: Grid) -> int:
@@ -255,6 +505,24 @@ def _band_job(product: Product, writer: ProductWriter, band: str) -> Draft:
     return draft
 
 
+def _scene_job(writer: ProductWriter, scene: Scene) -> Draft | None:
+    """SCL (Sen2Cor class values) and CLD (cloud probability, %) on the scene grid."""
+    gsd = _gsd(scene.grid)
+    result = scene.classification
+    for kind, values in (("scl", result.scl), ("cld", cloud_dn(result))):
+        draft = writer.open(f"{kind.upper()}_{gsd}m", scene.grid, kind, (kind.upper(),))
+        for y0 in range(0, scene.grid.height, STRIP_ROWS):
+            draft.write(y0, values[y0 : y0 + STRIP_ROWS])
+        writer.finish_later(draft)
+    return None
+
+
+def cloud_dn(result: SceneClassification) -> np.ndarray:
+    """The cloud probability as written: 0-100 %, :data:`CLOUD_NODATA` where SCL has no data
+    (0 % is a valid probability, so nodata cannot be 0 as in the other files)."""
+    return np.where(result.scl == SceneClass.NO_DATA, CLOUD_NODATA, result.cloud_probability)
+
+
 def _tci_job(writer: ProductWriter, grid: Grid, drafts: dict[str, Draft]) -> Draft:
     """The RGB quicklook from the written B04, B03, B02 (their DN back to reflectance)."""
     tci = writer.open(f"TCI_{_gsd(grid)}m", grid, "visual", RGB, sampling(grid.resolution, 10))
@@ -296,9 +564,11 @@ def write_product(
     """
     rgb_drafts: dict[str, Draft] = {}
     with ThreadPoolExecutor(workers(), "band") as pool:
-        running: dict[Future[Draft], str] = {
+        running: dict[Future[Draft | None], str] = {
             pool.submit(_band_job, product, writer, band): band for band in job_order(product.plan)
         }
+        if product.scene is not None:
+            running[pool.submit(_scene_job, writer, product.scene)] = "SCL"
         try:
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -307,6 +577,8 @@ def write_product(
                     draft = future.result()
                     if on_band is not None:
                         on_band(name)
+                    if draft is None:  # the scene job finishes its own drafts
+                        continue
                     if name in RGB:
                         # The TCI job reads the draft while its COG is made: keep it.
                         draft.keep = True

@@ -1,10 +1,12 @@
-"""The product's rasters: band COGs, RGB quicklook, AOT and WVP COGs, and a PNG thumbnail.
+"""The product's rasters: band COGs, RGB quicklook, AOT, WVP, SCL and CLD COGs, a PNG thumbnail.
 
 Reflectance DN follow CDSE's L2A convention (processing baseline >= 04.00):
 ``reflectance = DN * 0.0001 - 0.1``, nodata 0, uint16, so a consumer that reads CDSE L2A
 items reads these files unchanged. AOT and WVP follow Sen2Cor's quantification (1000):
 ``AOT = DN / 1000``, ``water vapour (cm) = DN / 1000``, nodata 0. Scale and offset are also
-written into the GeoTIFF band metadata, so GDAL-only tools get physical values too.
+written into the GeoTIFF band metadata, so GDAL-only tools get physical values too. SCL is
+uint8 in Sen2Cor's class values (nodata 0 = class ``no_data``, overviews by the most frequent
+class); CLD the cloud probability in percent, uint8, nodata 255.
 
 Each raster is first written window by window into an uncompressed tiled GeoTIFF draft (so
 strips can be streamed into it), then turned into a COG by GDAL's COG driver (overviews,
@@ -35,6 +37,8 @@ NODATA = 0
 ATMOSPHERE_QUANTIFICATION = 1000.0
 """Sen2Cor's AOT_QUANTIFICATION_VALUE and WVP_QUANTIFICATION_VALUE: DN / 1000."""
 ATMOSPHERE_SCALE = 1.0 / ATMOSPHERE_QUANTIFICATION
+CLOUD_NODATA = 255
+"""Nodata of the cloud probability (0-100 %), whose 0 is a value; SCL's nodata is class 0."""
 QUICKLOOK_MAX_REFLECTANCE = 0.3
 """Reflectance mapped to 255 in the quicklook: bright enough for land, like Sen2Cor's TCI."""
 THUMBNAIL_SIZE = 512
@@ -89,15 +93,15 @@ class WrittenAsset:
     path: Path
     bands: tuple[str, ...]
     kind: str
-    """``reflectance``, ``visual``, ``aot``, ``wvp`` or ``thumbnail``."""
+    """``reflectance``, ``visual``, ``aot``, ``wvp``, ``scl``, ``cld`` or ``thumbnail``."""
     grid: Grid | None = None
     sampling: str = "original"
     """``original``, ``upsampled`` or ``downsampled``: against the data it was made from."""
 
 
 def product_order(asset: WrittenAsset) -> tuple[int, int, str]:
-    """Bands in Sentinel-2 order (B01 .. B8A .. B12), then TCI, AOT, WVP, thumbnail."""
-    kinds = ("reflectance", "visual", "aot", "wvp", "thumbnail")
+    """Bands in Sentinel-2 order (B01 .. B8A .. B12), then TCI, AOT, WVP, SCL, CLD, thumbnail."""
+    kinds = ("reflectance", "visual", "aot", "wvp", "scl", "cld", "thumbnail")
     band = asset.bands[0] if asset.kind == "reflectance" and asset.bands else ""
     position = L1C_BANDS.index(band) if band in L1C_BANDS else 0
     return (kinds.index(asset.kind) if asset.kind in kinds else len(kinds), position, asset.key)
@@ -109,7 +113,13 @@ KINDS = {
     "visual": (3, "uint8", None, None),
     "aot": (1, "uint16", ATMOSPHERE_SCALE, 0.0),
     "wvp": (1, "uint16", ATMOSPHERE_SCALE, 0.0),
+    "scl": (1, "uint8", None, None),
+    "cld": (1, "uint8", None, None),
 }
+KIND_NODATA = {"cld": CLOUD_NODATA}
+"""Nodata where it is not :data:`NODATA` (0)."""
+KIND_COG_OPTIONS = {"scl": {"OVERVIEW_RESAMPLING": "MODE"}}
+"""Class values must not be averaged in the overviews: the most frequent class stands."""
 
 
 class Draft:
@@ -135,7 +145,7 @@ class Draft:
             height=grid.height,
             count=count,
             dtype=dtype,
-            nodata=NODATA,
+            nodata=KIND_NODATA.get(kind, NODATA),
             crs=f"EPSG:{grid.epsg}",
             transform=grid.transform,
             tiled=True,
@@ -173,7 +183,8 @@ class Draft:
                 dataset.offsets = (self.offset or 0.0,) * dataset.count
             for index, band in enumerate(self.asset.bands, start=1):
                 dataset.set_band_description(index, band)
-        rasterio.shutil.copy(self.path, self.asset.path, driver="COG", **COG_OPTIONS)
+        options = COG_OPTIONS | KIND_COG_OPTIONS.get(self.asset.kind, {})
+        rasterio.shutil.copy(self.path, self.asset.path, driver="COG", **options)
         if not self.keep:
             self.path.unlink()
         return self.asset

@@ -138,6 +138,9 @@ T1_B10, T2_B10, T_CIRRUS_PROBABILITY, T_CIRRUS_B02 = 0.012, 0.035, 0.8, 0.50
 """Thin cirrus (step 7): TOA B10 in (T1, T2), cloud probability below 0.8, blue below 0.5;
 B10 at or above T2 makes a candidate pixel a medium-probability cloud."""
 
+TOA_RULES_NOTE = "no surface reflectance: surface rules applied to TOA, as Sen2Cor does"
+"""The note of a classification without *boa*: a fallback for a caller that has surface
+reflectance, the design for one that classifies before the correction (the pipeline)."""
 SUBSTITUTES = {"B8A": "B08", "B08": "B8A"}
 """Narrow and broad NIR see the same plateau; either stands in for the other when absent."""
 EPSILON = 1e-6
@@ -296,7 +299,7 @@ def classify(
     t = _Bands(np.asarray(toa, np.float32), tuple(bands), "toa")
     height, width = toa.shape[1:]
     if boa is None:
-        s, notes = t, ["no surface reflectance: surface rules applied to TOA, as Sen2Cor does"]
+        s, notes = t, [TOA_RULES_NOTE]
     else:
         names = tuple(boa_bands) if boa_bands else tuple(b for b in bands if b != "B10")
         s, notes = _Bands(np.asarray(boa, np.float32), names, "boa"), []
