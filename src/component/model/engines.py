@@ -43,11 +43,24 @@ ENGINES = ("auto", "torch", "onnx")
 ONNX_OPSET = 17
 
 
+def gpu_may_be_present() -> bool:
+    """Whether an NVIDIA GPU could be visible, asked without importing torch (2 s).
+
+    The driver creates ``/dev/nvidiactl`` (and ``/proc/driver/nvidia``) on any machine with an
+    NVIDIA GPU, containers given one included; ``CUDA_VISIBLE_DEVICES`` set empty or to -1
+    hides them all. Only when this says yes does ``auto`` pay for torch's own check.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``. Torch is imported only when a
     GPU may be asked for: the CPU path (ONNX Runtime) never loads it."""
-    if device == "cpu":
-        return device
+    if device == "cpu" or (device == "auto" and not gpu_may_be_present()):
+        return "cpu"
     import torch
 
     if device == "auto":
