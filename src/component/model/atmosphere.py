@@ -159,9 +159,19 @@ class Atmosphere:
         ozone: np.ndarray | float = DEFAULT_OZONE,
     ) -> Terms:
         """``A``, ``B``, ``S`` of every band for each state; inputs broadcast together."""
-        aot, water, sz, vz, az, ozone = np.broadcast_arrays(
+        return self.with_water(self.dry_terms(aot, geometry, ozone), water, geometry)
+
+    def dry_terms(
+        self, aot: np.ndarray | float, geometry: Geometry, ozone: np.ndarray | float = DEFAULT_OZONE
+    ) -> Terms:
+        """The terms without water-vapour absorption: scattering, other gases and ozone.
+
+        They vary with the aerosol and the angles only, smoothly; :meth:`with_water` applies
+        the water vapour, whose absorption is steep (exponential in the column) and so is
+        computed per state even where these are interpolated (see ``thinned_terms``).
+        """
+        aot, sz, vz, az, ozone = np.broadcast_arrays(
             np.asarray(aot, np.float64),
-            np.asarray(water, np.float64),
             np.asarray(geometry.sun_zenith, np.float64),
             np.asarray(geometry.view_zenith, np.float64),
             np.asarray(geometry.relative_azimuth, np.float64),
@@ -169,7 +179,6 @@ class Atmosphere:
         )
         shape = aot.shape
         aot = np.clip(aot.ravel(), *self.aot_range)
-        water = np.clip(water.ravel(), *self.water_range)
         sz = np.clip(sz.ravel(), 0.0, self.max_zenith)
         vz = np.clip(vz.ravel(), 0.0, 12.0)
         az = np.abs(((az.ravel() + 180.0) % 360.0) - 180.0)  # relative azimuth in [0, 180]
@@ -180,18 +189,38 @@ class Atmosphere:
         t_up = self._t_scat(np.stack([aot, vz], -1))
         spherical = self._spherical(aot[:, None])
         t_other = np.exp(self._log_t_other(np.clip(m, *self._other_m_range)[:, None]))
-        wm = np.stack([water, gas_m], -1)
-        t_water = np.exp(self._log_t_water(wm))
         t_ozone = np.exp(
             -self._ozone_k(gas_m[:, None]) * ozone.ravel()[:, None] * (m / gas_m)[:, None]
         )
-        path = path * self._path_water(wm) * t_ozone
-        transmittance = t_down * t_up * t_other * t_water * t_ozone
+        return Terms(
+            self._back(path * t_ozone, shape),
+            self._back(t_down * t_up * t_other * t_ozone, shape),
+            self._back(spherical, shape),
+        )
 
-        def back(a: np.ndarray) -> np.ndarray:
-            return np.moveaxis(a, -1, 0).reshape((len(self.bands), *shape)).astype(np.float32)
+    def with_water(self, dry: Terms, water: np.ndarray | float, geometry: Geometry) -> Terms:
+        """*dry* terms (from :meth:`dry_terms`) with the water-vapour column *water* applied."""
+        water, sz, vz = np.broadcast_arrays(
+            np.asarray(water, np.float64),
+            np.asarray(geometry.sun_zenith, np.float64),
+            np.asarray(geometry.view_zenith, np.float64),
+        )
+        shape = np.broadcast_shapes(water.shape, dry.path.shape[1:])
+        water, sz, vz = (np.broadcast_to(a, shape).ravel() for a in (water, sz, vz))
+        water = np.clip(water, *self.water_range)
+        m = airmass(np.clip(sz, 0.0, self.max_zenith), np.clip(vz, 0.0, 12.0))
+        wm = np.stack([water, np.clip(m, *self._gas_m_range)], -1)
+        path_water = self._back(self._path_water(wm), shape)
+        t_water = self._back(np.exp(self._log_t_water(wm)), shape)
+        return Terms(
+            dry.path * path_water,
+            dry.transmittance * t_water,
+            np.broadcast_to(dry.spherical_albedo, (len(self.bands), *shape)).astype(np.float32),
+        )
 
-        return Terms(back(path), back(transmittance), back(spherical))
+    def _back(self, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """(states, bands) -> (bands, *shape) float32."""
+        return np.moveaxis(a, -1, 0).reshape((len(self.bands), *shape)).astype(np.float32)
 
     def adjacency_gain(
         self, aot: np.ndarray | float, view_zenith: np.ndarray | float
