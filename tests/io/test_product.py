@@ -14,21 +14,30 @@ from affine import Affine
 from component.io import load, stac_bridge
 from component.io.load import Grid
 from component.io.product import (
+    CLEAR_SKY_B10,
     CoarseMean,
     Product,
+    SceneMean,
+    classify_scene,
+    coarse_exclude,
     decode_bands,
     job_order,
+    nearest,
     sampling,
+    scene_grid,
     write_product,
 )
 from component.io.write import (
+    CLOUD_NODATA,
     ProductWriter,
     atmosphere_to_dn,
     quicklook_bytes,
     reflectance_to_dn,
 )
 from component.model.card import load_card
+from component.model.correction import L1C_BANDS, block_mean
 from component.model.engines import build_scene_corrector
+from component.model.scene_classification import SceneClass, classify
 
 Factory = Callable[..., dict[str, Any]]
 
@@ -138,3 +147,162 @@ def test_at_60m_every_band_is_written_at_60m(
     assert assets["B05_60m"].sampling == "downsampled"
     with rasterio.open(assets["B05_60m"].path) as dataset:
         assert dataset.shape == (32, 32)
+
+
+@pytest.mark.parametrize(("col0", "row0"), [(0, 0), (1, 1), (3, 2)])
+def test_scene_mean_is_the_coarse_mean_in_float32(col0: int, row0: int) -> None:
+    """The lean accumulator of the scene grid agrees with :class:`CoarseMean`, whatever the
+    band window's offset (bbox windows snap each grid on its own), strips included."""
+    rng = np.random.default_rng(3)
+    band = Grid(32633, Affine(10, 0, 1000 + 10 * col0, 0, -10, 9000 - 10 * row0), 37, 29)
+    scene = Grid(32633, Affine(20, 0, 1000, 0, -20, 9000), 21, 17)
+    toa = rng.uniform(0.0, 0.5, (29, 37)).astype(np.float32)
+    toa[rng.random(toa.shape) < 0.2] = np.nan
+    out = np.zeros((scene.height, scene.width), np.float32)
+    lean, reference = SceneMean(band, scene, out), CoarseMean(band, scene)
+    for y0 in range(0, 29, 7):
+        lean.add(y0, toa[y0 : y0 + 7])
+        reference.add(y0, toa[y0 : y0 + 7])
+    lean.finish()
+    np.testing.assert_allclose(out, reference.mean(), rtol=1e-6, equal_nan=True)
+
+
+def test_nearest_samples_a_coarser_band_at_pixel_centres() -> None:
+    source = Grid(32633, Affine(60, 0, 940, 0, -60, 9060), 4, 3)
+    target = Grid(32633, Affine(20, 0, 1000, 0, -20, 9000), 12, 10)
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = np.empty((10, 12), np.float32)
+    nearest(values, source, target, out)
+    # Target pixel (0, 0) has its centre at (1010, 8990): source column 1, row 1.
+    assert out[0, 0] == out[0, 2] == out[2, 0] == values[1, 1]
+    assert out[0, 3] == values[1, 2] and out[3, 0] == values[2, 1]  # centres 1070, 8930
+    assert np.isnan(out[:, 9:]).all() and np.isnan(out[6:]).all(), "outside the source"
+    assert not np.isnan(out[:6, :9]).any()
+
+
+def test_decode_puts_every_input_band_on_the_scene_grid(
+    l1c_product: Factory, tmp_path: Path
+) -> None:
+    """At 10 m the scene grid is B05's 20 m grid: 10 m bands averaged 2 x 2, 20 m bands as
+    they are, B01, B09 and B10 (60 m) repeated, all from the one decode."""
+    item = l1c_product(size_10m=96, seed=2, nodata_fraction=0.1)
+    plan = load.plan(item, 10, None, 120)
+    grid = scene_grid(plan)
+    assert grid == plan.grids["B05"] and grid.resolution == 20
+    radiometry = stac_bridge.radiometry(item)
+    decoded = decode_bands(item, plan, radiometry, load.gdal_env(), tmp_path, grid)
+    assert decoded.scene_toa is not None and decoded.scene_toa.shape == (13, 48, 48)
+    for band in ("B02", "B05", "B01", "B10"):
+        with rasterio.open(item["assets"][band]["href"]) as source:
+            toa = load.to_toa(source.read(1), radiometry)
+        k = 20 // load.NATIVE_RESOLUTION[band] if band in ("B02", "B05") else 0
+        if k:
+            expected = block_mean(toa[None], k)[0] if k > 1 else toa
+        else:
+            expected = np.repeat(np.repeat(toa, 3, 0), 3, 1)
+        got = decoded.scene_toa[L1C_BANDS.index(band)]
+        np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True, err_msg=band)
+    assert set(decoded.coarse_toa) == set(load.INPUT_BANDS)
+
+
+def test_without_b10_a_clear_sky_stands_in(l1c_product: Factory, tmp_path: Path) -> None:
+    item = l1c_product(size_10m=96, seed=2)
+    del item["assets"]["B10"]
+    plan = load.plan(item, 60, None, 120)
+    radiometry = stac_bridge.radiometry(item)
+    decoded = decode_bands(item, plan, radiometry, load.gdal_env(), tmp_path, scene_grid(plan))
+    assert decoded.scene_toa is not None
+    assert (decoded.scene_toa[L1C_BANDS.index("B10")] == np.float32(CLEAR_SKY_B10)).all()
+    scene = classify_scene(decoded, plan, None)
+    assert decoded.scene_toa is None, "the 13-band stack is released"
+    assert any("no B10" in note for note in scene.notes)
+    assert not (scene.classification.scl == SceneClass.THIN_CIRRUS).any()
+
+
+def test_scl_and_cld_are_written_on_the_scene_grid(
+    l1c_product: Factory, tmp_path: Path, corrector: Any
+) -> None:
+    model, coarse_m = corrector
+    item = l1c_product(size_10m=192, seed=4, nodata_fraction=0.1)
+    plan = load.plan(item, 10, None, coarse_m)
+    radiometry = stac_bridge.radiometry(item)
+    grid = scene_grid(plan)
+    decoded = decode_bands(item, plan, radiometry, load.gdal_env(), tmp_path, grid)
+    scene = classify_scene(decoded, plan, None)
+    toa = np.stack([decoded.coarse_toa[b] for b in model.input_bands])
+    state = model.estimate(toa, plan.coarse.raster(), None, exclude=scene.exclude)
+    writer = ProductWriter(tmp_path)
+    write_product(Product(plan, model, state, radiometry, decoded.scratch, scene), writer)
+    assets = {a.key: a for a in writer.finish()}
+    writer.close()
+    assert list(assets)[-3:] == ["SCL_20m", "CLD_20m", "thumbnail"]
+    with rasterio.open(assets["SCL_20m"].path) as dataset:
+        assert dataset.transform == grid.transform and dataset.shape == (96, 96)
+        assert dataset.dtypes[0] == "uint8" and dataset.nodata == 0
+        scl = dataset.read(1)
+    with rasterio.open(assets["CLD_20m"].path) as dataset:
+        assert dataset.nodata == CLOUD_NODATA
+        cld = dataset.read(1)
+    np.testing.assert_array_equal(scl, scene.classification.scl)
+    no_data = scl == SceneClass.NO_DATA
+    assert no_data.any() and (cld[no_data] == CLOUD_NODATA).all()
+    assert (cld[~no_data] <= 100).all()
+    properties = scene.properties()
+    assert sum(v for k, v in properties["statistics"].items() if k != "no_data") == (
+        pytest.approx(100.0, abs=0.01)
+    )
+    assert {"eo:cloud_cover", "eo:snow_cover"} <= set(properties)
+
+
+def test_coarse_exclusion_counts_pixels_with_data() -> None:
+    grid = Grid(32633, Affine(20, 0, 0, 0, -20, 120), 12, 6)
+    coarse = Grid(32633, Affine(120, 0, 0, 0, -120, 120), 2, 1)
+    scl = np.full((6, 12), SceneClass.VEGETATION, np.uint8)
+    scl[0, 0] = SceneClass.CLOUD_HIGH_PROBABILITY  # 1 of 36: a speck, kept
+    scl[:, 6:9] = SceneClass.NO_DATA
+    scl[0:2, 9:12] = SceneClass.CLOUD_SHADOWS  # 6 of the 18 pixels with data
+    np.testing.assert_array_equal(coarse_exclude(scl, grid, coarse), [[False, True]])
+
+
+CLOUD_TOA = {
+    "B01": 0.55, "B02": 0.52, "B03": 0.50, "B04": 0.50, "B05": 0.51, "B06": 0.52, "B07": 0.52,
+    "B08": 0.52, "B8A": 0.52, "B09": 0.25, "B10": 0.05, "B11": 0.38, "B12": 0.25,
+}  # fmt: skip
+"""An opaque water cloud at TOA (as in tests/model/test_scene_classification.py)."""
+
+
+def test_a_cloud_does_not_bias_the_aerosol_next_to_it(
+    shared_data_dir: Path, corrector: Any
+) -> None:
+    """A real clear scene (TerraMind L1C chip, 2.2 km), then the same with an opaque cloud
+    over a quarter of it: taken as haze, the cloud raises the AOT estimated around it; kept
+    out by the classification, the AOT next to it stays the clear scene's."""
+    model, coarse_m = corrector
+    with rasterio.open(shared_data_dir / "pairs/terramind/L1C/38D_378R_2_3.tif") as source:
+        clear = source.read().astype(np.float32) / 10000
+    cloudy = clear.copy()
+    for i, band in enumerate(L1C_BANDS):
+        cloudy[i, :96, :96] = CLOUD_TOA[band]
+    fine = Grid(32633, Affine(10, 0, 0, 0, -10, 2240), 224, 224)
+    factor = round(coarse_m / 10)
+    coarse = Grid(32633, Affine(coarse_m, 0, 0, 0, -coarse_m, 2240), 19, 19)
+    assert -(-224 // factor) == 19
+
+    def aot(toa: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
+        return model.estimate(block_mean(toa, factor), coarse.raster(), None, exclude).aot
+
+    result = classify(cloudy, None, L1C_BANDS, 10.0, None)
+    assert result.masked[:96, :96].mean() > 0.95, "the painted cloud is classified as cloud"
+    exclude = coarse_exclude(result.scl, fine, coarse)
+    assert exclude[:8, :8].all() and not exclude[12:, 12:].any()
+    reference = aot(clear, None)
+    # Next to the cloud: the clear coarse cells within 360 m of it.
+    ring = np.zeros((19, 19), bool)
+    ring[:11, :11] = True
+    ring &= ~exclude
+    assert ring.sum() >= 10
+    biased = np.abs(aot(cloudy, None) - reference)[ring].mean()
+    kept_out = np.abs(aot(cloudy, exclude) - reference)[ring].mean()
+    assert biased > 0.05, f"the cloud taken as haze should raise the AOT (bias {biased:.3f})"
+    print(f"AOT next to the cloud: bias {biased:.3f} included, {kept_out:.3f} kept out")
+    assert kept_out < 0.3 * biased, (kept_out, biased)
