@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from component.errors import InvalidParameterError
+from component.model import engines
 from component.model.card import load_card
-from component.model.engines import build_scene_corrector, make_engine, onnx_graph
+from component.model.engines import (
+    build_scene_corrector,
+    gpu_may_be_present,
+    make_engine,
+    onnx_graph,
+    resolve_device,
+)
 from support.models import random_models_dir  # noqa: F401
 
 TOLERANCE = 1e-5
@@ -127,3 +136,36 @@ def test_tampered_table_is_refused(
     card.lut_path.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="sha256"):
         build_scene_corrector(card, None, "cpu", "onnx")
+
+
+def test_auto_device_without_a_gpu_does_not_import_torch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``auto`` with every GPU hidden is the CPU, decided without torch; a whole run of the
+    embedded sample on that path never imports torch (2 s of start-up)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not gpu_may_be_present()
+    assert resolve_device("auto") == "cpu"
+    code = (
+        "import sys\n"
+        "from component.cli import main\n"
+        f"code = main(['run', '--output', {str(tmp_path / 'out')!r}])\n"
+        "assert code == 0, code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr[-2000:]
+
+
+def test_auto_device_asks_torch_when_a_driver_is_present(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where an NVIDIA driver exists, ``auto`` is what torch says (cuda only if it sees one)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(engines, "gpu_may_be_present", lambda: True)
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == expected
