@@ -91,7 +91,8 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Ru
 
 @pytest.mark.slow
 def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
-    """All 12 L2A bands, TCI, AOT and WVP at 60 m under CDSE keys; Item and catalog valid."""
+    """All 12 L2A bands, TCI, AOT, WVP, SCL and CLD at 60 m under CDSE keys; Item and catalog
+    valid (the classification extension included); the covers computed on the product."""
     summary = sample_run.summary()
     assert summary["found"] == 1 and len(summary["processed"]) == 1 and not summary["failed"]
     assert summary["items"][0]["notes"] == []  # the sample has all 13 bands and its angles
@@ -99,6 +100,7 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
     assert item_path.parent.name == summary["processed"][0]
     assert "MSIL2A" in item_path.parent.name
     keys = [f"{band}_60m" for band in L2A_BANDS] + ["TCI_60m", "AOT_60m", "WVP_60m"]
+    keys += ["SCL_60m", "CLD_60m"]
     names = sorted(p.name for p in item_path.parent.iterdir())
     assert names == sorted([*(f"{key}.tif" for key in keys), "thumbnail.png", item_path.name])
     item = json.loads(item_path.read_text())
@@ -116,8 +118,40 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
             assert (dataset.transform.c, dataset.transform.f) == (330000.0, 5822040.0)
     assert item["properties"]["view:incidence_angle"] > 0
     assert "item view:* properties" in item["properties"]["processing:lineage"]
+    _check_scene(item, item_path.parent, "60m")
     derived = [link for link in item["links"] if link["rel"] == "derived_from"]
     assert derived and derived[0]["href"].endswith("sample/item.json")
+
+
+def _check_scene(item: dict[str, Any], folder: Path, suffix: str) -> None:
+    """SCL and CLD: files as declared, classes as CDSE names them, statistics and covers of
+    this SCL (not the L1C's)."""
+    scl_asset, cld_asset = item["assets"][f"SCL_{suffix}"], item["assets"][f"CLD_{suffix}"]
+    classes = {c["value"]: c["name"] for c in scl_asset["classification:classes"]}
+    assert classes[0] == "no_data" and classes[3] == "cloud_shadows" and classes[11] == "snow"
+    assert (
+        "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
+        in (item["stac_extensions"])
+    )
+    with rasterio.open(folder / scl_asset["href"]) as dataset:
+        scl = dataset.read(1)
+        assert dataset.dtypes[0] == "uint8" and dataset.nodata == 0
+    with rasterio.open(folder / cld_asset["href"]) as dataset:
+        cld = dataset.read(1)
+        assert dataset.nodata == 255 and list(dataset.shape) == scl_asset["proj:shape"]
+    assert set(np.unique(scl)) <= set(classes)
+    assert (cld[scl != 0] <= 100).all() and (cld[scl == 0] == 255).all()
+    counts = np.bincount(scl.ravel(), minlength=12)
+    with_data = counts[1:].sum()
+    statistics = item["properties"]["statistics"]
+    for value, name in classes.items():
+        if value:
+            assert statistics[name] == pytest.approx(100 * counts[value] / with_data, abs=1e-3)
+    cloudy = counts[[8, 9, 10]].sum() / with_data * 100
+    assert item["properties"]["eo:cloud_cover"] == pytest.approx(cloudy, abs=0.01)
+    assert item["properties"]["eo:snow_cover"] == pytest.approx(
+        100 * counts[11] / with_data, abs=0.01
+    )
 
 
 def _reference(item_path: Path, key: str) -> np.ndarray:
@@ -209,8 +243,9 @@ def test_search_s3_at_10m_then_skip_and_archive(
     tmp_path: Path,
     models_dir: Path,  # noqa: F811
 ) -> None:
-    """Search, read from S3 over a bbox at 10 m: each band on its native grid, read back by
-    odc-stac; a re-run skips it; --archive tars the catalog."""
+    """Search, read from S3 over a bbox at 10 m: each band on its native grid, SCL and CLD on
+    the 20 m bands' grid, read back by odc-stac; a re-run skips it; --archive tars the
+    catalog."""
     import odc.stac
 
     url, l1c = s3_items
@@ -233,7 +268,8 @@ def test_search_s3_at_10m_then_skip_and_archive(
     derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
     assert derived == [f"{url}collections/sentinel-2-l1c/items/{l1c['id']}"]
     keys = {f"{band}_{NATIVE.get(band, 20)}m" for band in L2A_BANDS}
-    assert set(item["assets"]) == keys | {"TCI_10m", "AOT_10m", "WVP_10m", "thumbnail"}
+    others = {"TCI_10m", "AOT_10m", "WVP_10m", "SCL_20m", "CLD_20m", "thumbnail"}
+    assert set(item["assets"]) == keys | others
     origin = l1c["assets"]["B02"]["proj:transform"]
     for key, asset in item["assets"].items():
         if key == "thumbnail":
@@ -248,6 +284,10 @@ def test_search_s3_at_10m_then_skip_and_archive(
         assert (left - origin[2]) % resolution == 0 and (origin[5] - top) % resolution == 0
         assert 0 < asset["proj:shape"][1] < 3840 // resolution, "the bbox window"
         assert asset["gsd"] == resolution and f"gsd:{resolution}m" in asset["roles"]
+    for key in ("SCL_20m", "CLD_20m"):  # exactly the 20 m bands' window
+        for field in ("proj:transform", "proj:shape", "proj:code"):
+            assert item["assets"][key][field] == item["assets"]["B05_20m"][field], (key, field)
+    _check_scene(item, item_path.parent, "20m")
     stac_item = pystac.Item.from_file(str(item_path))
     for key in sorted(keys | {"AOT_10m"}):
         data = odc.stac.load([stac_item], bands=[key], chunks=None)

@@ -13,7 +13,14 @@ from affine import Affine
 from component import __version__
 from component.io.describe import describe, lineage, multihash_sha256, output_id
 from component.io.load import Grid
-from component.io.write import ProductWriter, atmosphere_to_dn, quicklook_bytes, reflectance_to_dn
+from component.io.write import (
+    CLOUD_NODATA,
+    ProductWriter,
+    atmosphere_to_dn,
+    quicklook_bytes,
+    reflectance_to_dn,
+)
+from component.model.scene_classification import SceneClass, class_percentages, cover_properties
 from support.validation import assert_valid_stac
 
 L1C_ID = "S2B_MSIL1C_20240116T105329_N0510_R051_T31TCJ_20240116T114032"
@@ -234,3 +241,49 @@ def test_output_id_is_deterministic() -> None:
     assert first == output_id(L1C_ID, "unet", "1.0.0")
     assert first == "S2B_MSIL2A_20240116T105329_N0510_R051_T31TCJ_20240116T114032_unet-1.0.0"
     assert output_id(L1C_ID, "unet", "1.0.1") != first
+
+
+def test_scene_classification_is_declared_and_covers_computed(tmp_path: Path) -> None:
+    """SCL with the classification extension as CDSE declares it, CLD in percent, and the
+    cloud and snow cover of this product's SCL replacing the L1C's (12.5 there)."""
+    scl = np.full((GRID_20.height, GRID_20.width), SceneClass.VEGETATION, np.uint8)
+    scl[:30] = SceneClass.CLOUD_HIGH_PROBABILITY  # 30 of 120 rows with data
+    scl[30:36] = SceneClass.SNOW
+    scl[:, :24] = SceneClass.NO_DATA
+    writer = ProductWriter(tmp_path)
+    for kind, values in (("scl", scl), ("cld", np.where(scl == 0, CLOUD_NODATA, 40))):
+        draft = writer.open(f"{kind.upper()}_20m", GRID_20, kind, (kind.upper(),))
+        draft.write(0, values.astype(np.uint8))
+        writer.finish_later(draft)
+    assets = writer.finish()
+    writer.close()
+    scene = {"statistics": class_percentages(scl), **cover_properties(scl)}
+    item = describe(
+        l1c=l1c_item(),
+        l1c_href=None,
+        item_id=output_id(L1C_ID, "unet", "1.0.0"),
+        footprint_grid=GRID_20,
+        assets=assets,
+        model_name="unet",
+        model_version="1.0.0",
+        lineage_text="test",
+        clipped=True,
+        scene=scene,
+    ).to_dict(include_self_link=False, transform_hrefs=False)
+    assert_valid_stac(item)
+    assert (
+        "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
+        in (item["stac_extensions"])
+    )
+    scl_asset, cld_asset = item["assets"]["SCL_20m"], item["assets"]["CLD_20m"]
+    classes = scl_asset["classification:classes"]
+    assert [c["value"] for c in classes] == list(range(12))
+    assert classes[0] == {**classes[0], "name": "no_data", "nodata": True}
+    assert classes[9]["name"] == "cloud_high_probability" and classes[11]["name"] == "snow"
+    assert scl_asset["data_type"] == "uint8" and scl_asset["nodata"] == 0
+    assert scl_asset["roles"] == ["data", "sampling:original", "gsd:20m"]
+    assert cld_asset["nodata"] == CLOUD_NODATA and cld_asset["unit"] == "%"
+    props = item["properties"]
+    assert props["eo:cloud_cover"] == 25.0 and props["eo:snow_cover"] == 5.0
+    assert props["statistics"]["cloud_high_probability"] == 25.0
+    assert props["statistics"]["no_data"] == pytest.approx(100 * 24 / 144, abs=1e-3)
