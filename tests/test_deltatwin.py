@@ -296,13 +296,14 @@ def test_delta_core_run_produces_every_output(
     with tarfile.open(outputs["l2a_catalog"], "r:gz") as tar:
         names = tar.getnames()
     assert any(n.endswith("catalog.json") for n in names), names
-    assert sum(n.endswith(".tif") for n in names) == 12 + 3  # every L2A band, TCI, AOT, WVP
+    # every L2A band, TCI, AOT, WVP, SCL, CLD
+    assert sum(n.endswith(".tif") for n in names) == 12 + 5
 
     item = json.loads(outputs["l2a_item"].read_text())
     assert item["type"] == "Feature" and "MSIL2A" in item["id"]
     # The item's relative asset links resolve among the files delivered next to it.
     delivered = {p.name for p in outputs.values()}
-    assert len(item["assets"]) == 16 and all(f"{k}.tif" in delivered for k in item["assets"]
+    assert len(item["assets"]) == 18 and all(f"{k}.tif" in delivered for k in item["assets"]
                                              if k != "thumbnail")  # fmt: skip
     for key, asset in item["assets"].items():
         href = asset["href"]
