@@ -21,6 +21,11 @@ Besides the bands: B02's job also writes AOT and WVP on the ``--resolution`` gri
 no-data there is B02's), and once B04, B03 and B02 are written a TCI job makes the RGB
 quicklook from their drafts (read while their COGs are being made). B10 is only an input:
 it is read on the coarse grid directly (from a reduced-resolution level).
+
+The scene classification sits between the passes: pass 1 also puts every band's strips on the
+SCL grid (:func:`scene_grid`: 20 m, or 60 m at ``--resolution 60``), :func:`classify_scene`
+classifies them on TOA as Sen2Cor does, and its clouds, shadows, cirrus and snow become the
+atmosphere estimate's exclusion mask (:func:`coarse_exclude`); pass 2 writes SCL and CLD.
 """
 
 from __future__ import annotations
