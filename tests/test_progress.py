@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import logging
 import os
 import pty
 import struct
+import subprocess
+import sys
 import termios
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +110,54 @@ def test_counting_from_many_threads_is_exact() -> None:
 def test_format_seconds() -> None:
     assert format_seconds(4.4) == "4 s"
     assert format_seconds(125) == "2:05"
+
+
+def run_sample(output: Path, *flags: str, terminal: bool = False) -> tuple[str, str]:
+    """``python -m component run`` on the embedded sample: (stdout, stderr), stderr on a pty
+    when *terminal*."""
+    command = [sys.executable, "-m", "component", "run", "--output", str(output), *flags]
+    env = {**os.environ, "COMPONENT_PROGRESS_INTERVAL_S": "0", "COLUMNS": "120"}
+    if not terminal:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout, done.stderr
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=slave, text=True, env=env
+    ) as process:
+        os.close(slave)
+        chunks = []
+        while True:  # drain the terminal while the run writes to it
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the run closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stdout = process.stdout.read() if process.stdout else ""
+    os.close(master)
+    assert process.returncode == 0
+    return stdout, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_the_cli_shows_a_bar_on_a_terminal_log_lines_elsewhere_nothing_when_quiet(
+    tmp_path: Path,
+) -> None:
+    stdout, terminal = run_sample(tmp_path / "tty", terminal=True)
+    assert json.loads(stdout)["processed"]  # stdout is the JSON summary alone
+    assert "item 1/1 S2A_MSIL1C_20170216T102101" in terminal
+    assert "\r" in terminal and "100%" in terminal and "published" in terminal
+
+    stdout, log = run_sample(tmp_path / "log")
+    assert json.loads(stdout)["processed"]
+    lines = [x for x in log.splitlines() if "item 1/1 " in x]
+    assert any("decode B" in x and "ETA" in x for x in lines)
+    assert lines[-1].endswith(tuple(f"published in {n} s" for n in range(60)))
+    assert "\r" not in log
+
+    stdout, quiet = run_sample(tmp_path / "quiet", "--quiet")
+    assert json.loads(stdout)["processed"]
+    assert quiet == ""

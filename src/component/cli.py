@@ -76,6 +76,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="spread items over this Dask cluster (default: a local one for several items)",
     )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress display and only warnings and errors on stderr (the JSON summary "
+        "still goes to stdout)",
+    )
     secrets = parser.add_argument_group(
         "CDSE S3 credentials (default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
     )
@@ -123,6 +130,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         weights=weights,
         archive=_optional(args.archive, Path),
         dask_scheduler=_optional(args.dask_scheduler, str),
+        progress="off" if getattr(args, "quiet", False) else "auto",
         gdal_env=_gdal_env(args),
     )
 
@@ -201,8 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A run validates its inputs before importing anything heavy, so a typo costs nothing.
     parser = build_parser(("run",) if command == "run" else COMMANDS)
     args = parser.parse_args(arguments)
+    quiet = getattr(args, "quiet", False)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

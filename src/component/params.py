@@ -160,4 +160,6 @@ class RunParams:
     weights: Path | None = None
     archive: Path | None = None
     dask_scheduler: str | None = None
+    progress: str = "auto"
+    """``auto`` (a bar on a terminal, log lines elsewhere), ``bar``, ``log`` or ``off``."""
     gdal_env: dict[str, str | int] = field(default_factory=dict, repr=False)

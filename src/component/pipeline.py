@@ -37,6 +37,7 @@ from component.io.product import (
     classify_scene,
     decode_bands,
     scene_grid,
+    strip_count,
     write_product,
 )
 from component.io.write import ProductWriter
@@ -45,6 +46,7 @@ from component.model.card import ModelCard, load_card
 from component.model.correction import SceneCorrector
 from component.model.engines import build_scene_corrector
 from component.params import RunParams
+from component.progress import OFF, ItemProgress, Progress
 from component.sample import item_path as sample_item_path
 
 log = logging.getLogger(__name__)
@@ -191,8 +193,9 @@ def run(params: RunParams) -> RunSummary:
             process_many(inputs, params, process_on_worker, record)
         else:
             model = load_model(params)
-            for source in inputs:
-                record(source, process(source, model, params))
+            display = Progress(params.progress)
+            for index, source in enumerate(inputs, 1):
+                record(source, process(source, model, params, display, (index, len(inputs))))
         catalog.rebuild(params.output)
         summary.seconds["total"] = round(time.perf_counter() - started, 3)
         catalog.write_json_atomic(params.output / "run-summary.json", summary.to_dict())
@@ -220,8 +223,17 @@ def _reraise(result: ItemResult) -> ComponentError:
     return error
 
 
-def process(source: search.InputItem, model: Model, params: RunParams) -> ItemResult:
-    """One input -> one published product (or a stated reason why not)."""
+def process(
+    source: search.InputItem,
+    model: Model,
+    params: RunParams,
+    display: Progress = OFF,
+    position: tuple[int, int] = (1, 1),
+) -> ItemResult:
+    """One input -> one published product (or a stated reason why not).
+
+    *display* shows the item's progress as item *position* (index, count) of the run.
+    """
     out_id = output_id(source.id, model.name, model.version)
     result = ItemResult(input_id=source.id, output_id=out_id, status="processed")
     problem = catalog.verify_product(params.output, out_id)
@@ -240,7 +252,7 @@ def process(source: search.InputItem, model: Model, params: RunParams) -> ItemRe
     staged = catalog.new_staging_folder(params.output, out_id)
     catalog.pause_point("staged")
     try:
-        published = _produce(source, model, params, out_id, staged, result)
+        published = _produce(source, model, params, out_id, staged, result, display, position)
     except ComponentError as error:
         catalog.discard(staged)
         result.status, result.reason, result.exit_code = "failed", str(error), error.exit_code
@@ -285,6 +297,8 @@ def _produce(
     out_id: str,
     staged: Path,
     result: ItemResult,
+    display: Progress = OFF,
+    position: tuple[int, int] = (1, 1),
 ) -> Path | None:
     clock = _Clock(result.seconds)
     item = source.data
@@ -293,8 +307,42 @@ def _produce(
     load.check_assets(item, plan.inputs, params.gdal_env)
     scene, notes = geometry.resolve(item, plan.coarse)
     clock.lap("read")  # headers checked, grids and geometry known; no pixel read yet
+    # Steps: every strip decoded, classify, estimate, every raster drafted (bands, TCI, SCL
+    # and CLD), COGs finished, described and published.
+    rasters = len(plan.grids) + 2
+    show = display.item(*position, source.id, strip_count(plan) + 2 + rasters + 2)
+    try:
+        published = _produce_steps(
+            source, model, params, out_id, staged, result, clock, plan, radiometry, scene,
+            notes, show,
+        )  # fmt: skip
+    except BaseException:
+        show.close("failed")
+        raise
+    show.close("published" if published is not None else "skipped")
+    return published
 
-    decoded = decode_bands(item, plan, radiometry, params.gdal_env, staged, scene_grid(plan))
+
+def _produce_steps(
+    source: search.InputItem,
+    model: Model,
+    params: RunParams,
+    out_id: str,
+    staged: Path,
+    result: ItemResult,
+    clock: _Clock,
+    plan: load.ReadPlan,
+    radiometry: stac_bridge.BandRadiometry,
+    scene: geometry.SceneGeometry | None,
+    notes: list[str],
+    show: ItemProgress,
+) -> Path | None:
+    item = source.data
+
+    decoded = decode_bands(
+        item, plan, radiometry, params.gdal_env, staged, scene_grid(plan),
+        on_strip=lambda band: show.advance(1, f"decode {band}"),
+    )  # fmt: skip
     corrector = model.corrector
     missing = np.full((plan.coarse.height, plan.coarse.width), np.nan, np.float32)
     toa = np.stack([decoded.coarse_toa.get(band, missing) for band in corrector.input_bands])
@@ -305,6 +353,7 @@ def _produce(
     classified = classify_scene(decoded, plan, scene)
     notes += classified.notes
     clock.lap("classify")  # SCL and cloud probability; clouds kept out of the estimate
+    show.advance(1, "estimate")
     state = corrector.estimate(
         toa,
         plan.coarse.raster(),
@@ -315,6 +364,7 @@ def _produce(
     notes += state.notes
     result.notes = notes
     clock.lap("estimate")
+    show.advance(1, "correct")
 
     product = Product(
         plan=plan,
@@ -326,12 +376,13 @@ def _produce(
     )
     writer = ProductWriter(staged)
     try:
-        write_product(product, writer)
+        write_product(product, writer, on_band=lambda name: show.advance(1, f"wrote {name}"))
         clock.lap("correct")  # every raster read, corrected and drafted; COGs under way
         assets = writer.finish()
     finally:
         writer.close()
     clock.lap("write")
+    show.advance(1, "describe")
     item_out = describe(
         l1c=item,
         l1c_href=source.href,
@@ -363,6 +414,7 @@ def _produce(
     clock.lap("describe")
     published = catalog.publish(params.output, staged, out_id)
     clock.lap("publish")
+    show.advance(1, "published")
     return published
 
 

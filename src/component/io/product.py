@@ -243,6 +243,7 @@ def _decode_job(
     env: dict[str, str | int],
     folder: Path,
     scene: tuple[Grid, np.ndarray] | None = None,
+    on_strip: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, Path]:
     """One band decoded strip by strip: coarse mean accumulated, DN spilled to scratch, and,
     with *scene* (grid, output slice), the band put on the scene-classification grid."""
@@ -262,6 +263,8 @@ def _decode_job(
             elif scene is not None:
                 coarser.append(toa)  # a 60 m band under a 20 m scene grid: small
             out.write(np.ascontiguousarray(dn, np.uint16).tobytes())
+            if on_strip is not None:
+                on_strip(band)
     if on_scene is not None:
         on_scene.finish()
     elif scene is not None:
@@ -295,6 +298,11 @@ def _extra_job(
     return mean.mean()
 
 
+def strip_count(plan: ReadPlan) -> int:
+    """Strips :func:`decode_bands` decodes: the progress of pass 1."""
+    return sum(-(-grid.height // STRIP_ROWS) for grid in plan.grids.values())
+
+
 def decode_bands(
     item: dict[str, Any],
     plan: ReadPlan,
@@ -302,6 +310,7 @@ def decode_bands(
     env: dict[str, str | int],
     folder: Path,
     scene: Grid | None = None,
+    on_strip: Callable[[str], None] | None = None,
 ) -> Decoded:
     """Pass 1: decode each product band once; the coarse TOA of every input band comes along.
 
@@ -309,7 +318,8 @@ def decode_bands(
     *scene* (:func:`scene_grid`) every input band is also put on that grid for the scene
     classification, from the same decode: finer bands averaged, coarser ones (60 m under a
     20 m grid) sampled; B10 is then read at its native 60 m. An item without B10 gets
-    :data:`CLEAR_SKY_B10` there.
+    :data:`CLEAR_SKY_B10` there. *on_strip* is called with the band after each strip
+    (:func:`strip_count` of them in all), from the decoding threads.
     """
     coarse_toa: dict[str, np.ndarray] = {}
     scratch: dict[str, Path] = {}
@@ -332,6 +342,7 @@ def decode_bands(
                 env,
                 folder,
                 slot(band),
+                on_strip,
             )
             for band in job_order(plan)
         }
