@@ -18,6 +18,7 @@ from component.io.product import (
     CoarseMean,
     Product,
     SceneMean,
+    block_sums,
     classify_scene,
     coarse_exclude,
     decode_bands,
@@ -306,3 +307,27 @@ def test_a_cloud_does_not_bias_the_aerosol_next_to_it(
     assert biased > 0.05, f"the cloud taken as haze should raise the AOT (bias {biased:.3f})"
     print(f"AOT next to the cloud: bias {biased:.3f} included, {kept_out:.3f} kept out")
     assert kept_out < 0.3 * biased, (kept_out, biased)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6, 12])
+def test_block_sums_match_a_brute_force_sum_at_any_offset(k: int) -> None:
+    """Strips that start and end inside blocks, at offsets before and after the blocks'
+    origin, with invalid pixels: every block sum and count as a plain loop computes it."""
+    rng = np.random.default_rng(k)
+    for first_row, first_col, n, w in [(0, 0, 24, 36), (-5, 7, 17, 29), (13, -3, 1, 11)]:
+        toa = rng.uniform(0, 0.5, (n, w)).astype(np.float32)
+        toa[rng.uniform(size=(n, w)) < 0.2] = np.nan
+        rows, c0, sums, counts = block_sums(toa, first_row, first_col, k)
+        expected_sum: dict[tuple[int, int], float] = {}
+        expected_count: dict[tuple[int, int], int] = {}
+        for i in range(n):
+            for j in range(w):
+                key = ((first_row + i) // k, (first_col + j) // k)
+                expected_count[key] = expected_count.get(key, 0) + int(np.isfinite(toa[i, j]))
+                value = float(toa[i, j]) if np.isfinite(toa[i, j]) else 0.0
+                expected_sum[key] = expected_sum.get(key, 0.0) + value
+        assert list(rows) == sorted({key[0] for key in expected_sum})
+        for (r, c), total in expected_sum.items():
+            i, j = int(np.flatnonzero(rows == r)[0]), c - c0
+            assert sums[i, j] == pytest.approx(total, abs=1e-5)
+            assert counts[i, j] == expected_count[(r, c)]

@@ -86,6 +86,66 @@ CORRECT_ROWS = 64
 (measured per 1024 x 10980 strip: 0.29-0.36 s in 64-row slices, 0.45 s in 128, 0.87 s whole)."""
 
 
+def block_sums(
+    toa: np.ndarray, first_row: int, first_col: int, k: int
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Sums and counts of the valid (finite) values of *toa* over ``k x k`` blocks.
+
+    *first_row* / *first_col*: where *toa*'s first pixel lies, in pixels from the blocks'
+    origin (negative before it). Returns the block row of each output row, the block column
+    of the first output column, the float32 sums and the uint16 counts. Columns are summed
+    first (k strided adds), which shrinks the array k-fold before the rows are; strips of
+    1024 rows need not start or end on a block edge. Per 1024 x 10980 strip: 0.07 s onto
+    the 120 m grid and 0.08 s onto the 20 m grid, against 0.17 s and 0.35 s for float64
+    ``reduceat`` sums over padded copies (the decode threads spent more time here than in
+    GDAL).
+    """
+    n, w = toa.shape
+    left = first_col % k
+    valid = np.isfinite(toa)
+    values = np.where(valid, toa, np.float32(0)).astype(np.float32, copy=False)
+    columns = -(-(left + w) // k) * k
+    if left or columns != w:
+        padded = np.zeros((n, columns), np.float32)
+        padded[:, left : left + w] = values
+        present = np.zeros((n, columns), bool)
+        present[:, left : left + w] = valid
+        values, valid = padded, present
+    column_sums = _every(values, k, axis=1)
+    column_counts = _every(valid.astype(np.uint16), k, axis=1)
+    # Blocks of rows: a partial one where the strip starts inside a block, whole ones, a
+    # partial one where it ends inside a block.
+    head = min((-first_row) % k, n)
+    whole = (n - head) // k * k
+    sums, counts = [], []
+    if head:
+        sums.append(column_sums[:head].sum(axis=0, keepdims=True))
+        counts.append(column_counts[:head].sum(axis=0, keepdims=True, dtype=np.uint16))
+    if whole:
+        sums.append(_every(column_sums[head : head + whole], k, axis=0))
+        counts.append(_every(column_counts[head : head + whole], k, axis=0))
+    if head + whole < n:
+        sums.append(column_sums[head + whole :].sum(axis=0, keepdims=True))
+        counts.append(column_counts[head + whole :].sum(axis=0, keepdims=True, dtype=np.uint16))
+    block_sum, block_count = np.concatenate(sums), np.concatenate(counts)
+    block_rows = first_row // k + np.arange(len(block_sum))
+    return block_rows, (first_col - left) // k, block_sum, block_count
+
+
+def _every(a: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Sums of *k* consecutive entries along *axis* (its length a multiple of *k*): k strided
+    adds, each over 1/k of the array, instead of a reduction over a short inner axis."""
+    if k == 1:
+        return a
+    index = [slice(None), slice(None)]
+    index[axis] = slice(0, None, k)
+    total = a[tuple(index)].copy()
+    for j in range(1, k):
+        index[axis] = slice(j, None, k)
+        total += a[tuple(index)]
+    return total
+
+
 class CoarseMean:
     """The mean of a band's valid TOA over each coarse pixel, accumulated strip by strip.
 
@@ -107,20 +167,8 @@ class CoarseMean:
 
     def add(self, y0: int, toa: np.ndarray) -> None:
         """Rows ``y0:y0 + len(toa)`` of the band's grid (NaN = invalid)."""
-        k, (height, width) = self.k, self.shape
-        rows = y0 + self.row0 + np.arange(toa.shape[0])
-        left = self.col0 % k
-        columns = -(-(left + toa.shape[1]) // k) * k
-        valid = np.isfinite(toa)
-        padded = np.zeros((toa.shape[0], columns), np.float64)
-        padded[:, left : left + toa.shape[1]] = np.where(valid, toa, 0.0)
-        counts = np.zeros((toa.shape[0], columns), np.int64)
-        counts[:, left : left + toa.shape[1]] = valid
-        starts = np.flatnonzero(np.r_[True, np.diff(rows // k) != 0])
-        block_rows = rows[starts] // k
-        sums = np.add.reduceat(padded, starts, axis=0).reshape(len(starts), -1, k).sum(axis=2)
-        hits = np.add.reduceat(counts, starts, axis=0).reshape(len(starts), -1, k).sum(axis=2)
-        c0 = (self.col0 - left) // k
+        height, width = self.shape
+        block_rows, c0, sums, hits = block_sums(toa, y0 + self.row0, self.col0, self.k)
         cols = slice(max(c0, 0), min(c0 + sums.shape[1], width))
         inner = slice(cols.start - c0, cols.stop - c0)
         keep = (block_rows >= 0) & (block_rows < height)
@@ -161,20 +209,8 @@ class SceneMean:
 
     def add(self, y0: int, toa: np.ndarray) -> None:
         """Rows ``y0:y0 + len(toa)`` of the band's grid (NaN = invalid)."""
-        k, (height, width) = self.k, self.out.shape
-        rows = y0 + self.row0 + np.arange(toa.shape[0])
-        left = self.col0 % k
-        columns = -(-(left + toa.shape[1]) // k) * k
-        valid = np.isfinite(toa)
-        padded = np.zeros((toa.shape[0], columns), np.float32)
-        padded[:, left : left + toa.shape[1]] = np.where(valid, toa, np.float32(0))
-        counts = np.zeros((toa.shape[0], columns), np.uint8)
-        counts[:, left : left + toa.shape[1]] = valid
-        starts = np.flatnonzero(np.r_[True, np.diff(rows // k) != 0])
-        block_rows = rows[starts] // k
-        sums = np.add.reduceat(padded, starts, axis=0).reshape(len(starts), -1, k).sum(axis=2)
-        hits = np.add.reduceat(counts, starts, axis=0).reshape(len(starts), -1, k).sum(axis=2)
-        c0 = (self.col0 - left) // k
+        height, width = self.out.shape
+        block_rows, c0, sums, hits = block_sums(toa, y0 + self.row0, self.col0, self.k)
         cols = slice(max(c0, 0), min(c0 + sums.shape[1], width))
         inner = slice(cols.start - c0, cols.stop - c0)
         keep = (block_rows >= 0) & (block_rows < height)
