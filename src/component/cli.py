@@ -48,7 +48,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATH_OR_URL",
-        help="an L1C STAC Item (repeatable); takes precedence over a search",
+        help="an L1C STAC Item or an EOPF Zarr product (.zarr path or s3:// URL); repeatable; "
+        "takes precedence over a search",
+    )
+    inputs.add_argument(
+        "--catalog",
+        metavar="DIR",
+        help="a folder holding a STAC catalog.json of L1C items (OGC application package input)",
     )
     inputs.add_argument("--stac-url", default=DEFAULT_STAC_URL, help="STAC API root")
     inputs.add_argument("--collection", default=DEFAULT_COLLECTION, help="L1C collection id")
@@ -98,6 +104,11 @@ def run_params(args: argparse.Namespace) -> RunParams:
     tile = _optional(args.tile, parse_tile)
     limit = _optional(args.limit, parse_limit)
     items = tuple(i.strip() for i in args.item if i and i.strip())
+    catalog = _optional(args.catalog, str)
+    if catalog is not None:
+        from component.io.catalog_input import catalog_items
+
+        items += tuple(catalog_items(catalog))
     search = None
     if not items and any(v is not None for v in (bbox, datetime, tile)):
         search = SearchParams(
@@ -136,12 +147,14 @@ def run_params(args: argparse.Namespace) -> RunParams:
 
 
 def _gdal_env(args: argparse.Namespace) -> dict[str, str | int]:
+    from component.io import zarr_product
     from component.io.load import gdal_env, use_s3_credentials
 
     use_s3_credentials(
         (args.s3_access_key_id or "").strip(), (args.s3_secret_access_key or "").strip()
     )
-    return gdal_env()
+    zarr_product.install_stac_io()  # a .zarr --item, or an item with a Zarr product asset
+    return zarr_product.gdal_env(gdal_env())
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,0 +1,169 @@
+"""EOPF Zarr L1C input: a real Zarr store in the EOPF layout, written from the embedded sample's
+JPEG 2000 bands, read locally and from the loopback S3; it gives the SAFE product's L2A."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from component.io import load, stac_bridge, zarr_product
+from component.sample import item_path as sample_item_path
+from support.eopf import BAND_GROUPS, write_eopf_zarr
+from support.nrt import component_env, models_dir, run_cli  # noqa: F401 (fixture)
+from support.s3 import S3Server
+
+pytest.importorskip("zarr")
+
+SAFE_ITEM = sample_item_path()
+
+
+@pytest.fixture(scope="module")
+def zarr_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_eopf_zarr(SAFE_ITEM, tmp_path_factory.mktemp("eopf"))
+
+
+def test_store_has_the_eopf_layout(zarr_store: Path) -> None:
+    """The groups, names, encoding and metadata the EOPF reader (xarray-eopf 0.3) looks for:
+    ``measurements/reflectance/r<res>m/b<nn>``, CRS in ``other_metadata``, STAC metadata in
+    ``stac_discovery``; xarray's Zarr reader decodes the DN to the SAFE path's reflectance."""
+    tree = xr.open_datatree(zarr_store, engine="zarr", chunks=None)
+    safe = json.loads(SAFE_ITEM.read_text())
+    assert tree.attrs["other_metadata"]["horizontal_CRS_code"] == "EPSG:32633"
+    assert tree.attrs["stac_discovery"]["id"] == safe["id"]
+    for group, bands in BAND_GROUPS.items():
+        dataset = tree[f"measurements/reflectance/{group}"].to_dataset()
+        assert sorted(dataset.data_vars) == sorted(b.lower() for b in bands)
+        for band in bands:
+            variable = dataset[band.lower()]
+            assert variable.dims == ("y", "x")
+            assert list(variable.shape) == safe["assets"][band]["proj:shape"]
+            with rasterio.open(SAFE_ITEM.parent / safe["assets"][band]["href"]) as source:
+                dn = source.read(1)
+            expected = np.where(dn == 0, np.nan, dn * 0.0001)  # baseline 02.04: no offset
+            np.testing.assert_allclose(variable.values, expected, rtol=1e-6)
+
+
+def test_item_from_zarr_has_the_safe_grids(zarr_store: Path) -> None:
+    """Every band: the SAFE item's grid and CRS, a GDAL-readable href with the same DN."""
+    safe = json.loads(SAFE_ITEM.read_text())
+    item = zarr_product.item_from_zarr(str(zarr_store))
+    assert item["id"] == safe["id"]
+    assert stac_bridge.radiometry(item) == stac_bridge.radiometry(safe)
+    assert item["properties"]["product:type"] == "S2MSI1C"
+    env = zarr_product.gdal_env(load.gdal_env())
+    for band in load.INPUT_BANDS:
+        assert stac_bridge.asset_grid(item, band) == stac_bridge.asset_grid(safe, band)
+        assert stac_bridge.epsg_of(item, band) == 32633
+        grid = load.output_grid(item, band, load.NATIVE_RESOLUTION[band])
+        safe_band = {
+            **safe,
+            "assets": {band: {"href": str(SAFE_ITEM.parent / safe["assets"][band]["href"])}},
+        }
+        np.testing.assert_array_equal(
+            load.read_band(item, band, grid, env), load.read_band(safe_band, band, grid, env)
+        )
+
+
+def test_not_a_zarr_product_is_an_invalid_item(tmp_path: Path) -> None:
+    empty = tmp_path / "S2A_MSIL1C_x.zarr"
+    empty.mkdir()
+    with pytest.raises(zarr_product.InvalidItemError):
+        zarr_product.item_from_zarr(str(empty))
+
+
+def _products(output: Path) -> dict[str, np.ndarray]:
+    (folder,) = [p for p in output.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    rasters = {}
+    for path in sorted(folder.glob("*.tif")):
+        with rasterio.open(path) as dataset:
+            rasters[path.name] = dataset.read().astype(np.int32)
+    return rasters
+
+
+def _assert_same_l2a(one: Path, other: Path) -> None:
+    a, b = _products(one), _products(other)
+    assert sorted(a) == sorted(b) and len(a) >= 15
+    for name in a:
+        assert a[name].shape == b[name].shape, name
+        assert np.abs(a[name] - b[name]).max() <= 1, name
+
+
+@pytest.fixture(scope="module")
+def safe_10m(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Path:  # noqa: F811
+    output = tmp_path_factory.mktemp("safe") / "out"
+    done = run_cli(["--resolution", "10", "--output", str(output)], component_env(models_dir))
+    assert done.returncode == 0, done.stderr
+    return output
+
+
+@pytest.mark.slow
+def test_zarr_and_safe_give_the_same_l2a(
+    zarr_store: Path,
+    safe_10m: Path,
+    tmp_path: Path,
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """At 10 m every band is read at its native resolution from both formats: the products
+    are the same to one DN, and the output names the Zarr product as its source."""
+    output = tmp_path / "out"
+    args = ["--resolution", "10", "--item", str(zarr_store), "--output", str(output)]
+    done = run_cli(args, component_env(models_dir))
+    assert done.returncode == 0, done.stderr
+    _assert_same_l2a(safe_10m, output)
+    (item_file,) = output.glob("*/*_s2-l1c2l2a-*.json")
+    links = json.loads(item_file.read_text())["links"]
+    assert [link["href"] for link in links if link["rel"] == "derived_from"] == [str(zarr_store)]
+
+
+@pytest.mark.slow
+def test_zarr_on_s3_and_an_item_naming_it(
+    zarr_store: Path,
+    safe_10m: Path,
+    tmp_path: Path,
+    s3_server: S3Server,
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """The product on (loopback) S3, named by an ``s3://`` ``--item`` and by an item whose
+    ``product`` asset is the Zarr (as the EOPF STAC API serves them): the same L2A; without
+    keys, the credentials error (exit 7)."""
+    prefix = f"Sentinel-2/MSI/L1C-zarr/{zarr_store.name}/"
+    s3_server.upload_tree(zarr_store, prefix)
+    href = f"s3://{s3_server.bucket}/{prefix}".rstrip("/")
+    env = component_env(models_dir, **s3_server.gdal_env())
+    output = tmp_path / "s3"
+    done = run_cli(["--resolution", "10", "--item", href, "--output", str(output)], env)
+    assert done.returncode == 0, done.stderr
+    _assert_same_l2a(safe_10m, output)
+
+    safe = json.loads(SAFE_ITEM.read_text())
+    document = {
+        **{k: safe[k] for k in ("type", "stac_version", "id", "geometry", "bbox", "properties")},
+        "links": [],
+        "assets": {
+            "product": {
+                "href": href,
+                "type": "application/vnd+zarr",
+                "roles": ["data"],
+                "xarray:open_datatree_kwargs": {"engine": "eopf-zarr", "op_mode": "native"},
+            }
+        },
+    }
+    item_file = tmp_path / "item.json"
+    item_file.write_text(json.dumps(document))
+    output = tmp_path / "item"
+    done = run_cli(["--resolution", "10", "--item", str(item_file), "--output", str(output)], env)
+    assert done.returncode == 0, done.stderr
+    _assert_same_l2a(safe_10m, output)
+
+    no_keys = {k: v for k, v in env.items() if not k.startswith("AWS_") or "KEY" not in k}
+    no_keys = {
+        k: v for k, v in no_keys.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    done = run_cli(["--item", href, "--output", str(tmp_path / "nokeys")], no_keys)
+    assert done.returncode == 7, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
