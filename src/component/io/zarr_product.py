@@ -15,8 +15,9 @@ Why not ``xarray-eopf``: it pins ``zarr<3`` and pulls numba, dask-image and s3fs
 aiobotocore would downgrade the botocore this project already uses; GDAL, which the component
 reads every band with anyway, reads Zarr itself: v2, the format EOPF publishes (the GDAL 3.10
 in rasterio's wheels refuses the v3 ``bytes`` codec; a v3 product then fails with exit 5).
-The layout read here is the one ``xarray-eopf`` (0.3) reads: the groups above, the CRS from ``other_metadata``'s
-``horizontal_CRS_code``, a band's ``proj:epsg`` or ``stac_discovery``'s ``proj:code``.
+The layout read here is the one ``xarray-eopf`` (0.3) reads: the groups above, the CRS from
+``other_metadata``'s ``horizontal_CRS_code``, a band's ``proj:epsg`` or ``stac_discovery``'s
+``proj:code``.
 
 Radiometry follows the processing baseline as for SAFE (:func:`stac_bridge.radiometry`), not
 the arrays' ``scale_factor``/``add_offset``: one rule for both formats.
