@@ -1,0 +1,508 @@
+"""The Python API: ``load_l1c`` (an L1C item -> lazy TOA reflectance) and ``correct`` (TOA ->
+lazy BOA reflectance, AOT and WVP), xarray in and xarray out, no files written.
+
+Both are lazy (dask): nothing is read or computed until ``.compute()``/``.values``. They run the
+command line's own steps, so the values are the CLI product's (to one DN):
+
+* :func:`load_l1c` lays out the CLI's ``--resolution`` grid (the tile's own UTM grid, a bbox
+  snapped outward onto it) and reads each band with the CLI's reader (JPEG 2000
+  reduced-resolution levels for coarser grids, nodata-aware averaging), in the CLI's strips;
+  DN become TOA reflectance with the baseline's offset, nodata and saturated pixels NaN.
+* :func:`correct` needs two things of the whole scene before any pixel can be corrected, as
+  the CLI does: the 13 bands averaged onto the atmosphere's coarse grid (the card's, 120 m)
+  and the scene classification (on the SCL grid) whose clouds, shadows and snow are kept out
+  of the estimate. Both are dask reductions of the input; one task then classifies and
+  estimates the atmosphere; every band is then inverted block by block (per pixel, so blocks
+  are independent) with the same :class:`~component.model.correction.SceneCorrector`.
+
+The input of :func:`correct` may be any xarray of TOA reflectance with a ``band`` coordinate
+(stackstac, odc-stac, an EOPF reader, or :func:`load_l1c`) on a regular north-up grid with a
+CRS; a ``time`` dimension of length one is dropped. Without the item (which
+:func:`load_l1c` attaches) the sun/view geometry is read from stackstac-style ``view:*``
+coordinates when present, else default angles are assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from component.errors import InvalidItemError, InvalidParameterError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from component.io.load import Grid
+    from component.model.correction import AtmosphereState, SceneCorrector
+
+ITEM_ATTR = "stac_item"
+"""Attribute of :func:`load_l1c`'s array holding its item (JSON text): geometry and tile origin."""
+COMMON_NAMES = {
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge": "B05",
+    "rededge071": "B05",
+    "rededge075": "B06",
+    "rededge078": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "nir09": "B09",
+    "cirrus": "B10",
+    "swir16": "B11",
+    "swir22": "B12",
+}
+_BAND_NAME = re.compile(r"^B(0?[1-9]|1[0-2]|8A)(_\d+M)?$")
+
+
+def _item_dict(item: Any) -> dict[str, Any]:
+    """An item as a dict with absolute hrefs, from a dict, a pystac Item or a path/URL."""
+    from component.io import search, zarr_product
+
+    if isinstance(item, (str, Path)):
+        zarr_product.install_stac_io()
+        return search.read_item(str(item)).data
+    if hasattr(item, "to_dict") and hasattr(item, "make_asset_hrefs_absolute"):
+        clone = item.clone()
+        if clone.get_self_href():
+            clone.make_asset_hrefs_absolute()
+        item = clone.to_dict(include_self_link=False, transform_hrefs=False)
+    if not isinstance(item, dict) or item.get("type") != "Feature":
+        raise InvalidItemError("load_l1c: give a STAC Item (dict, pystac.Item, path or URL)")
+    return search.require_l1c(zarr_product.expand(item))
+
+
+def band_name(name: Any) -> str:
+    """``B02``, ``b02``, ``B02_10m`` or ``blue`` -> ``B02``."""
+    text = str(name).strip()
+    if text.lower() in COMMON_NAMES:
+        return COMMON_NAMES[text.lower()]
+    match = _BAND_NAME.match(text.upper())
+    if not match:
+        raise InvalidParameterError(f"unknown band {name!r}: use B01..B12, B8A or common names")
+    number = match[1]
+    return f"B{number.zfill(2)}" if number != "8A" else "B8A"
+
+
+def _read_rows(
+    item: dict[str, Any],
+    band: str,
+    grid: Grid,
+    y0: int,
+    y1: int,
+    radiometry: Any,
+    env: dict[str, str | int],
+) -> np.ndarray:
+    """Rows ``y0:y1`` of *band* on *grid* as TOA reflectance (the CLI's reader)."""
+    import rasterio
+
+    from component.io.load import BandReader, to_toa
+
+    with rasterio.Env(**env), BandReader(item, band, grid) as reader:
+        return to_toa(reader.read(y0, y1), radiometry)
+
+
+def load_l1c(
+    item: Any,
+    bands: Sequence[str] | None = None,
+    resolution: int = 60,
+    bbox: Sequence[float] | None = None,
+) -> xr.DataArray:
+    """Lazy TOA reflectance ``(band, y, x)`` of an L1C item on the CLI's grid.
+
+    *item*: a STAC Item (dict, ``pystac.Item``, path or URL) of a SAFE product, or an EOPF
+    Zarr product (a ``.zarr`` path/URL, or an item whose ``product`` asset is one). *bands*:
+    default every L1C band the item has (13, or 12 without B10). *resolution*: 10, 20 or 60:
+    every band on that grid (the CLI writes a band at ``max(resolution, native)``; at 60 m the
+    two are the same). *bbox*: ``(W, S, E, N)`` in degrees: only that window, snapped outward.
+    NaN marks nodata and saturated pixels. The CRS is set with rioxarray; the item is kept
+    in ``attrs["stac_item"]`` for :func:`correct`.
+    """
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    from component.io import load, stac_bridge, zarr_product
+    from component.params import parse_bbox, parse_resolution
+
+    data = _item_dict(item)
+    res = parse_resolution(str(resolution))
+    window = None
+    if bbox is not None:
+        window = parse_bbox(",".join(str(float(v)) for v in bbox))
+    available = tuple(
+        b
+        for b in load.INPUT_BANDS
+        if b not in load.OPTIONAL_BANDS or data.get("assets", {}).get(b, {}).get("href")
+    )
+    wanted = tuple(band_name(b) for b in bands) if bands is not None else available
+    stac_bridge.require_bands(data, wanted)
+    load.check_credentials(data, wanted)
+    radiometry = stac_bridge.radiometry(data)
+    grid = load.output_grid(data, "B02", res, window)
+    env = zarr_product.gdal_env(load.gdal_env())
+    stacked = []
+    for band in wanted:
+        minimal = {"id": data.get("id"), "assets": {band: data["assets"][band]}}
+        strips = [
+            da.from_delayed(
+                dask.delayed(_read_rows, pure=True)(
+                    minimal, band, grid, y0, min(grid.height, y0 + load.STRIP_ROWS), radiometry, env
+                ),
+                shape=(min(grid.height, y0 + load.STRIP_ROWS) - y0, grid.width),
+                dtype=np.float32,
+            )
+            for y0 in range(0, grid.height, load.STRIP_ROWS)
+        ]
+        stacked.append(da.concatenate(strips, axis=0))
+    t = grid.transform
+    array = xr.DataArray(
+        da.stack(stacked),
+        dims=("band", "y", "x"),
+        coords={
+            "band": list(wanted),
+            "x": t.c + (np.arange(grid.width) + 0.5) * t.a,
+            "y": t.f + (np.arange(grid.height) + 0.5) * t.e,
+        },
+        name="toa_reflectance",
+        attrs={ITEM_ATTR: json.dumps(data), "long_name": "L1C TOA reflectance"},
+    )
+    return _with_crs(array, grid.epsg)
+
+
+def _with_crs(obj: Any, epsg: int) -> Any:
+    import rioxarray  # noqa: F401 (registers the .rio accessor)
+
+    return obj.rio.write_crs(f"EPSG:{epsg}")
+
+
+# --- correct -----------------------------------------------------------------------------
+
+_META = np.empty((0, 0), np.float32)
+"""Given to dask, so it never calls a block function to guess the output (which would build
+the model when the graph is only being made)."""
+_correctors: dict[tuple[Any, ...], SceneCorrector] = {}
+_lock = threading.Lock()
+
+
+def _corrector(weights: str | None, device: str, engine: str) -> SceneCorrector:
+    """The CLI's corrector, built once per process (blocks run in threads or on workers)."""
+    from component.model.card import load_card, models_dir
+    from component.model.engines import build_scene_corrector
+
+    key = (weights, device, engine, str(models_dir()))
+    with _lock:
+        if key not in _correctors:
+            path = Path(weights) if weights else None
+            _correctors[key] = build_scene_corrector(load_card(), path, device, engine)[0]
+        return _correctors[key]
+
+
+def _normalized(l1c: Any) -> xr.DataArray:
+    """Any TOA xarray -> a float32 dask DataArray ``(band, y, x)`` with L1C band names."""
+    import dask.array as da
+    import xarray as xr
+
+    if isinstance(l1c, xr.Dataset):
+        l1c = l1c.to_dataarray("band") if hasattr(l1c, "to_dataarray") else l1c.to_array("band")
+    if not isinstance(l1c, xr.DataArray):
+        raise InvalidParameterError("correct: give an xarray DataArray or Dataset of TOA")
+    if "time" in l1c.dims:
+        if l1c.sizes["time"] != 1:
+            raise InvalidParameterError(
+                f"correct: {l1c.sizes['time']} times given: correct one scene at a time "
+                "(select it with .isel(time=i))"
+            )
+        l1c = l1c.isel(time=0)
+    missing = {"band", "y", "x"} - set(l1c.dims)
+    if missing or l1c.ndim != 3:
+        raise InvalidParameterError(
+            f"correct: dimensions {l1c.dims} lack {sorted(missing)}: give (band, y, x)"
+        )
+    if not np.issubdtype(l1c.dtype, np.floating):
+        raise InvalidParameterError(
+            "correct: integer values are DN, not reflectance: load with component.load_l1c, or "
+            "scale them to TOA reflectance first (DN / 10000, minus 0.1 from baseline 04.00)"
+        )
+    l1c = l1c.transpose("band", "y", "x")
+    names = [band_name(b) for b in l1c["band"].values]
+    l1c = l1c.assign_coords(band=names)
+    data = l1c.data if isinstance(l1c.data, da.Array) else da.from_array(l1c.data)
+    return l1c.copy(data=data.astype(np.float32))
+
+
+def _grid_of(array: xr.DataArray, epsg: int) -> Grid:
+    """The north-up grid of *array* from its pixel-centre coordinates."""
+    from affine import Affine
+
+    from component.io.load import Grid
+
+    x, y = array["x"].values.astype(float), array["y"].values.astype(float)
+    if len(x) < 2 or len(y) < 2:
+        raise InvalidParameterError("correct: the array needs at least 2 x 2 pixels")
+    dx, dy = x[1] - x[0], y[1] - y[0]
+    regular = np.allclose(np.diff(x), dx, rtol=1e-6) and np.allclose(np.diff(y), dy, rtol=1e-6)
+    if not regular or dx <= 0 or dy >= 0 or not math.isclose(dx, -dy, rel_tol=1e-6):
+        raise InvalidParameterError(
+            "correct: x/y must be a regular north-up grid of square pixels (x up, y down)"
+        )
+    transform = Affine(dx, 0.0, x[0] - dx / 2, 0.0, dy, y[0] - dy / 2)
+    return Grid(epsg=epsg, transform=transform, width=len(x), height=len(y))
+
+
+def _epsg_of(array: xr.DataArray) -> int:
+    import rioxarray  # noqa: F401
+
+    crs = None
+    try:
+        crs = array.rio.crs
+    except Exception:  # any malformed CRS is the same as none
+        crs = None
+    if crs is None and "epsg" in array.coords:
+        return int(np.asarray(array["epsg"].values).ravel()[0])
+    epsg = crs.to_epsg() if crs is not None else None
+    if epsg is None:
+        raise InvalidParameterError(
+            "correct: the array has no EPSG CRS: set one with .rio.write_crs('EPSG:...')"
+        )
+    return int(epsg)
+
+
+def _snapped(grid: Grid, resolution: float, origin: tuple[float, float]) -> Grid:
+    """The grid of *resolution* anchored at *origin* that covers *grid*, snapped outward (the
+    CLI's coarse and scene grids: the same snapping of the same window)."""
+    from affine import Affine
+
+    from component.io.load import Grid
+
+    c, f = origin
+    left, bottom, right, top = grid.bounds
+    eps = 1e-6
+    x0 = c + math.floor((left - c) / resolution + eps) * resolution
+    y0 = f - math.floor((f - top) / resolution + eps) * resolution
+    x1 = c + math.ceil((right - c) / resolution - eps) * resolution
+    y1 = f - math.ceil((f - bottom) / resolution - eps) * resolution
+    width, height = round((x1 - x0) / resolution), round((y0 - y1) / resolution)
+    return Grid(grid.epsg, Affine(resolution, 0.0, x0, 0.0, -resolution, y0), width, height)
+
+
+def _aligned_chunks(grid: Grid, coarse: Grid, rows: int) -> tuple[int, ...]:
+    """Row chunks whose inner boundaries fall on the coarse grid's row boundaries, so each
+    chunk's coarse (and scene) pixels are whole: their means need no other chunk."""
+    k = round(coarse.resolution / grid.resolution)
+    offset = round((coarse.transform.f - grid.transform.f) / grid.resolution)
+    step = max(k, rows // k * k)
+    first = (k - offset) % k or k
+    first += (step - first) // k * k
+    chunks, start = [], 0
+    size = first
+    while start < grid.height:
+        size = min(size, grid.height - start)
+        chunks.append(size)
+        start += size
+        size = step
+    return tuple(chunks)
+
+
+def _block_means(block: np.ndarray, k: int, row0: int, col0: int) -> np.ndarray:
+    """NaN-aware means of ``k x k`` blocks; the block's pixel (0, 0) sits at (*row0*, *col0*)
+    of its first coarse pixel. Partial blocks at the edges count their valid pixels."""
+    height, width = block.shape
+    rows, cols = -(-(row0 + height) // k) * k, -(-(col0 + width) // k) * k
+    padded = np.full((rows, cols), np.nan, np.float64)
+    padded[row0 : row0 + height, col0 : col0 + width] = block
+    valid = np.isfinite(padded)
+    sums = np.where(valid, padded, 0.0).reshape(rows // k, k, cols // k, k).sum(axis=(1, 3))
+    counts = valid.reshape(rows // k, k, cols // k, k).sum(axis=(1, 3))
+    out = np.full(sums.shape, np.nan, np.float32)
+    seen = counts > 0
+    out[seen] = sums[seen] / counts[seen]
+    return out
+
+
+def _means_of(band: Any, grid: Grid, target: Grid, chunks: tuple[int, ...]) -> Any:
+    """A band's dask means on *target* (a coarser grid of the same anchoring)."""
+    import dask.array as da
+
+    k = round(target.resolution / grid.resolution)
+    row0 = round((target.transform.f - grid.transform.f) / grid.resolution)
+    col0 = round((grid.transform.c - target.transform.c) / grid.resolution)
+    if k == 1:
+        return band
+    out_rows, start = [], 0
+    for size in chunks:
+        first = (row0 + start) // k
+        last = -(-(row0 + start + size) // k)
+        out_rows.append(last - first)
+        start += size
+
+    def block(values: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+        y0 = block_info[0]["array-location"][0][0] if block_info else 0
+        return _block_means(values, k, (row0 + y0) % k, col0)
+
+    return da.map_blocks(
+        block, band, chunks=(tuple(out_rows), (target.width,)), dtype=np.float32, meta=_META
+    )
+
+
+def _geometry(item: dict[str, Any] | None, coords: dict[str, Any], coarse: Grid) -> Any:
+    from component.io import geometry
+
+    if item is not None:
+        return geometry.resolve(item, coarse)[0]
+    return geometry.from_properties(coords)
+
+
+def _estimate(
+    coarse_toa: np.ndarray,
+    scene_toa: np.ndarray,
+    bands: tuple[str, ...],
+    coarse: Grid,
+    scene: Grid,
+    item_text: str | None,
+    coords: dict[str, Any],
+    model: tuple[str | None, str, str],
+) -> AtmosphereState:
+    """The whole-scene step: classification (clouds out), then the atmosphere (one task)."""
+    from component.io.product import CLEAR_SKY_B10, coarse_exclude
+    from component.model.correction import L1C_BANDS
+    from component.model.scene_classification import classify
+
+    corrector = _corrector(*model)
+    item = json.loads(item_text) if item_text else None
+    geometry = _geometry(item, coords, coarse)
+    stack = np.full((len(L1C_BANDS), scene.height, scene.width), np.nan, np.float32)
+    for index, band in enumerate(L1C_BANDS):
+        if band in bands:
+            stack[index] = scene_toa[bands.index(band)]
+        elif band == "B10":
+            stack[index] = CLEAR_SKY_B10
+    result = classify(
+        stack,
+        None,
+        L1C_BANDS,
+        scene.resolution,
+        geometry.for_model() if geometry is not None else None,
+        sun_azimuth=geometry.sun_azimuth if geometry is not None else None,
+    )
+    del stack
+    exclude = coarse_exclude(result.scl, scene, coarse)
+    missing = np.full((coarse.height, coarse.width), np.nan, np.float32)
+    toa = np.stack(
+        [coarse_toa[bands.index(b)] if b in bands else missing for b in corrector.input_bands]
+    )
+    return corrector.estimate(
+        toa,
+        coarse.raster(),
+        geometry.for_model() if geometry is not None else None,
+        exclude=exclude,
+    )
+
+
+def _correct_block(
+    toa: np.ndarray,
+    state: AtmosphereState,
+    band: str,
+    grid: Grid,
+    model: tuple[str | None, str, str],
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    from component.io.product import correct_rows
+
+    y0 = block_info[0]["array-location"][0][0] if block_info else 0
+    return correct_rows(_corrector(*model), band, toa, grid, y0, state)
+
+
+def _field_block(
+    toa: np.ndarray,
+    state: AtmosphereState,
+    name: str,
+    grid: Grid,
+    model: tuple[str | None, str, str],
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    y0 = block_info[0]["array-location"][0][0] if block_info else 0
+    rows = grid.raster().rows(y0, y0 + toa.shape[0])
+    values = np.asarray(_corrector(*model).field(name, rows, state), np.float32)
+    return np.where(np.isfinite(toa), values, np.float32(np.nan))
+
+
+def correct(
+    l1c: Any, *, weights: str | None = None, device: str = "auto", engine: str = "auto"
+) -> xr.Dataset:
+    """Lazy L2A of *l1c*: BOA reflectance of each L2A band it has, plus ``AOT`` (550 nm) and
+    ``WVP`` (cm), on *l1c*'s grid, with its coordinates and CRS.
+
+    Nothing is computed until the result (or a variable of it) is: then the scene's coarse
+    means and classification are reduced from the input, the atmosphere is estimated once,
+    and the bands are inverted block by block, as ``python -m component run`` does.
+    *weights*, *device*, *engine*: as the CLI's ``--weights``, ``--device``, ``--engine``.
+    """
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    from component.io.load import STRIP_ROWS
+    from component.model.card import load_card
+    from component.model.correction import L2A_BANDS
+
+    if device not in ("auto", "cpu", "cuda") or engine not in ("auto", "torch", "onnx"):
+        raise InvalidParameterError("correct: device is auto|cpu|cuda, engine auto|torch|onnx")
+    model = (str(weights) if weights else None, device, engine)
+    array = _normalized(l1c)
+    epsg = _epsg_of(array)
+    grid = _grid_of(array, epsg)
+    item_text = array.attrs.get(ITEM_ATTR) or getattr(l1c, "attrs", {}).get(ITEM_ATTR)
+    item = json.loads(item_text) if item_text else None
+    origin = (grid.transform.c, grid.transform.f)
+    if item is not None and "B02" in item.get("assets", {}):
+        from component.io import stac_bridge
+
+        transform, _ = stac_bridge.asset_grid(item, "B02")
+        origin = (transform[2], transform[5])
+    card = load_card()
+    coarse = _snapped(grid, float(card.atmosphere_grid_m), origin)
+    scene = _snapped(grid, max(grid.resolution, 20.0), origin)
+    bands = tuple(str(b) for b in array["band"].values)
+    chunks = _aligned_chunks(grid, coarse, STRIP_ROWS)
+    data = array.data.rechunk({0: 1, 1: chunks, 2: -1})
+    coarse_toa = da.stack([_means_of(data[i], grid, coarse, chunks) for i in range(len(bands))])
+    scene_toa = da.stack([_means_of(data[i], grid, scene, chunks) for i in range(len(bands))])
+    coords = {
+        str(k): np.asarray(v.values).ravel()[0].item()
+        for k, v in array.coords.items()
+        if str(k).startswith("view:") and np.asarray(v.values).size >= 1
+    }
+    state = dask.delayed(_estimate, pure=True)(
+        coarse_toa, scene_toa, bands, coarse, scene, item_text, coords, model
+    )
+    variables: dict[str, Any] = {}
+    for band in L2A_BANDS:
+        if band not in bands:
+            continue
+        boa = da.map_blocks(
+            _correct_block, data[bands.index(band)], state, band, grid, model, meta=_META
+        )
+        variables[band] = (("y", "x"), boa, {"long_name": f"{band} BOA reflectance"})
+    reference = data[bands.index("B02") if "B02" in bands else 0]
+    for key, name, long_name, unit in (
+        ("AOT", "aot", "aerosol optical thickness at 550 nm", "1"),
+        ("WVP", "water", "water vapour column", "cm"),
+    ):
+        values = da.map_blocks(_field_block, reference, state, name, grid, model, meta=_META)
+        variables[key] = (("y", "x"), values, {"long_name": long_name, "units": unit})
+    if not any(band in bands for band in L2A_BANDS):
+        raise InvalidParameterError("correct: the array holds no L2A band (B01..B12 but B10)")
+    coords_out = {"x": array["x"], "y": array["y"]}
+    dataset = xr.Dataset(variables, coords=coords_out, attrs={"processing:level": "L2"})
+    if item is not None:
+        dataset.attrs["derived_from"] = str(item.get("id"))
+    return _with_crs(dataset, epsg)

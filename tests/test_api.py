@@ -1,0 +1,123 @@
+"""The Python API: the documented example runs, and its values are the CLI product's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import rasterio
+
+import component
+from component import api
+from component.errors import InvalidParameterError
+from component.io.write import atmosphere_to_dn, reflectance_to_dn
+from component.sample import item_path as sample_item_path
+from support.eopf import write_eopf_zarr
+from support.nrt import component_env, models_dir, run_cli  # noqa: F401 (fixture)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOC = REPO_ROOT / "docs" / "python-api.md"
+
+
+@pytest.fixture(autouse=True)
+def _models(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("COMPONENT_MODELS_DIR", str(models_dir))
+
+
+@pytest.fixture(scope="module")
+def cli_60m(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Path:  # noqa: F811
+    output = tmp_path_factory.mktemp("cli") / "out"
+    done = run_cli(["--output", str(output)], component_env(models_dir))
+    assert done.returncode == 0, done.stderr
+    (folder,) = [p for p in output.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return folder
+
+
+def test_import_is_light() -> None:
+    """``import component`` loads neither dask, xarray nor torch; the API comes on first use."""
+    code = (
+        "import sys, component; heavy = [m for m in ('torch', 'dask', 'xarray', 'onnxruntime', "
+        "'rasterio') if m in sys.modules]; assert not heavy, heavy; "
+        "assert callable(component.correct) and callable(component.load_l1c)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_documented_example_runs(tmp_path: Path, models_dir: Path) -> None:  # noqa: F811
+    """The code block of docs/python-api.md (pasted in the README) runs as it is."""
+    (code,) = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    env = {**os.environ, "COMPONENT_MODELS_DIR": str(models_dir)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "mean NDVI" in done.stdout
+    with rasterio.open(tmp_path / "B04_boa.tif") as dataset:
+        assert dataset.crs.to_epsg() == 32633 and dataset.shape == (128, 256)
+
+
+@pytest.mark.slow
+def test_values_equal_the_cli_product(cli_60m: Path) -> None:
+    """Every band, AOT and WVP of the API, quantized as the CLI writes them, within one DN of
+    the CLI's 60 m product; and nothing is computed before it is asked for."""
+    api._correctors.clear()
+    l1c = component.load_l1c(sample_item_path())
+    assert l1c.dims == ("band", "y", "x") and isinstance(l1c.data, da.Array)
+    l2a = component.correct(l1c, device="cpu")
+    assert not api._correctors  # lazy: the model is not even built yet
+    assert l2a.rio.crs.to_epsg() == 32633
+    np.testing.assert_array_equal(l2a["x"], l1c["x"])
+    assert set(l2a.data_vars) == {*(f"B{n:02d}" for n in range(1, 13) if n != 10), "B8A"} | {
+        "AOT",
+        "WVP",
+    }
+    computed = l2a.compute()
+    for name in computed.data_vars:
+        values = computed[name].values
+        with rasterio.open(cli_60m / f"{name}_60m.tif") as dataset:
+            reference = dataset.read(1).astype(np.int32)
+            transform = dataset.transform
+        if name in ("AOT", "WVP"):
+            dn = atmosphere_to_dn(values).astype(np.int32)
+        else:
+            dn = reflectance_to_dn(values).astype(np.int32)
+        assert np.abs(dn - reference).max() <= 1, name
+    assert (transform.c, transform.f) == (float(l2a.x[0]) - 30, float(l2a.y[0]) + 30)
+
+
+def test_zarr_product_loads_as_the_safe_one(tmp_path: Path) -> None:
+    """An EOPF Zarr product (a .zarr path) gives the SAFE item's TOA, grid and CRS."""
+    pytest.importorskip("zarr")
+    store = write_eopf_zarr(sample_item_path(), tmp_path)
+    safe = component.load_l1c(sample_item_path(), bands=["B02", "B8A", "B10"], resolution=20)
+    zarr = component.load_l1c(store, bands=["b02", "nir08", "cirrus"], resolution=20)
+    assert list(zarr["band"].values) == ["B02", "B8A", "B10"]
+    np.testing.assert_array_equal(zarr.values, safe.values)
+    assert zarr.rio.crs == safe.rio.crs
+
+
+def test_bbox_window_and_other_inputs() -> None:
+    """A bbox reads only its window; a dataset with a time dimension of one (as stackstac and
+    odc-stac give) is accepted; DN and several times are refused with one-line messages."""
+    item = json.loads(sample_item_path().read_text())
+    west, south, east, north = item["bbox"]
+    bbox = (west, south, (west + east) / 2, (south + north) / 2)
+    l1c = component.load_l1c(sample_item_path(), bands=["B02", "B04", "B08"], bbox=bbox)
+    assert 0 < l1c.sizes["x"] < 256 and 0 < l1c.sizes["y"] < 128
+    dataset = l1c.to_dataset("band").expand_dims(time=1)
+    dataset.attrs = {}  # no item: default angles
+    l2a = component.correct(dataset)
+    assert set(l2a.data_vars) == {"B02", "B04", "B08", "AOT", "WVP"}
+    with pytest.raises(InvalidParameterError, match="DN"):
+        component.correct((l1c * 10000).astype("uint16"))
+    with pytest.raises(InvalidParameterError, match="one scene at a time"):
+        component.correct(l1c.expand_dims(time=2))
+    with pytest.raises(InvalidParameterError, match="unknown band"):
+        component.load_l1c(sample_item_path(), bands=["B13"])
