@@ -1,0 +1,85 @@
+cwlVersion: v1.2
+# OGC EO Application Package (OGC 20-089r1): Sentinel-2 L1C -> L2A.
+# The platform stages a STAC catalog of L1C items in (a Directory holding catalog.json) and
+# stages the L2A catalog out (a Directory holding catalog.json, one Item per product).
+$namespaces:
+  s: https://schema.org/
+s:softwareVersion: 0.1.0
+s:license: https://www.apache.org/licenses/LICENSE-2.0
+$graph:
+  - class: Workflow
+    id: s2-l1c2l2a
+    label: Sentinel-2 L1C to L2A (physics-informed network)
+    doc: >-
+      Corrects every Sentinel-2 L1C item of the input STAC catalog (SAFE JPEG 2000 bands or
+      EOPF Zarr products) into an L2A product: the twelve L2A bands on their native grids,
+      AOT, WVP, TCI, SCL and CLD as Cloud-Optimized GeoTIFFs, described by STAC 1.1 Items in
+      the output catalog.
+    requirements: []
+    inputs:
+      l1c:
+        type: Directory
+        label: L1C items
+        doc: A folder holding a STAC catalog.json that links the L1C items.
+      resolution:
+        type: string?
+        label: finest output grid (m)
+        doc: 10, 20 or 60; each band is written at max(this, its native resolution).
+        default: "60"
+      bbox:
+        type: string?
+        label: output window
+        doc: W,S,E,N in degrees; only the window is read and written.
+    outputs:
+      l2a:
+        type: Directory
+        label: L2A products
+        doc: A folder holding the output STAC catalog.json, its Items and their COGs.
+        outputSource: correct/l2a
+    steps:
+      correct:
+        run: "#correct"
+        in:
+          l1c: l1c
+          resolution: resolution
+          bbox: bbox
+        out:
+          - l2a
+
+  - class: CommandLineTool
+    id: correct
+    label: python -m component run --catalog
+    hints:
+      # A hint, as OGC 20-089 allows and EOEPCA's packages do: platforms run the image, and
+      # `cwltool --no-container` can still run the tool where the component is installed.
+      DockerRequirement:
+        dockerPull: s2-l1c2l2a:0.1.0
+    requirements:
+      NetworkAccess:
+        networkAccess: true
+      ResourceRequirement:
+        coresMin: 2
+        ramMin: 8192
+    baseCommand: [python, -m, component, run]
+    arguments:
+      - --output
+      - l2a
+    inputs:
+      l1c:
+        type: Directory
+        inputBinding:
+          prefix: --catalog
+      resolution:
+        type: string?
+        inputBinding:
+          prefix: --resolution
+      bbox:
+        type: string?
+        inputBinding:
+          prefix: --bbox=
+          separate: false
+    outputs:
+      l2a:
+        type: Directory
+        outputBinding:
+          glob: l2a
