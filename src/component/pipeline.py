@@ -41,6 +41,7 @@ from component.io.product import (
     write_product,
 )
 from component.io.write import ProductWriter
+from component.model import scene_clouds
 from component.model.atmosphere import sha256_file
 from component.model.card import ModelCard, load_card
 from component.model.correction import SceneCorrector
@@ -120,6 +121,7 @@ class Model:
 
 def load_model(params: RunParams) -> Model:
     card = load_card()
+    scene_clouds.preload()  # the cloud detector loads while the run searches and decodes
     # Not a ``with`` block: leaving one waits for the build, which must go on in the background.
     pool = ThreadPoolExecutor(1, "model")
     building = pool.submit(

@@ -32,8 +32,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import threading
 from collections.abc import Sequence
-from functools import lru_cache
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,8 +71,41 @@ def model_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=1)
+_loading: Future[Booster] | None = None
+_loading_lock = threading.Lock()
+
+
+def preload() -> None:
+    """Start loading the detector in a background thread.
+
+    Importing lightgbm takes 0.5 s (it imports pandas when installed, and xarray installs
+    it) and the model file is parsed after: a run starts this before it searches and
+    decodes, whose threads spend their time in GDAL without the GIL, so the detector is
+    ready when the classification needs it instead of adding to the start-up.
+    """
+    global _loading
+    with _loading_lock:
+        if _loading is None:
+            _loading = Future()
+            threading.Thread(
+                target=_fill, args=(_loading,), name="cloud-model", daemon=True
+            ).start()
+
+
+def _fill(future: Future[Booster]) -> None:
+    try:
+        future.set_result(_load_booster())
+    except BaseException as error:  # raised again where the detector is used
+        future.set_exception(error)
+
+
 def _booster() -> Booster:
+    preload()
+    assert _loading is not None
+    return _loading.result()
+
+
+def _load_booster() -> Booster:
     try:
         from lightgbm import Booster
     except ImportError:
