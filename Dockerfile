@@ -21,5 +21,6 @@ COPY models ./models
 
 USER component
 WORKDIR /home/component
-ENTRYPOINT ["python", "-m", "component"]
-CMD ["run"]
+# No ENTRYPOINT: CWL runners (app-package.cwl) and DeltaTwin give the whole command line.
+# `docker run IMAGE` alone corrects the embedded sample into /home/component/output.
+CMD ["python", "-m", "component", "run", "--output", "output"]
