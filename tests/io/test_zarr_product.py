@@ -4,6 +4,7 @@ JPEG 2000 bands, read locally and from the loopback S3; it gives the SAFE produc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -127,10 +128,11 @@ def test_zarr_on_s3_and_an_item_naming_it(
     tmp_path: Path,
     s3_server: S3Server,
     models_dir: Path,  # noqa: F811
+    stac_api: Callable[..., str],
 ) -> None:
-    """The product on (loopback) S3, named by an ``s3://`` ``--item`` and by an item whose
-    ``product`` asset is the Zarr (as the EOPF STAC API serves them): the same L2A; without
-    keys, the credentials error (exit 7)."""
+    """The product on (loopback) S3, named by an ``s3://`` ``--item``, by an item whose
+    ``product`` asset is the Zarr (as the EOPF STAC API serves them) and found by a search of
+    the loopback STAC API: the same L2A; without keys, the credentials error (exit 7)."""
     prefix = f"Sentinel-2/MSI/L1C-zarr/{zarr_store.name}/"
     s3_server.upload_tree(zarr_store, prefix)
     href = f"s3://{s3_server.bucket}/{prefix}".rstrip("/")
@@ -157,6 +159,16 @@ def test_zarr_on_s3_and_an_item_naming_it(
     item_file.write_text(json.dumps(document))
     output = tmp_path / "item"
     done = run_cli(["--resolution", "10", "--item", str(item_file), "--output", str(output)], env)
+    assert done.returncode == 0, done.stderr
+    _assert_same_l2a(safe_10m, output)
+
+    # the same item found by a STAC API search (the EOPF STAC API serves Zarr items so)
+    url = stac_api([document])
+    when = str(safe["properties"]["datetime"])[:10]
+    west, south, east, north = safe["bbox"]
+    search = ["--stac-url", url, "--bbox", f"{west},{south},{east},{north}", "--datetime", when]
+    output = tmp_path / "search"
+    done = run_cli(["--resolution", "10", *search, "--output", str(output)], env)
     assert done.returncode == 0, done.stderr
     _assert_same_l2a(safe_10m, output)
 

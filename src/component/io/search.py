@@ -201,12 +201,14 @@ def search(params: SearchParams) -> list[InputItem]:
             "--max-cloud-cover"
         )
     items.sort(key=lambda item: (item.datetime.isoformat() if item.datetime else "", item.id))
+    from component.io import zarr_product  # EOPF Zarr items get band assets like SAFE ones
+
     result = []
     for item in items:
         data = item.to_dict(include_self_link=False, transform_hrefs=False)
         href = item.get_self_href() or (
             f"{params.stac_url.rstrip('/')}/collections/{params.collection}/items/{item.id}"
         )
-        result.append(InputItem(require_l1c(data), href))
+        result.append(InputItem(require_l1c(zarr_product.expand(data, href)), href))
     log.info("found %d item(s) in %s", len(result), params.collection)
     return result
