@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the project on a fresh machine: a virtual environment with the component installed.
-#   scripts/setup.sh          the component (torch, smp, stackstac...) in .venv
+#   scripts/setup.sh          the component (torch, smp, onnxruntime, rasterio...) in .venv
 #   scripts/setup.sh --test   also the test tools, and delta-core in its own .venv-delta
 # torch and torchvision come from PyPI as a matching pair (pinned in pyproject.toml); they run
 # on CPU and use CUDA when a GPU is present. Idempotent: a second call only checks.
