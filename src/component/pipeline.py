@@ -47,7 +47,7 @@ from component.model.card import ModelCard, load_card
 from component.model.correction import SceneCorrector
 from component.model.engines import build_scene_corrector
 from component.params import RunParams
-from component.progress import OFF, ItemProgress, Progress
+from component.progress import OFF, Progress
 from component.sample import item_path as sample_item_path
 
 log = logging.getLogger(__name__)
@@ -312,112 +312,87 @@ def _produce(
     # Steps: every strip decoded, classify, estimate, every raster drafted (bands, TCI, SCL
     # and CLD), COGs finished, described and published.
     rasters = len(plan.grids) + 2
-    show = display.item(*position, source.id, strip_count(plan) + 2 + rasters + 2)
-    try:
-        published = _produce_steps(
-            source, model, params, out_id, staged, result, clock, plan, radiometry, scene,
-            notes, show,
+    with display.item(*position, source.id, strip_count(plan) + 2 + rasters + 2) as show:
+        decoded = decode_bands(
+            item, plan, radiometry, params.gdal_env, staged, scene_grid(plan),
+            on_strip=lambda band: show.advance(1, f"decode {band}"),
         )  # fmt: skip
-    except BaseException:
-        show.close("failed")
-        raise
-    show.close("published" if published is not None else "skipped")
-    return published
+        corrector = model.corrector
+        missing = np.full((plan.coarse.height, plan.coarse.width), np.nan, np.float32)
+        toa = np.stack([decoded.coarse_toa.get(band, missing) for band in corrector.input_bands])
+        if not np.isfinite(toa).any():
+            result.reason = "no valid pixel in the requested area (all nodata or saturated)"
+            show.close("skipped")
+            return None
+        clock.lap("decode")  # every band decoded once; the atmosphere's input is known
+        classified = classify_scene(decoded, plan, scene)
+        notes += classified.notes
+        clock.lap("classify")  # SCL and cloud probability; clouds kept out of the estimate
+        show.advance(1, "estimate")
+        state = corrector.estimate(
+            toa,
+            plan.coarse.raster(),
+            scene.for_model() if scene is not None else None,
+            exclude=classified.exclude,
+        )
+        del toa
+        notes += state.notes
+        result.notes = notes
+        clock.lap("estimate")
+        show.advance(1, "correct")
 
-
-def _produce_steps(
-    source: search.InputItem,
-    model: Model,
-    params: RunParams,
-    out_id: str,
-    staged: Path,
-    result: ItemResult,
-    clock: _Clock,
-    plan: load.ReadPlan,
-    radiometry: stac_bridge.BandRadiometry,
-    scene: geometry.SceneGeometry | None,
-    notes: list[str],
-    show: ItemProgress,
-) -> Path | None:
-    item = source.data
-
-    decoded = decode_bands(
-        item, plan, radiometry, params.gdal_env, staged, scene_grid(plan),
-        on_strip=lambda band: show.advance(1, f"decode {band}"),
-    )  # fmt: skip
-    corrector = model.corrector
-    missing = np.full((plan.coarse.height, plan.coarse.width), np.nan, np.float32)
-    toa = np.stack([decoded.coarse_toa.get(band, missing) for band in corrector.input_bands])
-    if not np.isfinite(toa).any():
-        result.reason = "no valid pixel in the requested area (all nodata or saturated)"
-        return None
-    clock.lap("decode")  # every band decoded once; the atmosphere's input is known
-    classified = classify_scene(decoded, plan, scene)
-    notes += classified.notes
-    clock.lap("classify")  # SCL and cloud probability; clouds kept out of the estimate
-    show.advance(1, "estimate")
-    state = corrector.estimate(
-        toa,
-        plan.coarse.raster(),
-        scene.for_model() if scene is not None else None,
-        exclude=classified.exclude,
-    )
-    del toa
-    notes += state.notes
-    result.notes = notes
-    clock.lap("estimate")
-    show.advance(1, "correct")
-
-    product = Product(
-        plan=plan,
-        corrector=corrector,
-        state=state,
-        radiometry=radiometry,
-        scratch=decoded.scratch,
-        scene=classified,
-    )
-    writer = ProductWriter(staged)
-    try:
-        write_product(product, writer, on_band=lambda name: show.advance(1, f"wrote {name}"))
-        clock.lap("correct")  # every raster read, corrected and drafted; COGs under way
-        assets = writer.finish()
-    finally:
-        writer.close()
-    clock.lap("write")
-    show.advance(1, "describe")
-    item_out = describe(
-        l1c=item,
-        l1c_href=source.href,
-        item_id=out_id,
-        footprint_grid=plan.grid_r,
-        assets=assets,
-        model_name=model.name,
-        model_version=model.version,
-        lineage_text=lineage(
-            l1c_id=source.id,
+        product = Product(
+            plan=plan,
+            corrector=corrector,
+            state=state,
+            radiometry=radiometry,
+            scratch=decoded.scratch,
+            scene=classified,
+        )
+        writer = ProductWriter(staged)
+        try:
+            write_product(product, writer, on_band=lambda name: show.advance(1, f"wrote {name}"))
+            clock.lap("correct")  # every raster read, corrected and drafted; COGs under way
+            assets = writer.finish()
+        finally:
+            writer.close()
+        clock.lap("write")
+        show.advance(1, "describe")
+        item_out = describe(
+            l1c=item,
+            l1c_href=source.href,
+            item_id=out_id,
+            footprint_grid=plan.grid_r,
+            assets=assets,
             model_name=model.name,
             model_version=model.version,
-            model_files=model.files,
-            runtime=model.runtime,
-            resolution=params.resolution,
-            coarse_m=model.card.atmosphere_grid_m,
-            geometry_source=scene.source if scene is not None else None,
-            notes=notes,
-            scene_m=round(classified.grid.resolution),
-        ),
-        clipped=params.bbox is not None,
-        view=scene.properties() if scene is not None else None,
-        scene=classified.properties(),
-    )
-    catalog.add_parent_links(item_out)
-    catalog.write_json_atomic(
-        staged / f"{out_id}.json", item_out.to_dict(include_self_link=False, transform_hrefs=False)
-    )
-    clock.lap("describe")
-    published = catalog.publish(params.output, staged, out_id)
-    clock.lap("publish")
-    show.advance(1, "published")
-    return published
+            lineage_text=lineage(
+                l1c_id=source.id,
+                model_name=model.name,
+                model_version=model.version,
+                model_files=model.files,
+                runtime=model.runtime,
+                resolution=params.resolution,
+                coarse_m=model.card.atmosphere_grid_m,
+                geometry_source=scene.source if scene is not None else None,
+                notes=notes,
+                scene_m=round(classified.grid.resolution),
+            ),
+            clipped=params.bbox is not None,
+            view=scene.properties() if scene is not None else None,
+            scene=classified.properties(),
+        )
+        catalog.add_parent_links(item_out)
+        catalog.write_json_atomic(
+            staged / f"{out_id}.json",
+            item_out.to_dict(include_self_link=False, transform_hrefs=False),
+        )
+        clock.lap("describe")
+        published = catalog.publish(params.output, staged, out_id)
+        clock.lap("publish")
+        show.advance(1, "published")
+        show.close("published")
+        return published
 
 
 class _Clock:

@@ -53,6 +53,7 @@ class ItemProgress:
         self._start = time.monotonic()
         self._last_line = self._start
         self._bar: Any = None
+        self._closed = False
         if owner.mode == "bar":
             from tqdm import tqdm  # only on a terminal: the import is not free
 
@@ -95,8 +96,15 @@ class ItemProgress:
         )
 
     def close(self, status: str = "done") -> None:
-        """The item ended (*status*: done, failed, skipped): the bar closes, the log says so."""
+        """The item ended (*status*: done, failed, skipped...): the bar closes, the log says so.
+
+        Only the first call counts, so a caller can close with its own status inside a
+        ``with`` block whose exit would otherwise say done (or failed).
+        """
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             if self._bar is not None:
                 self._bar.set_postfix_str(status, refresh=False)
                 self._bar.close()
