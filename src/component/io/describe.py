@@ -19,9 +19,7 @@ relative, so the product folder can be moved or archived as a whole.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pystac
@@ -36,6 +34,7 @@ from component.io.write import (
     OFFSET,
     SCALE,
     WrittenAsset,
+    multihash_sha256,
 )
 from component.model.scene_classification import stac_classes
 
@@ -95,15 +94,6 @@ def output_id(input_id: str, model_name: str, model_version: str) -> str:
     return f"{input_id.replace('_MSIL1C_', '_MSIL2A_')}_{model_name}-{model_version}"
 
 
-def multihash_sha256(path: Path) -> str:
-    """``file:checksum`` form: multihash code 0x12 (sha2-256), length 0x20, then the digest."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return "1220" + digest.hexdigest()
-
-
 def _band_entry(band: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": band}
     if band in BAND_INFO:
@@ -141,7 +131,9 @@ def _asset(written: WrittenAsset) -> pystac.Asset:
     """One asset with its own projection, raster fields and CDSE-style roles."""
     fields: dict[str, Any] = {
         "file:size": written.path.stat().st_size,
-        "file:checksum": multihash_sha256(written.path),
+        # Computed by the writer as each file was finished (in its threads, while other
+        # rasters were still being made); only a file written elsewhere is read again here.
+        "file:checksum": written.checksum or multihash_sha256(written.path),
     }
     if written.kind == "thumbnail" or written.grid is None:
         return pystac.Asset(

@@ -54,13 +54,11 @@ from component.io.load import (
 )
 from component.io.write import (
     CLOUD_NODATA,
-    OFFSET,
     RGB,
-    SCALE,
     Draft,
     ProductWriter,
     atmosphere_to_dn,
-    quicklook_bytes,
+    quicklook_from_dn,
     reflectance_to_dn,
 )
 from component.model.correction import (
@@ -68,6 +66,7 @@ from component.model.correction import (
     NATIVE_RESOLUTION,
     AtmosphereState,
     SceneCorrector,
+    coarse_to_fine,
 )
 from component.model.scene_classification import (
     TOA_RULES_NOTE,
@@ -80,10 +79,6 @@ from component.model.scene_classification import (
 
 if TYPE_CHECKING:
     from component.io.geometry import SceneGeometry
-
-CORRECT_ROWS = 64
-"""Rows per call of the corrector: small enough for its temporaries to stay in cache
-(measured per 1024 x 10980 strip: 0.29-0.36 s in 64-row slices, 0.45 s in 128, 0.87 s whole)."""
 
 
 def block_sums(
@@ -510,14 +505,43 @@ def sampling(written_m: float, source_m: float) -> str:
 def correct_rows(
     corrector: SceneCorrector, band: str, toa: np.ndarray, grid: Grid, y0: int, state: Any
 ) -> np.ndarray:
-    """BOA of rows ``y0:y0 + len(toa)`` of *grid*, corrected :data:`CORRECT_ROWS` at a time."""
-    raster = grid.raster()
-    boa = np.empty_like(toa)
-    for start in range(0, toa.shape[0], CORRECT_ROWS):
-        stop = min(toa.shape[0], start + CORRECT_ROWS)
-        strip = raster.rows(y0 + start, y0 + stop)
-        boa[start:stop] = corrector.correct(band, toa[start:stop], strip, state)
-    return boa
+    """BOA of rows ``y0:y0 + len(toa)`` of *grid* (the corrector works in cache-sized runs of
+    rows itself, so a whole strip goes in one call)."""
+    return corrector.correct(band, toa, grid.raster().rows(y0, y0 + len(toa)), state)
+
+
+def correct_strip(product: Product, band: str, dn: np.ndarray, grid: Grid, y0: int) -> np.ndarray:
+    """L1C DN of rows ``y0:y0 + len(dn)`` of *band*'s grid -> L2A DN, run by run.
+
+    Each run of rows (:class:`~component.model.correction.BandInversion`) goes from DN to TOA,
+    surface and DN while it is in cache: the same functions as :func:`to_toa`,
+    :meth:`SceneCorrector.correct` and :func:`reflectance_to_dn` on the whole strip, so the
+    same values, without the three full-size float temporaries (per 10 m strip 0.57 s ->
+    0.2 s with the inversion's own speed-up).
+    """
+    inversion = product.corrector.inversion(
+        band, grid.raster().rows(y0, y0 + len(dn)), product.state
+    )
+    out = np.empty(dn.shape, np.uint16)
+    for run in inversion.runs:
+        rows = run[0]
+        toa = to_toa(dn[rows], product.radiometry)
+        out[rows] = reflectance_to_dn(inversion(run, toa, toa))
+    return out
+
+
+def field_strip(
+    product: Product, name: str, no_data: np.ndarray, grid: Grid, y0: int
+) -> np.ndarray:
+    """``"aot"`` or ``"water"`` as written (:func:`atmosphere_to_dn`) on rows ``y0:y0 +
+    len(no_data)`` of *grid*, run by run like :func:`correct_strip`."""
+    resample = coarse_to_fine(product.state.grid, grid.raster().rows(y0, y0 + len(no_data)))
+    wide = resample.wide(resample.take(getattr(product.state, name)))
+    out = np.empty(no_data.shape, np.uint16)
+    for rows, i, weights in resample.runs():
+        values = wide.rows(i, weights, np.empty((len(weights), grid.width), np.float32))
+        out[rows] = atmosphere_to_dn(values, no_data[rows])
+    return out
 
 
 def _band_job(product: Product, writer: ProductWriter, band: str) -> Draft:
@@ -541,15 +565,11 @@ def _band_job(product: Product, writer: ProductWriter, band: str) -> Draft:
             y1 = min(grid.height, y0 + STRIP_ROWS)
             dn = np.fromfile(source, np.uint16, (y1 - y0) * grid.width)
             dn = dn.reshape(y1 - y0, grid.width)
-            toa = to_toa(dn, product.radiometry)
-            boa = correct_rows(product.corrector, band, toa, grid, y0, product.state)
-            draft.write(y0, reflectance_to_dn(boa))
+            draft.write(y0, correct_strip(product, band, dn, grid, y0))
             if extras:
                 no_data = dn == stac_bridge.NODATA_DN
-                rows = grid.raster().rows(y0, y1)
                 for name, extra in extras:
-                    values = product.corrector.field(name, rows, product.state)
-                    extra.write(y0, atmosphere_to_dn(values, no_data))
+                    extra.write(y0, field_strip(product, name, no_data, grid, y0))
     scratch.unlink()
     for _, extra in extras:
         writer.finish_later(extra)
@@ -576,19 +596,13 @@ def cloud_dn(result: SceneClassification) -> np.ndarray:
 
 
 def _tci_job(writer: ProductWriter, grid: Grid, drafts: dict[str, Draft]) -> Draft:
-    """The RGB quicklook from the written B04, B03, B02 (their DN back to reflectance)."""
+    """The RGB quicklook from the written B04, B03, B02 (their DN, through a lookup table)."""
     tci = writer.open(f"TCI_{_gsd(grid)}m", grid, "visual", RGB, sampling(grid.resolution, 10))
     with contextlib.ExitStack() as stack:
         sources = [stack.enter_context(rasterio.open(drafts[band].path)) for band in RGB]
         for y0 in range(0, grid.height, STRIP_ROWS):
             window = Window(0, y0, grid.width, min(STRIP_ROWS, grid.height - y0))
-            rgb = []
-            for source in sources:
-                dn = source.read(1, window=window).astype(np.float32)
-                reflectance = dn * np.float32(SCALE) + np.float32(OFFSET)
-                reflectance[dn == 0] = np.nan
-                rgb.append(reflectance)
-            tci.write(y0, quicklook_bytes(np.stack(rgb)))
+            tci.write(y0, quicklook_from_dn([source.read(1, window=window) for source in sources]))
     return tci
 
 

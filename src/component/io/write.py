@@ -17,9 +17,11 @@ strip is written, in a thread of its own, while other bands are still being corr
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +62,9 @@ COG_OPTIONS = {
 
 def reflectance_to_dn(boa: np.ndarray) -> np.ndarray:
     """Float reflectance (NaN = nodata) -> uint16 DN; valid pixels never become nodata."""
-    dn = np.rint((boa - np.float32(OFFSET)) / np.float32(SCALE))
+    dn = np.subtract(boa, np.float32(OFFSET), dtype=np.float32)
+    dn /= np.float32(SCALE)
+    np.rint(dn, out=dn)
     np.clip(dn, 1, 65534, out=dn)
     dn[np.isnan(boa)] = NODATA
     return dn.astype(np.uint16)
@@ -71,7 +75,8 @@ def atmosphere_to_dn(values: np.ndarray, nodata: np.ndarray | None = None) -> np
 
     *nodata* marks pixels where the L1C has no data: 0 there (and where *values* is NaN).
     """
-    dn = np.rint(values * np.float32(ATMOSPHERE_QUANTIFICATION))
+    dn = np.multiply(values, np.float32(ATMOSPHERE_QUANTIFICATION), dtype=np.float32)
+    np.rint(dn, out=dn)
     np.clip(dn, 1, 65535, out=dn)
     invalid = np.isnan(values) if nodata is None else (np.isnan(values) | nodata)
     dn[invalid] = NODATA
@@ -85,7 +90,42 @@ def quicklook_bytes(rgb: np.ndarray) -> np.ndarray:
     return np.where(invalid, 0, scaled).astype(np.uint8)
 
 
-@dataclass(frozen=True)
+@functools.cache
+def _quicklook_table() -> np.ndarray:
+    """:func:`quicklook_bytes` of the reflectance of every reflectance DN (0: nodata)."""
+    dn = np.arange(65536, dtype=np.float32)
+    reflectance = dn * np.float32(SCALE) + np.float32(OFFSET)
+    reflectance[0] = np.nan
+    return quicklook_bytes(reflectance[None])[0]
+
+
+def quicklook_from_dn(rgb: list[np.ndarray]) -> np.ndarray:
+    """Red, green, blue reflectance DN (each (h, w) uint16, 0 = nodata) -> the quicklook's
+    (3, h, w) uint8: what :func:`quicklook_bytes` gives for their reflectance, by a lookup
+    table (a gather per pixel, 16 rows at a time so that the indices stay in cache: per 10 m
+    strip 0.09 s for the three bands, against 0.5 s for the float passes)."""
+    table = _quicklook_table()
+    height, width = rgb[0].shape
+    out = np.empty((3, height, width), np.uint8)
+    for y0 in range(0, height, 16):
+        rows = slice(y0, min(height, y0 + 16))
+        for plane, dn in zip(out, rgb, strict=True):
+            np.take(table, dn[rows], out=plane[rows], mode="clip")
+        invalid = (out[:, rows] == 0).any(axis=0)
+        out[:, rows][:, invalid] = 0
+    return out
+
+
+def multihash_sha256(path: Path) -> str:
+    """``file:checksum`` form: multihash code 0x12 (sha2-256), length 0x20, then the digest."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return "1220" + digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
 class WrittenAsset:
     """A file of the product and what describe needs to know about it."""
 
@@ -97,6 +137,8 @@ class WrittenAsset:
     grid: Grid | None = None
     sampling: str = "original"
     """``original``, ``upsampled`` or ``downsampled``: against the data it was made from."""
+    checksum: str | None = None
+    """The file's ``file:checksum`` (:func:`multihash_sha256`), once it is finished."""
 
 
 def product_order(asset: WrittenAsset) -> tuple[int, int, str]:
@@ -187,7 +229,9 @@ class Draft:
         rasterio.shutil.copy(self.path, self.asset.path, driver="COG", **options)
         if not self.keep:
             self.path.unlink()
-        return self.asset
+        # The COG was just written: it is in the page cache, and this thread hashes it while
+        # the others still correct and compress (a 10 m product's 1.2 GB: 2.3 s off the end).
+        return dataclasses.replace(self.asset, checksum=multihash_sha256(self.asset.path))
 
 
 class ProductWriter:
@@ -240,7 +284,10 @@ class ProductWriter:
         if visual is not None:
             thumbnail = self.folder / "thumbnail.png"
             write_thumbnail(visual.path, thumbnail)
-            assets.append(WrittenAsset("thumbnail", thumbnail, visual.bands, "thumbnail"))
+            checksum = multihash_sha256(thumbnail)
+            assets.append(
+                WrittenAsset("thumbnail", thumbnail, visual.bands, "thumbnail", checksum=checksum)
+            )
         return assets
 
 

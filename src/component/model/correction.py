@@ -20,6 +20,7 @@ so a strip of rows is a grid too.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -253,33 +254,20 @@ class SceneCorrector:
         cirrus = cirrus_reflectance(band("B10"), band("B8A"), band("B11"), clear)
         return np.broadcast_to(cirrus, toa.shape[1:]).astype(np.float32)
 
+    def inversion(self, band: str, grid: RasterGrid, state: AtmosphereState) -> BandInversion:
+        """*band*'s inversion on *grid*, applied run by run (see :class:`BandInversion`)."""
+        return BandInversion(self.output_bands.index(band), grid, state)
+
     def correct(
         self, band: str, toa: np.ndarray, grid: RasterGrid, state: AtmosphereState
     ) -> np.ndarray:
         """BOA reflectance of *band* on *grid* from its TOA (h, w); NaN stays NaN."""
-        index = self.output_bands.index(band)
-        resample = coarse_to_fine(state.grid, grid)
-        # y = (toa - cirrus - A) / B, rho = y / (1 + S y): the offset (cirrus + A) and 1 / B
-        # are formed on the coarse columns, so the full width sees three resamples, one
-        # subtraction, two multiplications and one division per pixel.
-        offset = resample.rows(state.terms.path[index]) + resample.rows(state.cirrus)
-        gain = 1.0 / resample.rows(state.terms.transmittance[index])
-        y = np.subtract(toa, resample.columns(offset), dtype=np.float32)
-        y *= resample.columns(gain)
-        denominator = resample.columns(resample.rows(state.terms.spherical_albedo[index]))
-        denominator *= y
-        denominator += 1.0
-        surface = np.divide(y, denominator, out=y)
-        if state.environment is not None and state.adjacency_gain is not None:
-            environment = resample(state.environment[index])
-            gain = resample(state.adjacency_gain[index])
-            surface = environment + (surface - environment) * gain
-        # A surface reflects nothing less than nothing: near-black pixels (deep water, shadow)
-        # that an aerosol estimate slightly too high pushes below zero are set to zero, which
-        # also keeps ratios such as NDVI defined. NaN stays NaN.
-        return np.maximum(surface, np.float32(0.0), where=np.isfinite(surface), out=surface).astype(
-            np.float32
-        )
+        inversion = self.inversion(band, grid, state)
+        toa = np.asarray(toa, np.float32)
+        surface = np.empty(toa.shape, np.float32)
+        for run in inversion.runs:
+            inversion(run, toa[run[0]], surface[run[0]])
+        return surface
 
     def correct_array(
         self,
@@ -490,13 +478,75 @@ def _axis_weights(
     return low, high, (position - low).astype(np.float32)
 
 
+RUN_ROWS = 16
+"""Fine rows inverted at once: a 10 m band's rows between two 120 m rows are 12, so a run is
+one lerp step; 16 x 10980 float32 (700 KB per temporary) keeps a step's few temporaries in a
+core's L2 cache (per 10 m strip: 0.29 s in runs of 2 rows, 0.20 s of 8, 0.18 s of 16 to 64)."""
+
+
+class BandInversion:
+    """One band's inversion on one fine grid (a band's strip), a few rows at a time.
+
+    ``y = (toa - cirrus - A) / B``, ``rho = y / (1 + S y)``: the offset (cirrus + A), 1 / B and
+    S are formed on the coarse rows the grid needs and widened once (:class:`Wide`); then each
+    run of rows (:attr:`runs`, at most :data:`RUN_ROWS`) sees three lerps, one subtraction, two
+    multiplications and one division, on arrays that stay in a core's cache. The caller may
+    convert its input and quantize the output run by run too, so that no full-size temporary
+    is ever made (per 10 m strip, against correcting 64-row slices of the whole width with
+    the terms resampled there: 0.45 s -> 0.18 s for :meth:`SceneCorrector.correct` alone).
+    """
+
+    def __init__(self, index: int, grid: RasterGrid, state: AtmosphereState) -> None:
+        resample = coarse_to_fine(state.grid, grid)
+        terms = state.terms
+        self.offset = resample.wide(resample.take(terms.path[index]) + resample.take(state.cirrus))
+        self.gain = resample.wide(1.0 / resample.take(terms.transmittance[index]))
+        self.albedo = resample.wide(resample.take(terms.spherical_albedo[index]))
+        self.adjacency: tuple[Wide, Wide] | None = None
+        if state.environment is not None and state.adjacency_gain is not None:
+            self.adjacency = (
+                resample.wide(resample.take(state.environment[index])),
+                resample.wide(resample.take(state.adjacency_gain[index])),
+            )
+        self.runs = resample.runs(RUN_ROWS)
+        self._scratch = np.empty((RUN_ROWS, grid.width), np.float32)
+
+    def __call__(
+        self, run: tuple[slice, int, np.ndarray], toa: np.ndarray, out: np.ndarray
+    ) -> np.ndarray:
+        """Surface reflectance of one run's rows from their TOA (k, w) into *out* (which may be
+        *toa* itself); NaN stays NaN, negative surfaces become 0."""
+        _, i, weights = run
+        term = self._scratch[: len(weights)]
+        y = np.subtract(toa, self.offset.rows(i, weights, term), out=out)
+        y *= self.gain.rows(i, weights, term)
+        denominator = self.albedo.rows(i, weights, term)
+        denominator *= y
+        denominator += 1.0
+        np.divide(y, denominator, out=y)
+        if self.adjacency is not None:
+            environment, gain = self.adjacency
+            local = environment.rows(i, weights, np.empty_like(term))
+            y -= local
+            y *= gain.rows(i, weights, term)
+            y += local
+        # A surface reflects nothing less than nothing: near-black pixels (deep water, shadow)
+        # that an aerosol estimate slightly too high pushes below zero are set to zero, which
+        # also keeps ratios such as NDVI defined. NaN stays NaN (np.maximum propagates it).
+        return np.maximum(y, np.float32(0.0), out=y)
+
+
 class Resampler:
     """Resamples (h, w) arrays on a coarse grid to a fine one, bilinear at pixel centres.
 
-    Separable, and in two public steps so that callers combine fields where they are small:
-    :meth:`rows` interpolates the few fine rows at the coarse columns, :meth:`columns` the
-    full width. A 10 m slice of 64 rows needs 64 x 915 values from the 120 m grid before its
-    64 x 10980.
+    Separable, columns first: the few coarse rows the fine rows fall between are interpolated
+    to the fine width (:meth:`wide`: a 1024-row strip of a 10 m band needs 87 of the 120 m
+    grid's rows, not 1024), then each run of fine rows between the same two coarse rows is one
+    broadcast lerp of two wide rows (:meth:`runs`), a few rows at a time so that the caller's
+    arithmetic on them stays in cache. Callers combine fields on the coarse rows, where they
+    are small (:meth:`take`), before widening them. Against interpolating every fine row at the
+    coarse columns and gathering the full width (the previous design), a 10 m strip's inversion
+    is about 5x faster; the result differs by float rounding only.
     """
 
     def __init__(self, coarse: RasterGrid, fine: RasterGrid) -> None:
@@ -504,30 +554,71 @@ class Resampler:
         ratio_y = fine.transform.e / coarse.transform.e
         col0 = (fine.transform.c - coarse.transform.c) / coarse.transform.a
         row0 = (fine.transform.f - coarse.transform.f) / coarse.transform.e
-        self.r_lo, self.r_hi, r_w = _axis_weights(row0, ratio_y, fine.height, coarse.height)
+        r_lo, _, r_w = _axis_weights(row0, ratio_y, fine.height, coarse.height)
         self.c_lo, self.c_hi, self.c_w = _axis_weights(col0, ratio_x, fine.width, coarse.width)
-        self.r_w = r_w[:, None]
+        self.shape = (fine.height, fine.width)
+        self.first = int(r_lo[0]) if fine.height else 0
+        self.last = min(int(r_lo[-1]) + 1, coarse.height - 1) if fine.height else 0
+        """Coarse rows ``first..last`` are all the fine rows need."""
+        self._r_lo = r_lo - self.first
+        self._r_w = r_w[:, None]
 
-    def rows(self, values: np.ndarray) -> np.ndarray:
-        """(coarse h, coarse w) -> (fine h, coarse w)."""
+    def take(self, values: np.ndarray | float) -> np.ndarray:
+        """The coarse rows of *values* (coarse h, coarse w) this fine grid needs; scalars as
+        they are."""
         values = np.asarray(values, np.float32)
-        low = values[self.r_lo]
-        return low + (values[self.r_hi] - low) * self.r_w
+        return values if values.ndim == 0 else values[self.first : self.last + 1]
 
-    def columns(self, rows: np.ndarray) -> np.ndarray:
-        """(fine h, coarse w) -> (fine h, fine w)."""
+    def wide(self, rows: np.ndarray) -> Wide:
+        """Rows from :meth:`take` interpolated to the fine width."""
+        rows = np.asarray(rows, np.float32)
+        if rows.ndim == 0:  # a constant field
+            return Wide(np.full((self.last - self.first + 1, self.shape[1]), rows, np.float32))
         low = rows[:, self.c_lo]
         high = rows[:, self.c_hi]
         high -= low
         high *= self.c_w
         high += low
-        return high
+        return Wide(high)
+
+    def runs(self, max_rows: int = RUN_ROWS) -> list[tuple[slice, int, np.ndarray]]:
+        """``(fine rows, wide row, weights (k, 1))``: each fine row of the slice lies between
+        wide rows ``i`` and ``i + 1`` with those weights; at most *max_rows* rows each."""
+        n = self.shape[0]
+        edges = [0, *(np.flatnonzero(np.diff(self._r_lo)) + 1).tolist(), n]
+        out = []
+        for start, stop in itertools.pairwise(edges):
+            for s in range(start, stop, max_rows):
+                e = min(stop, s + max_rows)
+                out.append((slice(s, e), int(self._r_lo[s]), self._r_w[s:e]))
+        return out
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
+        """(coarse h, coarse w) -> (fine h, fine w)."""
         values = np.asarray(values, np.float32)
         if values.ndim == 0:
             return values
-        return self.columns(self.rows(values))
+        wide = self.wide(self.take(values))
+        out = np.empty(self.shape, np.float32)
+        for rows, i, weights in self.runs():
+            wide.rows(i, weights, out[rows])
+        return out
+
+
+class Wide:
+    """A field on a few coarse rows at the fine width, and the step from each row to the next:
+    a fine row between rows ``i`` and ``i + 1`` with weight ``t`` is ``row_i + t * step_i``."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.values = rows
+        self.steps = np.zeros_like(rows)
+        np.subtract(rows[1:], rows[:-1], out=self.steps[:-1])
+
+    def rows(self, i: int, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The fine rows of *weights* (k, 1) between rows ``i`` and ``i + 1``, into *out*."""
+        np.multiply(self.steps[i], weights, out=out)
+        out += self.values[i]
+        return out
 
 
 def coarse_to_fine(coarse: RasterGrid, fine: RasterGrid) -> Resampler:
