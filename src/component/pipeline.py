@@ -22,9 +22,11 @@ import os
 import tarfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -51,6 +53,7 @@ from component.progress import OFF, Progress
 from component.sample import item_path as sample_item_path
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -122,12 +125,9 @@ class Model:
 def load_model(params: RunParams) -> Model:
     card = load_card()
     scene_clouds.preload()  # the cloud detector loads while the run searches and decodes
-    # Not a ``with`` block: leaving one waits for the build, which must go on in the background.
-    pool = ThreadPoolExecutor(1, "model")
-    building = pool.submit(
+    building = _in_background(
         build_scene_corrector, card, params.weights, params.device, params.engine
     )
-    pool.shutdown(wait=False)
     files = {"atmosphere table": card.lut_sha256 or ""}
     if params.weights is None:
         if card.weights_sha256:
@@ -307,8 +307,8 @@ def _produce(
     radiometry = stac_bridge.radiometry(item)
     plan = load.plan(item, params.resolution, params.bbox, model.card.atmosphere_grid_m)
     load.check_assets(item, plan.inputs, params.gdal_env)
-    scene, notes = geometry.resolve(item, plan.coarse)
-    clock.lap("read")  # headers checked, grids and geometry known; no pixel read yet
+    angles = _in_background(geometry.resolve, item, plan.coarse)
+    clock.lap("read")  # headers checked, grids known; no pixel read yet
     # Steps: every strip decoded, classify, estimate, every raster drafted (bands, TCI, SCL
     # and CLD), COGs finished, described and published.
     rasters = len(plan.grids) + 2
@@ -318,6 +318,7 @@ def _produce(
             on_strip=lambda band: show.advance(1, f"decode {band}"),
         )  # fmt: skip
         corrector = model.corrector
+        scene, notes = angles.result()
         missing = np.full((plan.coarse.height, plan.coarse.width), np.nan, np.float32)
         toa = np.stack([decoded.coarse_toa.get(band, missing) for band in corrector.input_bands])
         if not np.isfinite(toa).any():
@@ -393,6 +394,16 @@ def _produce(
         show.advance(1, "published")
         show.close("published")
         return published
+
+
+def _in_background(function: Callable[..., T], *args: object) -> Future[T]:
+    """*function* run in a thread of its own, e.g. the angle grids (parsing the granule
+    metadata and putting them on the coarse grid, 0.3 s), needed only once every band is
+    decoded. Not a ``with`` block: leaving one would wait for it."""
+    pool = ThreadPoolExecutor(1, "background")
+    future = pool.submit(function, *args)
+    pool.shutdown(wait=False)
+    return future
 
 
 class _Clock:

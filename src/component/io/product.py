@@ -141,6 +141,26 @@ def _every(a: np.ndarray, k: int, axis: int) -> np.ndarray:
     return total
 
 
+def _inside(
+    block_rows: np.ndarray,
+    c0: int,
+    sums: np.ndarray,
+    hits: np.ndarray,
+    width: int,
+    height: int,
+) -> tuple[tuple[slice, slice], tuple[slice, slice], np.ndarray, np.ndarray]:
+    """Where :func:`block_sums`' blocks fall in a (height, width) grid, as slices: the target
+    region and the part of the sums inside it (block rows are consecutive, so no fancy
+    indexing: a scatter by index arrays cost 10 ns per value, more than the sums)."""
+    first = int(block_rows[0])
+    r0, r1 = max(first, 0), min(first + len(block_rows), height)
+    c_start, c_stop = max(c0, 0), min(c0 + sums.shape[1], width)
+    r1, c_stop = max(r1, r0), max(c_stop, c_start)
+    target = (slice(r0, r1), slice(c_start, c_stop))
+    inner = (slice(r0 - first, r1 - first), slice(c_start - c0, c_stop - c0))
+    return target, inner, sums, hits
+
+
 class CoarseMean:
     """The mean of a band's valid TOA over each coarse pixel, accumulated strip by strip.
 
@@ -163,12 +183,11 @@ class CoarseMean:
     def add(self, y0: int, toa: np.ndarray) -> None:
         """Rows ``y0:y0 + len(toa)`` of the band's grid (NaN = invalid)."""
         height, width = self.shape
-        block_rows, c0, sums, hits = block_sums(toa, y0 + self.row0, self.col0, self.k)
-        cols = slice(max(c0, 0), min(c0 + sums.shape[1], width))
-        inner = slice(cols.start - c0, cols.stop - c0)
-        keep = (block_rows >= 0) & (block_rows < height)
-        self.total[block_rows[keep], cols] += sums[keep][:, inner]
-        self.count[block_rows[keep], cols] += hits[keep][:, inner]
+        rows, inner, sums, hits = _inside(
+            *block_sums(toa, y0 + self.row0, self.col0, self.k), width, height
+        )
+        self.total[rows] += sums[inner]
+        self.count[rows] += hits[inner]
 
     def mean(self) -> np.ndarray:
         """(h, w) float32 mean TOA; NaN where no valid pixel fell."""
@@ -205,12 +224,11 @@ class SceneMean:
     def add(self, y0: int, toa: np.ndarray) -> None:
         """Rows ``y0:y0 + len(toa)`` of the band's grid (NaN = invalid)."""
         height, width = self.out.shape
-        block_rows, c0, sums, hits = block_sums(toa, y0 + self.row0, self.col0, self.k)
-        cols = slice(max(c0, 0), min(c0 + sums.shape[1], width))
-        inner = slice(cols.start - c0, cols.stop - c0)
-        keep = (block_rows >= 0) & (block_rows < height)
-        self.out[block_rows[keep], cols] += sums[keep][:, inner]
-        self.count[block_rows[keep], cols] += hits[keep][:, inner].astype(np.uint8)
+        rows, inner, sums, hits = _inside(
+            *block_sums(toa, y0 + self.row0, self.col0, self.k), width, height
+        )
+        self.out[rows] += sums[inner]
+        self.count[rows] += hits[inner].astype(np.uint8)
 
     def finish(self) -> None:
         """Sums become means in place; NaN where no valid pixel fell."""
@@ -524,9 +542,8 @@ def correct_strip(product: Product, band: str, dn: np.ndarray, grid: Grid, y0: i
     )
     out = np.empty(dn.shape, np.uint16)
     for run in inversion.runs:
-        rows = run[0]
-        toa = to_toa(dn[rows], product.radiometry)
-        out[rows] = reflectance_to_dn(inversion(run, toa, toa))
+        toa = to_toa(dn[run.rows], product.radiometry)
+        out[run.rows] = reflectance_to_dn(inversion(run, toa, toa))
     return out
 
 
@@ -538,9 +555,10 @@ def field_strip(
     resample = coarse_to_fine(product.state.grid, grid.raster().rows(y0, y0 + len(no_data)))
     wide = resample.wide(resample.take(getattr(product.state, name)))
     out = np.empty(no_data.shape, np.uint16)
-    for rows, i, weights in resample.runs():
-        values = wide.rows(i, weights, np.empty((len(weights), grid.width), np.float32))
-        out[rows] = atmosphere_to_dn(values, no_data[rows])
+    for run in resample.runs():
+        values = np.empty((len(run.weights), grid.width), np.float32)
+        wide.rows(run.wide_rows, run.weights, values)
+        out[run.rows] = atmosphere_to_dn(values, no_data[run.rows])
     return out
 
 

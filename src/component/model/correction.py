@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from affine import Affine
@@ -266,7 +266,7 @@ class SceneCorrector:
         toa = np.asarray(toa, np.float32)
         surface = np.empty(toa.shape, np.float32)
         for run in inversion.runs:
-            inversion(run, toa[run[0]], surface[run[0]])
+            inversion(run, toa[run.rows], surface[run.rows])
         return surface
 
     def correct_array(
@@ -478,10 +478,21 @@ def _axis_weights(
     return low, high, (position - low).astype(np.float32)
 
 
-RUN_ROWS = 16
-"""Fine rows inverted at once: a 10 m band's rows between two 120 m rows are 12, so a run is
-one lerp step; 16 x 10980 float32 (700 KB per temporary) keeps a step's few temporaries in a
-core's L2 cache (per 10 m strip: 0.29 s in runs of 2 rows, 0.20 s of 8, 0.18 s of 16 to 64)."""
+RUN_PIXELS = 16 * 10980
+"""Pixels inverted at once, 16 rows of a 10 m band: a 10 m band's rows between two 120 m rows
+are 12, so such a run is one lerp step, and 16 x 10980 float32 (700 KB per temporary) keeps a
+step's few temporaries in a core's L2 cache (per 10 m strip: 0.29 s in runs of 2 rows, 0.20 s
+of 8, 0.18 s of 16 to 64)."""
+
+
+class Run(NamedTuple):
+    """Consecutive fine rows resampled at once (see :meth:`Resampler.runs`)."""
+
+    rows: slice
+    wide_rows: int | np.ndarray
+    """The wide row each fine row follows (:meth:`Wide.rows`): one for all, or one each."""
+    weights: np.ndarray
+    """(k, 1) float32: how far each fine row lies towards the next wide row."""
 
 
 class BandInversion:
@@ -489,7 +500,7 @@ class BandInversion:
 
     ``y = (toa - cirrus - A) / B``, ``rho = y / (1 + S y)``: the offset (cirrus + A), 1 / B and
     S are formed on the coarse rows the grid needs and widened once (:class:`Wide`); then each
-    run of rows (:attr:`runs`, at most :data:`RUN_ROWS`) sees three lerps, one subtraction, two
+    run of rows (:attr:`runs`, at most :data:`RUN_PIXELS`) sees three lerps, one subtraction, two
     multiplications and one division, on arrays that stay in a core's cache. The caller may
     convert its input and quantize the output run by run too, so that no full-size temporary
     is ever made (per 10 m strip, against correcting 64-row slices of the whole width with
@@ -508,15 +519,14 @@ class BandInversion:
                 resample.wide(resample.take(state.environment[index])),
                 resample.wide(resample.take(state.adjacency_gain[index])),
             )
-        self.runs = resample.runs(RUN_ROWS)
-        self._scratch = np.empty((RUN_ROWS, grid.width), np.float32)
+        self.runs = resample.runs(RUN_PIXELS)
+        longest = max((run.rows.stop - run.rows.start for run in self.runs), default=0)
+        self._scratch = np.empty((longest, grid.width), np.float32)
 
-    def __call__(
-        self, run: tuple[slice, int, np.ndarray], toa: np.ndarray, out: np.ndarray
-    ) -> np.ndarray:
+    def __call__(self, run: Run, toa: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Surface reflectance of one run's rows from their TOA (k, w) into *out* (which may be
         *toa* itself); NaN stays NaN, negative surfaces become 0."""
-        _, i, weights = run
+        i, weights = run.wide_rows, run.weights
         term = self._scratch[: len(weights)]
         y = np.subtract(toa, self.offset.rows(i, weights, term), out=out)
         y *= self.gain.rows(i, weights, term)
@@ -581,16 +591,32 @@ class Resampler:
         high += low
         return Wide(high)
 
-    def runs(self, max_rows: int = RUN_ROWS) -> list[tuple[slice, int, np.ndarray]]:
-        """``(fine rows, wide row, weights (k, 1))``: each fine row of the slice lies between
-        wide rows ``i`` and ``i + 1`` with those weights; at most *max_rows* rows each."""
-        n = self.shape[0]
+    def runs(self, max_pixels: int = RUN_PIXELS) -> list[Run]:
+        """The fine rows in runs of at most *max_pixels* pixels (at least a row each).
+
+        Where a coarse row's interval holds many fine rows (10 m under 120 m: 12) a run stays
+        within one interval, a broadcast lerp; where it holds few (60 m: 2) consecutive
+        intervals are packed into one run, so that a 1830-px-wide band is not done two rows,
+        i.e. a few microseconds of work, per numpy call.
+        """
+        n, width = self.shape
+        max_rows = max(1, max_pixels // max(width, 1))
         edges = [0, *(np.flatnonzero(np.diff(self._r_lo)) + 1).tolist(), n]
-        out = []
-        for start, stop in itertools.pairwise(edges):
-            for s in range(start, stop, max_rows):
-                e = min(stop, s + max_rows)
-                out.append((slice(s, e), int(self._r_lo[s]), self._r_w[s:e]))
+        pieces = [
+            (s, min(stop, s + max_rows))
+            for start, stop in itertools.pairwise(edges)
+            for s in range(start, stop, max_rows)
+        ]
+        out: list[Run] = []
+        first = 0
+        for index, (_, stop) in enumerate(pieces):
+            following = pieces[index + 1][1] if index + 1 < len(pieces) else None
+            if following is not None and following - first <= max_rows:
+                continue  # the next piece still fits in this run
+            lo = self._r_lo[first:stop]
+            wide_rows: int | np.ndarray = int(lo[0]) if lo[0] == lo[-1] else lo
+            out.append(Run(slice(first, stop), wide_rows, self._r_w[first:stop]))
+            first = stop
         return out
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
@@ -600,8 +626,8 @@ class Resampler:
             return values
         wide = self.wide(self.take(values))
         out = np.empty(self.shape, np.float32)
-        for rows, i, weights in self.runs():
-            wide.rows(i, weights, out[rows])
+        for run in self.runs():
+            wide.rows(run.wide_rows, run.weights, out[run.rows])
         return out
 
 
@@ -614,10 +640,16 @@ class Wide:
         self.steps = np.zeros_like(rows)
         np.subtract(rows[1:], rows[:-1], out=self.steps[:-1])
 
-    def rows(self, i: int, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The fine rows of *weights* (k, 1) between rows ``i`` and ``i + 1``, into *out*."""
-        np.multiply(self.steps[i], weights, out=out)
-        out += self.values[i]
+    def rows(self, i: int | np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Fine rows with *weights* (k, 1) after wide row *i* (one for all, or one per row),
+        into *out*."""
+        if isinstance(i, int):
+            np.multiply(self.steps[i], weights, out=out)
+            out += self.values[i]
+        else:
+            # Row gathers by fancy indexing (np.take with out= is 20x slower here).
+            np.multiply(self.steps[i], weights, out=out)
+            out += self.values[i]
         return out
 
 
