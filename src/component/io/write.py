@@ -239,14 +239,15 @@ class ProductWriter:
 
     :meth:`finish_later` hands a complete draft to a pool that converts it to a COG while the
     caller goes on with other bands (GDAL releases the GIL while compressing);
-    :meth:`finish` waits for all, adds the thumbnail and returns the assets in product order.
+    :meth:`finish` waits for all and returns the assets in product order (the thumbnail is made
+    from the quicklook as soon as its COG is).
     """
 
     def __init__(self, folder: Path, threads: int | None = None) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self._drafts: list[Draft] = []
-        self._pending: list[Future[WrittenAsset]] = []
+        self._pending: list[Future[list[WrittenAsset]]] = []
         self._pool = ThreadPoolExecutor(max(1, threads or (os.cpu_count() or 1)), "cog")
 
     def open(
@@ -263,7 +264,21 @@ class ProductWriter:
 
     def finish_later(self, draft: Draft) -> None:
         draft.close()
-        self._pending.append(self._pool.submit(draft.finish))
+        self._pending.append(self._pool.submit(self._finish, draft))
+
+    def _finish(self, draft: Draft) -> list[WrittenAsset]:
+        """A draft's COG; the quicklook's also gives the thumbnail, in the same thread while
+        the other COGs are still being made (not after them all)."""
+        asset = draft.finish()
+        if asset.kind != "visual":
+            return [asset]
+        thumbnail = self.folder / "thumbnail.png"
+        write_thumbnail(asset.path, thumbnail)
+        checksum = multihash_sha256(thumbnail)
+        return [
+            asset,
+            WrittenAsset("thumbnail", thumbnail, asset.bands, "thumbnail", checksum=checksum),
+        ]
 
     def close(self) -> None:
         """Stop: close every draft and wait for conversions in flight (used on failure too)."""
@@ -272,22 +287,15 @@ class ProductWriter:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def finish(self) -> list[WrittenAsset]:
-        """Every COG finished; the thumbnail from the quicklook; assets in product order."""
+        """Every COG finished (and the thumbnail, from the quicklook); assets in product order,
+        the thumbnail last."""
         finished = {d.asset.key for d in self._drafts}
-        assets = [future.result() for future in self._pending]
-        if {a.key for a in assets} != finished:
+        assets = [asset for future in self._pending for asset in future.result()]
+        if {a.key for a in assets if a.kind != "thumbnail"} != finished:
             raise RuntimeError("a draft of the product was never finished")
         assets.sort(key=product_order)
         for draft in self._drafts:  # drafts kept for a later reader
             draft.path.unlink(missing_ok=True)
-        visual = next((a for a in assets if a.kind == "visual"), None)
-        if visual is not None:
-            thumbnail = self.folder / "thumbnail.png"
-            write_thumbnail(visual.path, thumbnail)
-            checksum = multihash_sha256(thumbnail)
-            assets.append(
-                WrittenAsset("thumbnail", thumbnail, visual.bands, "thumbnail", checksum=checksum)
-            )
         return assets
 
 
@@ -302,4 +310,5 @@ def write_thumbnail(quicklook: Path, target: Path, size: int = THUMBNAIL_SIZE) -
         rgb = dataset.read(out_shape=(3, *shape), resampling=rasterio.enums.Resampling.average)
     alpha = np.where((rgb == 0).all(axis=0), 0, 255).astype(np.uint8)
     image = Image.fromarray(np.dstack([*rgb, alpha]), mode="RGBA")
-    image.save(target, format="PNG", optimize=True)
+    # zlib's default level: optimize=True costs 2.3x the time (0.44 s) for a file 2 % smaller.
+    image.save(target, format="PNG")
