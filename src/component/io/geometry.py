@@ -32,7 +32,6 @@ from urllib.parse import quote, unquote, urlparse
 import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
-from scipy.ndimage import distance_transform_edt, map_coordinates
 from urllib3.util.retry import Retry
 
 from component.io.load import CDSE_S3_ENDPOINT, Grid
@@ -183,12 +182,16 @@ def _filled(values: np.ndarray) -> np.ndarray:
         return values
     if invalid.all():
         raise ValueError("an angle grid holds no value")
+    from scipy.ndimage import distance_transform_edt  # on use: see component.pipeline
+
     index = distance_transform_edt(invalid, return_distances=False, return_indices=True)
     return values[tuple(index)]
 
 
 def angles_on_grid(angles: TileAngles, grid: Grid) -> SceneGeometry:
     """The angle grids interpolated (bilinear) at the pixel centres of *grid*."""
+    from scipy.ndimage import map_coordinates  # on use: see component.pipeline
+
     t = grid.transform
     xs = t.c + (np.arange(grid.width) + 0.5) * t.a
     ys = t.f + (np.arange(grid.height) + 0.5) * t.e

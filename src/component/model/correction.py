@@ -26,7 +26,6 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 from affine import Affine
-from scipy.ndimage import gaussian_filter
 
 from component.errors import ModelError
 from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry, Terms
@@ -363,6 +362,8 @@ def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     Invalid pixels (clouds masked upstream, nodata) take the weighted mean of their valid
     surroundings; a field with no valid pixel at all stays NaN.
     """
+    from scipy.ndimage import gaussian_filter  # on use: see component.pipeline
+
     valid = np.isfinite(values)
     if valid.all():
         return gaussian_filter(values.astype(np.float32), sigma, mode="reflect")

@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 CLOUD_HEIGHT_RANGE_M = (500.0, 6000.0)
 """Cloud-top heights cast. Sen2Cor's height distribution (L2A_CSHD_1) is at half maximum from
@@ -175,6 +174,8 @@ def shadow_zone(
     else:
         direction = (float(sun_azimuth) + 180.0) % 360.0
     zone = cast(cloud_cells, direction, near, far)
+    from scipy.ndimage import binary_dilation  # on use: see component.pipeline
+
     zone = binary_dilation(zone, np.ones((3, 3), bool))
     fine = np.repeat(np.repeat(zone, factor, 0), factor, 1)[:height, :width]
     return ShadowZone(fine & ~clouds, direction, note)
