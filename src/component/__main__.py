@@ -1,7 +1,5 @@
 """``python -m component``: see :mod:`component.cli`."""
 
-import sys
+from component.cli import entry
 
-from component.cli import main
-
-sys.exit(main())
+entry()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from component import __version__
 from component.errors import ComponentError, InvalidParameterError
@@ -240,3 +241,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> NoReturn:
+    """The command line's process: :func:`main`, then exit without tearing the libraries down.
+
+    When :func:`main` returns, every output file is closed and renamed into place and the
+    summary printed; what an ordinary interpreter exit still does is finalize the modules of
+    GDAL, ONNX Runtime, LightGBM, scipy... (0.3 s of a run, measured from outside), which a
+    process about to end does not need. Logs and the standard streams are flushed first.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -21,6 +21,7 @@ so a strip of rows is a grid too.
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -224,8 +225,12 @@ class SceneCorrector:
         shape = toa.shape[1:]
         on_grid = _on_grid(geometry, shape)
         step = terms_step(self.smoothing_m, grid.resolution)
-        cirrus = self._cirrus(toa, aot, water, on_grid, step)
-        terms = thinned_terms(self.atmosphere, aot, water, on_grid, step)
+        # B10's clear-sky terms (for the cirrus) and the output bands' terms are independent:
+        # computed at once, in two threads (numpy releases the GIL), 0.3 s off the estimate.
+        with ThreadPoolExecutor(1, "cirrus") as background:
+            cirrus_job = background.submit(self._cirrus, toa, aot, water, on_grid, step)
+            terms = thinned_terms(self.atmosphere, aot, water, on_grid, step)
+            cirrus = cirrus_job.result()
         state = AtmosphereState(grid, aot, water, cirrus, geometry, terms, notes=notes)
         if self.adjacency_sigma_m > 0:
             index = [self.input_bands.index(b) for b in self.output_bands]

@@ -12,12 +12,25 @@ import, out of the run.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 BLOCK = 8192
 """Points per block (8192 x 12 bands x 8 bytes = 0.8 MB per temporary)."""
+
+
+def _threads() -> int:
+    return os.cpu_count() or 1
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """One pool for the process's interpolations (its threads idle between calls)."""
+    return ThreadPoolExecutor(_threads(), "table")
 
 
 class LinearTable:
@@ -42,11 +55,22 @@ class LinearTable:
         points = np.asarray(points, np.float64)
         n = points.shape[0]
         out = np.empty((n, self.bands), np.float64)
-        # Blocks of points small enough that each corner's temporaries stay in the CPU cache:
-        # the sum is memory-bound.
-        for start in range(0, n, BLOCK):
+
+        # Blocks of points small enough that each corner's temporaries stay in the CPU cache
+        # (the sum is memory-bound), shared between the cores: numpy releases the GIL in its
+        # loops, so the estimate's terms, the one serial step between the two passes over the
+        # bands, use both cores of a small machine (a tile's 120 m grid on 2 cores: 0.76 s ->
+        # 0.45 s).
+        def block(start: int) -> None:
             stop = min(start + BLOCK, n)
             out[start:stop] = self._block(points[start:stop])
+
+        starts = range(0, n, BLOCK)
+        if len(starts) < 4 or _threads() < 2:
+            for start in starts:
+                block(start)
+        else:
+            list(_pool().map(block, starts))
         return out.reshape((n, *self._out_shape))
 
     def _block(self, points: np.ndarray) -> np.ndarray:
