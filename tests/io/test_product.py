@@ -22,6 +22,8 @@ from component.io.product import (
     classify_scene,
     coarse_exclude,
     decode_bands,
+    decode_order,
+    decode_pixels,
     job_order,
     nearest,
     sampling,
@@ -73,6 +75,11 @@ def test_sampling_and_job_order(l1c_product: Factory) -> None:
     order = job_order(load.plan(item, 10, None, 120))
     assert order[:3] == ["B02", "B03", "B04"] and order[3] == "B08"
     assert set(order[-2:]) == {"B01", "B09"} and len(order) == 12
+    at_60 = load.plan(item, 60, None, 120)
+    # the 40 m levels of the 10 m and 20 m bands, then the native 60 m bands
+    assert decode_pixels(at_60, "B02") == decode_pixels(at_60, "B05") > decode_pixels(at_60, "B01")
+    assert decode_order(at_60)[-2:] == ["B01", "B09"]
+    assert decode_order(load.plan(item, 10, None, 120))[:4] == ["B02", "B03", "B04", "B08"]
 
 
 @pytest.fixture(scope="module")

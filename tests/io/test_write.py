@@ -200,3 +200,44 @@ def test_small_product_without_rgb(tmp_path: Path) -> None:
     with rasterio.open(assets[0].path) as dataset:
         assert dataset.read(1)[0, 0] == 4000
         assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
+@pytest.mark.parametrize(("size", "kind"), [(1100, "reflectance"), (1830, "scl"), (513, "aot")])
+def test_overviews_built_in_the_draft_are_gdals(tmp_path: Path, size: int, kind: str) -> None:
+    """The levels GDAL's COG driver would make itself, with its values (average, SCL by mode,
+    nodata kept out) where both have the same size: an odd size is rounded up as gdaladdo does
+    (the COG driver rounds 1830 / 4 down, to 457, and 513 / 2 to 256)."""
+    import rasterio.shutil
+
+    from component.io.write import COG_OPTIONS, KIND_COG_OPTIONS, Draft, overview_factors
+
+    rng = np.random.default_rng(size)
+    values = rng.integers(1, 12 if kind == "scl" else 4000, (size, size)).astype(
+        "uint8" if kind == "scl" else "uint16"
+    )
+    values[:37, :] = 0  # nodata
+    draft = Draft(tmp_path, "X", _grid(size), kind, ("X",))
+    draft.write(0, values)
+    draft.keep = True  # the reference below copies the same draft with GDAL's own overviews
+    draft.close()
+    reference = tmp_path / "reference.tif"
+    options = COG_OPTIONS | KIND_COG_OPTIONS.get(kind, {})
+    rasterio.shutil.copy(draft.path, reference, driver="COG", **options)
+    draft.keep = False
+    asset = draft.finish()
+    assert not draft.path.exists()
+    with rasterio.open(asset.path) as ours, rasterio.open(reference) as gdal:
+        factors = ours.overviews(1)
+        assert factors == gdal.overviews(1) == overview_factors(_grid(size))
+        assert ours.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        np.testing.assert_array_equal(ours.read(1), values)
+    for level, factor in enumerate(factors):
+        with (
+            rasterio.open(asset.path, OVERVIEW_LEVEL=str(level)) as a,
+            rasterio.open(reference, OVERVIEW_LEVEL=str(level)) as b,
+        ):
+            assert a.shape == (-(-size // factor),) * 2
+            ours_level, gdal_level = a.read(1), b.read(1)
+        assert (ours_level[: 37 // factor] == 0).all() and (ours_level[-1] > 0).all()
+        if ours_level.shape == gdal_level.shape:
+            np.testing.assert_array_equal(ours_level, gdal_level)

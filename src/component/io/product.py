@@ -393,7 +393,7 @@ def decode_bands(
                 slot(band),
                 on_strip,
             )
-            for band in job_order(plan)
+            for band in decode_order(plan)
         }
         extra = {}
         for band in plan.inputs:
@@ -622,6 +622,23 @@ def _tci_job(writer: ProductWriter, grid: Grid, drafts: dict[str, Draft]) -> Dra
             window = Window(0, y0, grid.width, min(STRIP_ROWS, grid.height - y0))
             tci.write(y0, quicklook_from_dn([source.read(1, window=window) for source in sources]))
     return tci
+
+
+def decode_pixels(plan: ReadPlan, band: str) -> int:
+    """Pixels the decode of *band* costs: those of the JPEG 2000 level it is read from, the
+    finest power-of-two reduction of its native resolution not coarser than its grid (at 60 m,
+    10 m and 20 m bands both decode a 40 m level: 2.25 times their 60 m grid)."""
+    grid = plan.grids[band]
+    native = NATIVE_RESOLUTION[band]
+    level_m = native * 2 ** int(np.floor(np.log2(grid.resolution / native + 1e-9)))
+    return round(grid.width * grid.height * (grid.resolution / level_m) ** 2)
+
+
+def decode_order(plan: ReadPlan) -> list[str]:
+    """Pass 1's jobs, the costliest decode first: the small ones then fill the cores at the end
+    instead of one large band running alone (at 60 m the RGB-first order left a core idle for
+    the last 1.1 s of the decode)."""
+    return sorted(plan.grids, key=lambda band: (-decode_pixels(plan, band), band))
 
 
 def job_order(plan: ReadPlan) -> list[str]:

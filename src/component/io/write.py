@@ -28,6 +28,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from PIL import Image
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from component.io.load import Grid
@@ -198,6 +199,13 @@ class Draft:
             compress="NONE",
             BIGTIFF="IF_SAFER",
         )
+        # Band metadata now, not in a later update: drafts kept for another reader (the RGB
+        # bands, which the quicklook reads) are never rewritten while read.
+        if self.scale is not None:
+            self._dataset.scales = (self.scale,) * count
+            self._dataset.offsets = (self.offset or 0.0,) * count
+        for index, band in enumerate(bands, start=1):
+            self._dataset.set_band_description(index, band)
 
     def write(self, y0: int, block: np.ndarray) -> None:
         """Rows ``y0:y0 + h`` of the grid: (h, w) for one band, (count, h, w) for several."""
@@ -217,21 +225,39 @@ class Draft:
     removes it at the end)."""
 
     def finish(self) -> WrittenAsset:
-        """Band metadata, COG copy, draft removed (unless :attr:`keep`)."""
+        """Overviews, COG copy, draft removed (unless :attr:`keep`).
+
+        The overviews are built into the uncompressed draft and the COG driver copies them:
+        left to itself it builds them in a compressed temporary file, then decompresses and
+        compresses them again (measured per 5490² band: 1.5 s -> 1.0 s, per 10980²: 4.9 s ->
+        4.2 s). A draft kept for another reader is not modified: its COG makes its own.
+        """
         self.close()
-        with rasterio.open(self.path, "r+") as dataset:
-            if self.scale is not None:
-                dataset.scales = (self.scale,) * dataset.count
-                dataset.offsets = (self.offset or 0.0,) * dataset.count
-            for index, band in enumerate(self.asset.bands, start=1):
-                dataset.set_band_description(index, band)
         options = COG_OPTIONS | KIND_COG_OPTIONS.get(self.asset.kind, {})
+        factors = overview_factors(self.asset.grid) if self.asset.grid is not None else []
+        if factors and not self.keep:
+            resampling = Resampling[options["OVERVIEW_RESAMPLING"].lower()]
+            with rasterio.open(self.path, "r+") as dataset:
+                dataset.build_overviews(factors, resampling)
+            options = options | {"OVERVIEWS": "FORCE_USE_EXISTING"}
         rasterio.shutil.copy(self.path, self.asset.path, driver="COG", **options)
         if not self.keep:
             self.path.unlink()
         # The COG was just written: it is in the page cache, and this thread hashes it while
         # the others still correct and compress (a 10 m product's 1.2 GB: 2.3 s off the end).
         return dataclasses.replace(self.asset, checksum=multihash_sha256(self.asset.path))
+
+
+def overview_factors(grid: Grid, block: int = int(COG_OPTIONS["BLOCKSIZE"])) -> list[int]:
+    """GDAL's COG driver's own choice (``OVERVIEWS=AUTO``): halve until the smallest overview
+    fits in one block."""
+    factors: list[int] = []
+    width, height = grid.width, grid.height
+    while width > block or height > block:
+        factor = 2 ** (len(factors) + 1)
+        factors.append(factor)
+        width, height = -(-grid.width // factor), -(-grid.height // factor)
+    return factors
 
 
 class ProductWriter:
@@ -307,7 +333,7 @@ def write_thumbnail(quicklook: Path, target: Path, size: int = THUMBNAIL_SIZE) -
             max(1, round(dataset.height / max(factor, 1))),
             max(1, round(dataset.width / max(factor, 1))),
         )
-        rgb = dataset.read(out_shape=(3, *shape), resampling=rasterio.enums.Resampling.average)
+        rgb = dataset.read(out_shape=(3, *shape), resampling=Resampling.average)
     alpha = np.where((rgb == 0).all(axis=0), 0, 255).astype(np.uint8)
     image = Image.fromarray(np.dstack([*rgb, alpha]), mode="RGBA")
     # zlib's default level: optimize=True costs 2.3x the time (0.44 s) for a file 2 % smaller.
