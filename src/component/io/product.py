@@ -5,21 +5,22 @@ compression, GDAL's COG driver, release the GIL, so on a few cores the decoding 
 overlaps the correction of another and the compression of a third):
 
 1. :func:`decode_bands`: every band is decoded once, on its product grid, in strips of
-   :data:`~component.io.load.STRIP_ROWS` rows. Each strip is averaged into the coarse grid the
+   :data:`~component.io.load.STRIP_ROWS` rows, the costliest bands first
+   (:func:`decode_order`). Each strip is averaged into the coarse grid the
    atmosphere is estimated on (NaN-aware: nodata and saturated pixels do not count) and its
    DN are spilled to a raw scratch file in the staging folder. So the atmosphere's input costs
    no second decode, and memory stays a few strips whatever the resolution (the scratch files
    live in the page cache, not in the process).
 2. :func:`write_product`, once the atmosphere is estimated: each band's DN are read back strip
-   by strip, turned into TOA reflectance, inverted by the corrector in slices of
-   :data:`CORRECT_ROWS` rows (its temporaries then stay in the CPU caches: on a 10 m strip,
-   64-row slices 2.4x faster than the whole 1024 rows, 1.4x faster than 128), quantized and
+   by strip and go, a few rows at a time (:func:`correct_strip`), through TOA reflectance,
+   the corrector's inversion and L2A DN while those rows are in the CPU's cache, then are
    drafted; a finished draft becomes a COG in the writer's threads while other bands are
    still corrected.
 
 Besides the bands: B02's job also writes AOT and WVP on the ``--resolution`` grid (the L1C's
 no-data there is B02's), and once B04, B03 and B02 are written a TCI job makes the RGB
-quicklook from their drafts (read while their COGs are being made). B10 is only an input:
+quicklook from their drafts' DN through a lookup table (read while their COGs are being
+made). B10 is only an input:
 it is read on the coarse grid directly (from a reduced-resolution level).
 
 The scene classification sits between the passes: pass 1 also puts every band's strips on the
