@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,9 @@ from component.io.write import (
     ATMOSPHERE_SCALE,
     NODATA,
     OFFSET,
+    RGB,
     SCALE,
+    Draft,
     ProductWriter,
     WrittenAsset,
     atmosphere_to_dn,
@@ -202,6 +205,45 @@ def test_small_product_without_rgb(tmp_path: Path) -> None:
         assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
 
 
+class _Recording(ProductWriter):
+    """A real writer whose COG threads note which draft they take, the first one held until
+    released (so the others are all waiting when the order is decided)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, threads=1)
+        self.taken: list[str] = []
+        self.first_taken, self.release = threading.Event(), threading.Event()
+
+    def _finish(self, draft: Draft) -> list[WrittenAsset]:
+        self.taken.append(draft.asset.key)
+        self.first_taken.set()
+        self.release.wait(30)
+        return super()._finish(draft)
+
+
+def test_writer_takes_the_costliest_waiting_draft_first(tmp_path: Path) -> None:
+    """A free COG thread takes the largest waiting draft (pixels x bands), not the oldest."""
+    writer = _Recording(tmp_path)
+    sizes = {"B01_60m": (40, 1), "B05_20m": (60, 1), "TCI_10m": (100, 3), "B02_10m": (100, 1)}
+    drafts = {}
+    for key, (size, count) in sizes.items():
+        if count == 3:
+            drafts[key] = writer.open(key, _grid(size), "visual", RGB)
+            drafts[key].write(0, np.full((3, size, size), 9, np.uint8))
+        else:
+            drafts[key] = writer.open(key, _grid(size), "reflectance", (key[:3],))
+            drafts[key].write(0, np.full((size, size), 9, np.uint16))
+    writer.finish_later(drafts["B01_60m"])
+    assert writer.first_taken.wait(30)
+    for key in ("B05_20m", "B02_10m", "TCI_10m"):
+        writer.finish_later(drafts[key])
+    writer.release.set()
+    assets = writer.finish()
+    writer.close()
+    assert writer.taken == ["B01_60m", "TCI_10m", "B02_10m", "B05_20m"]
+    assert {a.key for a in assets} == {*sizes, "thumbnail"}
+
+
 @pytest.mark.parametrize(("size", "kind"), [(1100, "reflectance"), (1830, "scl"), (513, "aot")])
 def test_overviews_built_in_the_draft_are_gdals(tmp_path: Path, size: int, kind: str) -> None:
     """The levels GDAL's COG driver would make itself, with its values (average, SCL by mode,
@@ -218,12 +260,10 @@ def test_overviews_built_in_the_draft_are_gdals(tmp_path: Path, size: int, kind:
     values[:37, :] = 0  # nodata
     draft = Draft(tmp_path, "X", _grid(size), kind, ("X",))
     draft.write(0, values)
-    draft.keep = True  # the reference below copies the same draft with GDAL's own overviews
     draft.close()
     reference = tmp_path / "reference.tif"
     options = COG_OPTIONS | KIND_COG_OPTIONS.get(kind, {})
     rasterio.shutil.copy(draft.path, reference, driver="COG", **options)
-    draft.keep = False
     asset = draft.finish()
     assert not draft.path.exists()
     with rasterio.open(asset.path) as ours, rasterio.open(reference) as gdal:
