@@ -1,6 +1,10 @@
 # Standalone image of the component (outside DeltaTwin, which generates its own
-# image from manifest.json). Mirrors the README set-up: `pip install .`.
+# image from manifest.json). Installs as scripts/setup.sh does: `pip install .`, the CPU
+# image (ONNX Runtime, no torch: 0.9 GB of packages); `docker build --build-arg EXTRAS=gpu .`
+# adds the `gpu` extra (PyTorch and its CUDA libraries, 5.5 GB more) for hosts run with
+# `docker run --gpus all`, where `--device auto` then uses the GPU.
 FROM python:3.11-slim
+ARG EXTRAS=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,10 +15,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 component
 WORKDIR /app
 
-# Dependencies first, so that code changes do not reinstall torch.
+# The package and its dependencies (EXTRAS: empty, gpu, or e.g. gpu,train).
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --upgrade pip && pip install .
+RUN pip install --upgrade pip && pip install ".${EXTRAS:+[$EXTRAS]}"
 
 # Model card and weights live inside the image.
 COPY models ./models
