@@ -73,33 +73,29 @@ def floor(item_path: str, resolution: int, output: Path) -> dict[str, object]:
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
-    from component.io.load import (
-        PRODUCT_BANDS,
-        STRIP_ROWS,
-        BandReader,
-        gdal_env,
-        output_grid,
-        overview_level,
-    )
-    from component.io.product import workers
+    from component.core.bands import L2A_BANDS, NATIVE_RESOLUTION
+    from component.core.settings import Settings
+    from component.engine.schedule import workers
+    from component.io.l1c import from_item
+    from component.io.load import STRIP_ROWS, BandReader, gdal, output_grid, overview_level
     from component.io.search import read_item
     from component.io.write import COG_OPTIONS, Draft
-    from component.model.correction import NATIVE_RESOLUTION
 
-    item = read_item(item_path).data
+    item = from_item(read_item(item_path).data)
     output.mkdir(parents=True, exist_ok=True)
-    env = gdal_env()
+    settings = Settings.from_environ()
 
     def one(band: str) -> None:
         grid = output_grid(item, band, max(resolution, NATIVE_RESOLUTION[band]))
         target = output / f"{band}.tif"
-        with rasterio.Env(**env), rasterio.open(item["assets"][band]["href"]) as dataset:
+        href = item.bands[band].href
+        with gdal(settings), rasterio.open(href) as dataset:
             if abs(dataset.res[0] - grid.resolution) < 1e-6:
                 rasterio.shutil.copy(dataset, target, driver="COG", **COG_OPTIONS)
                 return
             level = overview_level(dataset, grid.resolution)
             options = {} if level is None else {"OVERVIEW_LEVEL": str(level)}
-            with rasterio.open(item["assets"][band]["href"], **options) as reduced:
+            with rasterio.open(href, **options) as reduced:
                 if abs(reduced.res[0] - grid.resolution) < 1e-6:
                     rasterio.shutil.copy(reduced, target, driver="COG", **COG_OPTIONS)
                     return
@@ -118,7 +114,7 @@ def floor(item_path: str, resolution: int, output: Path) -> dict[str, object]:
     def once(band: str) -> None:
         grid = output_grid(item, band, max(resolution, NATIVE_RESOLUTION[band]))
         draft = Draft(output, f"{band}_once", grid, "reflectance", (band,))
-        with rasterio.Env(**env), BandReader(item, band, grid) as reader:
+        with gdal(settings), BandReader(item, band, grid) as reader:
             for y0 in range(0, grid.height, STRIP_ROWS):
                 draft.write(y0, reader.read(y0, min(grid.height, y0 + STRIP_ROWS)))
         draft.finish()
@@ -126,8 +122,8 @@ def floor(item_path: str, resolution: int, output: Path) -> dict[str, object]:
     timings = {}
     for name, job in (("direct", one), ("once", once)):
         started = time.perf_counter()
-        with ThreadPoolExecutor(workers()) as pool:
-            list(pool.map(job, PRODUCT_BANDS))
+        with ThreadPoolExecutor(workers(settings)) as pool:
+            list(pool.map(job, L2A_BANDS))
         timings[name] = round(time.perf_counter() - started, 2)
     return {
         "floor_s": min(timings.values()),
@@ -141,6 +137,7 @@ def network(item: str, resolution: int, output: Path) -> dict[str, object]:
     """One forward pass of the atmosphere network over the case's coarse grid."""
     import numpy as np
 
+    from component.io.l1c import from_item
     from component.io.load import output_grid
     from component.io.search import read_item
     from component.model.card import load_card
@@ -148,7 +145,7 @@ def network(item: str, resolution: int, output: Path) -> dict[str, object]:
 
     card = load_card()
     corrector, engine = build_scene_corrector(card, device="cpu")
-    grid = output_grid(read_item(item).data, "B02", int(card.atmosphere_grid_m))
+    grid = output_grid(from_item(read_item(item).data), "B02", int(card.atmosphere_grid_m))
     rng = np.random.default_rng(0)
     spectrum = np.array([0.12, 0.10, 0.09, 0.07, 0.11, 0.20, 0.24, 0.26, 0.27, 0.09, 0.004, 0.17,
                          0.09], np.float32)  # fmt: skip

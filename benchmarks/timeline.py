@@ -24,8 +24,9 @@ from typing import Any
 
 import rasterio.shutil
 
-from component import cli
-from component.io import load, overviews, product, write
+from component import cli, pipeline
+from component.engine import assemble, decode
+from component.io import load, overviews, write
 
 START = time.perf_counter()
 EVENTS: list[tuple[str, str, float, float]] = []
@@ -46,9 +47,12 @@ def _recorded(function: Callable[..., Any], label: str) -> Callable[..., Any]:
 
 
 def _instrument() -> None:
-    for name in ("_decode_job", "_band_job", "_tci_job", "_scene_job", "classify_scene",
-                 "correct_strip", "field_strip", "quicklook_from_dn"):  # fmt: skip
-        setattr(product, name, _recorded(getattr(product, name), name))
+    # Each where it is called from (a name imported into a module is patched there).
+    for module, name in ((decode, "_decode_job"), (assemble, "_band_job"), (assemble, "_tci_job"),
+                         (assemble, "_scene_job"), (pipeline, "classify_scene"),
+                         (assemble, "correct_window"), (assemble, "field_window"),
+                         (assemble, "quicklook_from_dn")):  # fmt: skip
+        setattr(module, name, _recorded(getattr(module, name), name))
     write.multihash_sha256 = _recorded(write.multihash_sha256, "checksum")
     overviews.build = _recorded(overviews.build, "overviews")
     rasterio.shutil.copy = _recorded(rasterio.shutil.copy, "cog_copy")

@@ -15,9 +15,10 @@ import numpy as np
 import onnxruntime
 import torch
 
+from component.core.files import sha256_file
 from component.model.card import load_card
 from component.model.engines import ONNX_OPSET, OnnxEngine, TorchEngine, export_onnx
-from component.model.network import load_model, sha256_file
+from component.model.network import load_model
 
 # TOA reflectance of a vegetated field and of bare soil, B01..B12 with B10 (a clear sky)
 VEGETATION = [0.12, 0.10, 0.09, 0.07, 0.11, 0.20, 0.24, 0.26, 0.27, 0.09, 0.004, 0.17, 0.09]

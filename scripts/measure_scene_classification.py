@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.model.atmosphere import Geometry
-from component.model.correction import L1C_BANDS, L2A_BANDS
 from component.model.scene_classification import SceneClass, classify
 from component.model.scene_clouds import S2CLOUDLESS_BANDS, predict
 
@@ -120,8 +120,8 @@ def physics_boa(chip: dict[str, object]) -> np.ndarray:
     """The component's physics-only correction (shipped card, standard atmosphere) of a chip."""
     from affine import Affine
 
+    from component.core.grid import Grid
     from component.model.card import load_card
-    from component.model.correction import RasterGrid
     from component.model.engines import build_scene_corrector
 
     corrector, _ = build_scene_corrector(load_card(), device="cpu")
@@ -130,7 +130,7 @@ def physics_boa(chip: dict[str, object]) -> np.ndarray:
         toa[L1C_BANDS.index(band)] = chip["toa"][i]
     toa[L1C_BANDS.index("B8A")] = toa[L1C_BANDS.index("B08")]  # no B8A in the chips
     t = chip["transform"]
-    grid = RasterGrid(Affine(20.0, 0, t.c, 0, -20.0, t.f), *toa.shape[1:])
+    grid = Grid(None, Affine(20.0, 0, t.c, 0, -20.0, t.f), toa.shape[2], toa.shape[1])
     geometry = Geometry(chip["sun_zenith"], 5.0, 90.0)
     state = corrector.estimate(toa, grid, geometry)
     boa = [corrector.correct(b, toa[L1C_BANDS.index(b)], grid, state) for b in L2A_BANDS]

@@ -34,12 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from component.core.bands import L2A_BANDS
+from component.core.blocks import block_mean
+from component.core.grid import Grid, snapped
+from component.core.settings import Settings
 from component.errors import InvalidItemError, InvalidParameterError
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from component.io.load import Grid
     from component.model.correction import AtmosphereState, SceneCorrector
 
 ITEM_ATTR = "stac_item"
@@ -63,21 +66,25 @@ COMMON_NAMES = {
 _BAND_NAME = re.compile(r"^B(0?[1-9]|1[0-2]|8A)(_\d+M)?$")
 
 
-def _item_dict(item: Any) -> dict[str, Any]:
-    """An item as a dict with absolute hrefs, from a dict, a pystac Item or a path/URL."""
+def _item_dict(item: Any, settings: Settings) -> tuple[dict[str, Any], str | None]:
+    """An item as a dict with absolute hrefs, and where it came from, from a dict, a pystac
+    Item or a path/URL."""
     from component.io import search, zarr_product
 
     if isinstance(item, (str, Path)):
-        zarr_product.install_stac_io()
-        return search.read_item(str(item)).data
+        zarr_product.install_stac_io(settings)
+        found = search.read_item(str(item))
+        return found.data, found.href
+    href = None
     if hasattr(item, "to_dict") and hasattr(item, "make_asset_hrefs_absolute"):
         clone = item.clone()
-        if clone.get_self_href():
+        href = clone.get_self_href()
+        if href:
             clone.make_asset_hrefs_absolute()
         item = clone.to_dict(include_self_link=False, transform_hrefs=False)
     if not isinstance(item, dict) or item.get("type") != "Feature":
         raise InvalidItemError("load_l1c: give a STAC Item (dict, pystac.Item, path or URL)")
-    return search.require_l1c(zarr_product.expand(item))
+    return search.require_l1c(zarr_product.expand(item, settings, href)), href
 
 
 def band_name(name: Any) -> str:
@@ -90,24 +97,6 @@ def band_name(name: Any) -> str:
         raise InvalidParameterError(f"unknown band {name!r}: use B01..B12, B8A or common names")
     number = match[1]
     return f"B{number.zfill(2)}" if number != "8A" else "B8A"
-
-
-def _read_rows(
-    item: dict[str, Any],
-    band: str,
-    grid: Grid,
-    y0: int,
-    y1: int,
-    radiometry: Any,
-    env: dict[str, str | int],
-) -> np.ndarray:
-    """Rows ``y0:y1`` of *band* on *grid* as TOA reflectance (the CLI's reader)."""
-    import rasterio
-
-    from component.io.load import BandReader, to_toa
-
-    with rasterio.Env(**env), BandReader(item, band, grid) as reader:
-        return to_toa(reader.read(y0, y1), radiometry)
 
 
 def load_l1c(
@@ -130,32 +119,27 @@ def load_l1c(
     import dask.array as da
     import xarray as xr
 
-    from component.io import load, stac_bridge, zarr_product
+    from component.engine.decode import read_toa
+    from component.io import l1c, load
     from component.params import parse_bbox, parse_resolution
 
-    data = _item_dict(item)
+    settings = Settings.from_environ()
+    data, href = _item_dict(item, settings)
+    product = l1c.from_item(data, href)
     res = parse_resolution(str(resolution))
     window = None
     if bbox is not None:
         window = parse_bbox(",".join(str(float(v)) for v in bbox))
-    available = tuple(
-        b
-        for b in load.INPUT_BANDS
-        if b not in load.OPTIONAL_BANDS or data.get("assets", {}).get(b, {}).get("href")
-    )
-    wanted = tuple(band_name(b) for b in bands) if bands is not None else available
-    stac_bridge.require_bands(data, wanted)
-    load.check_credentials(data, wanted)
-    radiometry = stac_bridge.radiometry(data)
-    grid = load.output_grid(data, "B02", res, window)
-    env = zarr_product.gdal_env(load.gdal_env())
+    wanted = tuple(band_name(b) for b in bands) if bands is not None else product.inputs
+    l1c.require_bands(data, wanted)
+    load.check_credentials(product, wanted, settings)
+    grid = load.output_grid(product, "B02", res, window)
     stacked = []
     for band in wanted:
-        minimal = {"id": data.get("id"), "assets": {band: data["assets"][band]}}
         strips = [
             da.from_delayed(
-                dask.delayed(_read_rows, pure=True)(
-                    minimal, band, grid, y0, min(grid.height, y0 + load.STRIP_ROWS), radiometry, env
+                dask.delayed(read_toa, pure=True)(
+                    product, band, grid, y0, min(grid.height, y0 + load.STRIP_ROWS), settings
                 ),
                 shape=(min(grid.height, y0 + load.STRIP_ROWS) - y0, grid.width),
                 dtype=np.float32,
@@ -202,7 +186,9 @@ def _corrector(weights: str | None, device: str, engine: str) -> SceneCorrector:
     with _lock:
         if key not in _correctors:
             path = Path(weights) if weights else None
-            _correctors[key] = build_scene_corrector(load_card(), path, device, engine)[0]
+            threads = Settings.from_environ().engine_threads
+            card = load_card()
+            _correctors[key] = build_scene_corrector(card, path, device, engine, threads)[0]
         return _correctors[key]
 
 
@@ -243,8 +229,6 @@ def _grid_of(array: xr.DataArray, epsg: int) -> Grid:
     """The north-up grid of *array* from its pixel-centre coordinates."""
     from affine import Affine
 
-    from component.io.load import Grid
-
     x, y = array["x"].values.astype(float), array["y"].values.astype(float)
     if len(x) < 2 or len(y) < 2:
         raise InvalidParameterError("correct: the array needs at least 2 x 2 pixels")
@@ -276,24 +260,6 @@ def _epsg_of(array: xr.DataArray) -> int:
     return int(epsg)
 
 
-def _snapped(grid: Grid, resolution: float, origin: tuple[float, float]) -> Grid:
-    """The grid of *resolution* anchored at *origin* that covers *grid*, snapped outward (the
-    CLI's coarse and scene grids: the same snapping of the same window)."""
-    from affine import Affine
-
-    from component.io.load import Grid
-
-    c, f = origin
-    left, bottom, right, top = grid.bounds
-    eps = 1e-6
-    x0 = c + math.floor((left - c) / resolution + eps) * resolution
-    y0 = f - math.floor((f - top) / resolution + eps) * resolution
-    x1 = c + math.ceil((right - c) / resolution - eps) * resolution
-    y1 = f - math.ceil((f - bottom) / resolution - eps) * resolution
-    width, height = round((x1 - x0) / resolution), round((y0 - y1) / resolution)
-    return Grid(grid.epsg, Affine(resolution, 0.0, x0, 0.0, -resolution, y0), width, height)
-
-
 def _aligned_chunks(grid: Grid, coarse: Grid, rows: int) -> tuple[int, ...]:
     """Row chunks whose inner boundaries fall on the coarse grid's row boundaries, so each
     chunk's coarse (and scene) pixels are whole: their means need no other chunk."""
@@ -310,22 +276,6 @@ def _aligned_chunks(grid: Grid, coarse: Grid, rows: int) -> tuple[int, ...]:
         start += size
         size = step
     return tuple(chunks)
-
-
-def _block_means(block: np.ndarray, k: int, row0: int, col0: int) -> np.ndarray:
-    """NaN-aware means of ``k x k`` blocks; the block's pixel (0, 0) sits at (*row0*, *col0*)
-    of its first coarse pixel. Partial blocks at the edges count their valid pixels."""
-    height, width = block.shape
-    rows, cols = -(-(row0 + height) // k) * k, -(-(col0 + width) // k) * k
-    padded = np.full((rows, cols), np.nan, np.float64)
-    padded[row0 : row0 + height, col0 : col0 + width] = block
-    valid = np.isfinite(padded)
-    sums = np.where(valid, padded, 0.0).reshape(rows // k, k, cols // k, k).sum(axis=(1, 3))
-    counts = valid.reshape(rows // k, k, cols // k, k).sum(axis=(1, 3))
-    out = np.full(sums.shape, np.nan, np.float32)
-    seen = counts > 0
-    out[seen] = sums[seen] / counts[seen]
-    return out
 
 
 def _means_of(band: Any, grid: Grid, target: Grid, chunks: tuple[int, ...]) -> Any:
@@ -346,19 +296,11 @@ def _means_of(band: Any, grid: Grid, target: Grid, chunks: tuple[int, ...]) -> A
 
     def block(values: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
         y0 = block_info[0]["array-location"][0][0] if block_info else 0
-        return _block_means(values, k, (row0 + y0) % k, col0)
+        return block_mean(values, k, (row0 + y0) % k, col0)
 
     return da.map_blocks(
         block, band, chunks=(tuple(out_rows), (target.width,)), dtype=np.float32, meta=_META
     )
-
-
-def _geometry(item: dict[str, Any] | None, coords: dict[str, Any], coarse: Grid) -> Any:
-    from component.io import geometry
-
-    if item is not None:
-        return geometry.resolve(item, coarse)[0]
-    return geometry.from_properties(coords)
 
 
 def _estimate(
@@ -371,40 +313,26 @@ def _estimate(
     coords: dict[str, Any],
     model: tuple[str | None, str, str],
 ) -> AtmosphereState:
-    """The whole-scene step: classification (clouds out), then the atmosphere (one task)."""
-    from component.io.product import CLEAR_SKY_B10, coarse_exclude
-    from component.model.correction import L1C_BANDS
-    from component.model.scene_classification import classify
+    """The whole-scene step, as the CLI's: classification (clouds out), then the atmosphere
+    (one task)."""
+    from component.engine.decode import scene_stack
+    from component.engine.scene import classify_scene, estimate_atmosphere
+    from component.io import geometry, l1c
 
+    settings = Settings.from_environ()
     corrector = _corrector(*model)
-    item = json.loads(item_text) if item_text else None
-    geometry = _geometry(item, coords, coarse)
-    stack = np.full((len(L1C_BANDS), scene.height, scene.width), np.nan, np.float32)
-    for index, band in enumerate(L1C_BANDS):
-        if band in bands:
-            stack[index] = scene_toa[bands.index(band)]
-        elif band == "B10":
-            stack[index] = CLEAR_SKY_B10
-    result = classify(
-        stack,
-        None,
-        L1C_BANDS,
-        scene.resolution,
-        geometry.for_model() if geometry is not None else None,
-        sun_azimuth=geometry.sun_azimuth if geometry is not None else None,
+    if item_text:
+        product = l1c.from_item(json.loads(item_text))
+        angles = geometry.resolve(product, coarse, settings)[0]
+    else:
+        angles = geometry.from_properties(coords)
+    stack = scene_stack({b: scene_toa[i] for i, b in enumerate(bands)}, scene.shape)
+    classified = classify_scene(
+        stack, scene, coarse, angles, "B10" in bands, settings.engine_threads
     )
     del stack
-    exclude = coarse_exclude(result.scl, scene, coarse)
-    missing = np.full((coarse.height, coarse.width), np.nan, np.float32)
-    toa = np.stack(
-        [coarse_toa[bands.index(b)] if b in bands else missing for b in corrector.input_bands]
-    )
-    return corrector.estimate(
-        toa,
-        coarse.raster(),
-        geometry.for_model() if geometry is not None else None,
-        exclude=exclude,
-    )
+    means = {b: coarse_toa[i] for i, b in enumerate(bands)}
+    return estimate_atmosphere(corrector, means, coarse, angles, classified)
 
 
 def _correct_block(
@@ -415,10 +343,10 @@ def _correct_block(
     model: tuple[str | None, str, str],
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
-    from component.io.product import correct_rows
+    from component.engine.correct import correct_window
 
     y0 = block_info[0]["array-location"][0][0] if block_info else 0
-    return correct_rows(_corrector(*model), band, toa, grid, y0, state)
+    return correct_window(_corrector(*model), state, band, grid, y0, toa)
 
 
 def _field_block(
@@ -426,13 +354,12 @@ def _field_block(
     state: AtmosphereState,
     name: str,
     grid: Grid,
-    model: tuple[str | None, str, str],
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
+    from component.engine.correct import field_window
+
     y0 = block_info[0]["array-location"][0][0] if block_info else 0
-    rows = grid.raster().rows(y0, y0 + toa.shape[0])
-    values = np.asarray(_corrector(*model).field(name, rows, state), np.float32)
-    return np.where(np.isfinite(toa), values, np.float32(np.nan))
+    return field_window(state, name, grid, y0, ~np.isfinite(toa), quantize=False)
 
 
 def correct(
@@ -452,7 +379,6 @@ def correct(
 
     from component.io.load import STRIP_ROWS
     from component.model.card import load_card
-    from component.model.correction import L2A_BANDS
 
     if device not in ("auto", "cpu", "cuda") or engine not in ("auto", "torch", "onnx"):
         raise InvalidParameterError("correct: device is auto|cpu|cuda, engine auto|torch|onnx")
@@ -464,13 +390,12 @@ def correct(
     item = json.loads(item_text) if item_text else None
     origin = (grid.transform.c, grid.transform.f)
     if item is not None and "B02" in item.get("assets", {}):
-        from component.io import stac_bridge
+        from component.io import l1c
 
-        transform, _ = stac_bridge.asset_grid(item, "B02")
-        origin = (transform[2], transform[5])
+        origin = l1c.from_item(item).origin  # the tile's: the CLI's coarse and scene grids
     card = load_card()
-    coarse = _snapped(grid, float(card.atmosphere_grid_m), origin)
-    scene = _snapped(grid, max(grid.resolution, 20.0), origin)
+    coarse = snapped(grid.bounds, float(card.atmosphere_grid_m), origin, epsg)
+    scene = snapped(grid.bounds, max(grid.resolution, 20.0), origin, epsg)
     bands = tuple(str(b) for b in array["band"].values)
     chunks = _aligned_chunks(grid, coarse, STRIP_ROWS)
     data = array.data.rechunk({0: 1, 1: chunks, 2: -1})
@@ -497,7 +422,7 @@ def correct(
         ("AOT", "aot", "aerosol optical thickness at 550 nm", "1"),
         ("WVP", "water", "water vapour column", "cm"),
     ):
-        values = da.map_blocks(_field_block, reference, state, name, grid, model, meta=_META)
+        values = da.map_blocks(_field_block, reference, state, name, grid, meta=_META)
         variables[key] = (("y", "x"), values, {"long_name": long_name, "units": unit})
     if not any(band in bands for band in L2A_BANDS):
         raise InvalidParameterError("correct: the array holds no L2A band (B01..B12 but B10)")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from component import __version__
+from component.core.settings import Settings
 from component.errors import ComponentError, InvalidParameterError
 from component.params import (
     DEFAULT_COLLECTION,
@@ -143,19 +144,19 @@ def run_params(args: argparse.Namespace) -> RunParams:
         archive=_optional(args.archive, Path),
         dask_scheduler=_optional(args.dask_scheduler, str),
         progress="off" if getattr(args, "quiet", False) else "auto",
-        gdal_env=_gdal_env(args),
+        settings=_settings(args),
     )
 
 
-def _gdal_env(args: argparse.Namespace) -> dict[str, str | int]:
+def _settings(args: argparse.Namespace) -> Settings:
+    """The run's settings: the environment's, read here once, with the secret inputs' keys."""
     from component.io import zarr_product
-    from component.io.load import gdal_env, use_s3_credentials
 
-    use_s3_credentials(
+    settings = Settings.from_environ().with_keys(
         (args.s3_access_key_id or "").strip(), (args.s3_secret_access_key or "").strip()
     )
-    zarr_product.install_stac_io()  # a .zarr --item, or an item with a Zarr product asset
-    return zarr_product.gdal_env(gdal_env())
+    zarr_product.install_stac_io(settings)  # a .zarr --item, or an item with a Zarr product
+    return settings
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -186,7 +187,19 @@ def build_parser(wanted: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
 
     if "train" not in wanted and "evaluate" not in wanted:
         return parser
-    from component.training import evaluate, train
+    try:
+        from component.training import evaluate, train
+    except ModuleNotFoundError as error:  # a lean install (no `train` extra): `run` still works
+        missing = (
+            f"needs the train extra ({error.name} is not installed): pip install -e '.[train]' "
+            "(scripts/setup.sh --test installs it)"
+        )
+        for name in ("train", "evaluate"):
+            # No options of its own (prefix "\0"): whatever follows is taken, then refused.
+            stub = commands.add_parser(name, help=missing, prefix_chars="\0")
+            stub.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
+            stub.set_defaults(handler=_unavailable(f"{name} {missing}"))
+        return parser
 
     train_parser = commands.add_parser("train", help="train the network")
     train.add_arguments(train_parser)
@@ -195,6 +208,15 @@ def build_parser(wanted: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     evaluate.add_arguments(evaluate_parser)
     evaluate_parser.set_defaults(handler=evaluate.run)
     return parser
+
+
+def _unavailable(message: str) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command whose extra is not installed: one line, exit 2."""
+
+    def handler(args: argparse.Namespace) -> int:
+        raise InvalidParameterError(message)
+
+    return handler
 
 
 DASH_VALUE_OPTIONS = ("--bbox",)

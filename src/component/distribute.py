@@ -12,11 +12,12 @@ On a LocalCluster the cores are split between workers: each worker runs one item
 ``cores // workers`` threads for the network, which keeps the machine busy without
 oversubscribing it; and CDSE's limit of 4 connections per user is split between them too
 (at most 4 workers, each reading with ``4 // workers`` connections). On a remote cluster set
-``COMPONENT_MAX_CONNECTIONS`` in the workers' environment to each one's share.
+``COMPONENT_MAX_CONNECTIONS`` (and the S3 keys) in the workers' environment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -27,9 +28,11 @@ if TYPE_CHECKING:
     from component.params import RunParams
 
 Result = TypeVar("Result")
-Task = Callable[["InputItem", "RunParams", "int | None"], Result]
-"""``task(source, params, threads)``: one item on a worker. It must be importable by name
-(a module-level function) so Dask can send it to worker processes."""
+Task = Callable[["InputItem", "RunParams", "int | None", "int | None"], Result]
+"""``task(source, params, threads, connections)``: one item on a worker, with its share of
+the cores and of the connection budget (``None``: the worker's own settings). It must be
+importable by name (a module-level function) so Dask can send it to worker processes; the
+*params* it gets carry no S3 keys (:meth:`~component.core.settings.Settings.without_keys`)."""
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,6 @@ def process_many(
     from dask.distributed import Client, LocalCluster, as_completed
 
     from component.errors import InvalidParameterError
-    from component.io.load import MAX_CONNECTIONS_ENV, max_connections
-
     cluster = None
     if params.dask_scheduler:
         try:
@@ -59,16 +60,18 @@ def process_many(
                 f"cannot reach the Dask scheduler {params.dask_scheduler} ({error}): check "
                 "--dask-scheduler"
             ) from None
-        threads = None
+        threads = connections = None
     else:
         cores = os.cpu_count() or 1
-        budget = max_connections()
+        budget = params.settings.max_connections
         # CDSE allows 4 connections per user: never more workers than the budget, and each
-        # worker reads with its share of it (COMPONENT_MAX_CONNECTIONS in its environment).
+        # worker reads with its share of it.
         workers = max(1, min(len(inputs), cores, budget))
         threads = max(1, cores // workers)
-        os.environ[MAX_CONNECTIONS_ENV] = str(max(1, budget // workers))
+        connections = max(1, budget // workers)
         cluster = LocalCluster(
+            # The keys reach the worker processes as their environment, never inside a task.
+            env=params.settings.key_environment(),
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
@@ -77,9 +80,12 @@ def process_many(
         )
         client = Client(cluster)
         log.info("processing %d items on a LocalCluster of %d workers", len(inputs), workers)
+    shipped = dataclasses.replace(params, settings=params.settings.without_keys())
     try:
         futures = {
-            client.submit(task, source, params, threads, key=f"l2a-{source.id}", pure=False): source
+            client.submit(
+                task, source, shipped, threads, connections, key=f"l2a-{source.id}", pure=False
+            ): source
             for source in inputs
         }
         for future in as_completed(futures):

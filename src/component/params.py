@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from component.core.settings import Settings
 from component.errors import InvalidParameterError
 
 DEFAULT_STAC_URL = "https://stac.dataspace.copernicus.eu/v1/"
@@ -162,4 +163,6 @@ class RunParams:
     dask_scheduler: str | None = None
     progress: str = "auto"
     """``auto`` (a bar on a terminal, log lines elsewhere), ``bar``, ``log`` or ``off``."""
-    gdal_env: dict[str, str | int] = field(default_factory=dict, repr=False)
+    settings: Settings = field(default_factory=Settings)
+    """How the run reaches S3/HTTP and uses the machine, read from the environment at the edge
+    (:meth:`Settings.from_environ`); its keys never appear in ``repr``."""

@@ -11,41 +11,35 @@ reduced-resolution levels: cheap), with its sun/view geometry; the corrector est
 atmosphere there, with the clouds, their shadows and snow left out: the scene classification
 (SCL, cloud probability) is made first, from the same decode, on its 20 m (or 60 m) grid; then
 every L2A band is read, corrected and written on its own product grid
-(:mod:`component.io.product`), with the quicklook, AOT, WVP, SCL and CLD; the Item describes it
+(:mod:`component.engine`), with the quicklook, AOT, WVP, SCL and CLD; the Item describes it
 all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
 import tarfile
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import numpy as np
-
+from component.core.background import in_background
+from component.core.files import sha256_file
+from component.core.settings import Settings
 from component.distribute import process_many
+from component.engine.assemble import Product, job_names, write_product
+from component.engine.decode import decode_bands, scene_grid, strip_count
+from component.engine.scene import classify_scene, estimate_atmosphere, has_valid_pixel
 from component.errors import ComponentError, ModelError, PartialFailureError
-from component.io import catalog, geometry, load, search, stac_bridge
+from component.io import catalog, geometry, l1c, load, search
 from component.io.describe import describe, lineage, output_id
-from component.io.product import (
-    Product,
-    classify_scene,
-    decode_bands,
-    scene_grid,
-    strip_count,
-    write_product,
-)
 from component.io.write import ProductWriter
 from component.model import scene_clouds
-from component.model.atmosphere import sha256_file
 from component.model.card import ModelCard, load_card
 from component.model.correction import SceneCorrector
 from component.model.engines import build_scene_corrector
@@ -54,7 +48,6 @@ from component.progress import OFF, Progress
 from component.sample import item_path as sample_item_path
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -128,9 +121,14 @@ def load_model(params: RunParams) -> Model:
     scene_clouds.preload()  # the cloud detector loads while the run searches and decodes
     # scipy.ndimage (angle grids, smoothing, shadows) is imported where it is used, not with
     # the modules, and here, in the background: 0.2-0.3 s off the start-up.
-    _in_background(importlib.import_module, "scipy.ndimage")
-    building = _in_background(
-        build_scene_corrector, card, params.weights, params.device, params.engine
+    in_background(importlib.import_module, "scipy.ndimage")
+    building = in_background(
+        build_scene_corrector,
+        card,
+        params.weights,
+        params.device,
+        params.engine,
+        params.settings.engine_threads,
     )
     files = {"atmosphere table": card.lut_sha256 or ""}
     if params.weights is None:
@@ -149,13 +147,21 @@ _worker_models: dict[tuple[object, ...], Model] = {}
 
 
 def process_on_worker(
-    source: search.InputItem, params: RunParams, threads: int | None
+    source: search.InputItem, params: RunParams, threads: int | None, connections: int | None
 ) -> ItemResult:
-    """The Dask task: one item, processed and published exactly as in a single-item run."""
+    """The Dask task: one item, processed and published exactly as in a single-item run.
+
+    The worker process is an edge too: its settings (the S3 keys included, which never travel
+    inside a task) are read from its own environment, with the cores and connections this run
+    gave it (*threads*, *connections*; ``None``: the worker's own settings)."""
+    settings = Settings.from_environ()
+    if threads:
+        settings = dataclasses.replace(settings, engine_threads=threads)
+    if connections:
+        settings = dataclasses.replace(settings, max_connections=connections)
+    params = dataclasses.replace(params, settings=settings)
     key = (params.weights, params.device, params.engine, os.environ.get("COMPONENT_MODELS_DIR"))
     if key not in _worker_models:
-        if threads:
-            os.environ["COMPONENT_ENGINE_THREADS"] = str(threads)
         _worker_models[key] = load_model(params)
     return process(source, _worker_models[key], params)
 
@@ -165,7 +171,7 @@ def find_inputs(params: RunParams) -> list[search.InputItem]:
     if params.items:
         return [search.read_item(source) for source in params.items]
     if params.search is not None:
-        return search.search(params.search)
+        return search.search(params.search, params.settings)
     log.info("no input given: processing the embedded sample")
     return [search.read_item(str(sample_item_path()))]
 
@@ -306,57 +312,54 @@ def _produce(
     display: Progress = OFF,
     position: tuple[int, int] = (1, 1),
 ) -> Path | None:
+    """Read -> decode -> classify -> estimate -> correct and write -> describe -> publish."""
     clock = _Clock(result.seconds)
-    item = source.data
-    radiometry = stac_bridge.radiometry(item)
-    plan = load.plan(item, params.resolution, params.bbox, model.card.atmosphere_grid_m)
-    load.check_assets(item, plan.inputs, params.gdal_env)
-    angles = _in_background(geometry.resolve, item, plan.coarse)
+    settings = params.settings
+    product = l1c.from_item(source.data, source.href)
+    coarse_m = model.card.atmosphere_grid_m
+    plan = load.plan(product, params.resolution, params.bbox, coarse_m, settings)
+    load.check_assets(product, plan.inputs, settings)
+    angles = in_background(geometry.resolve, product, plan.coarse, settings)
     clock.lap("read")  # headers checked, grids known; no pixel read yet
-    # Steps: every strip decoded, classify, estimate, every raster drafted (bands, TCI, SCL
-    # and CLD), COGs finished, described and published.
-    rasters = len(plan.grids) + 2
-    with display.item(*position, source.id, strip_count(plan) + 2 + rasters + 2) as show:
+    # Steps: every strip decoded, classify, estimate, every job of pass 2, described, published.
+    steps = strip_count(plan) + 2 + len(job_names(plan, with_scene=True)) + 2
+    with display.item(*position, source.id, steps) as show:
         decoded = decode_bands(
-            item, plan, radiometry, params.gdal_env, staged, scene_grid(plan),
+            product, plan, settings, staged, scene_grid(plan),
             on_strip=lambda band: show.advance(1, f"decode {band}"),
         )  # fmt: skip
         corrector = model.corrector
-        scene, notes = angles.result()
-        missing = np.full((plan.coarse.height, plan.coarse.width), np.nan, np.float32)
-        toa = np.stack([decoded.coarse_toa.get(band, missing) for band in corrector.input_bands])
-        if not np.isfinite(toa).any():
+        scene_geometry, notes = angles.result()
+        if not has_valid_pixel(decoded.coarse_toa, corrector.input_bands):
             result.reason = "no valid pixel in the requested area (all nodata or saturated)"
             show.close("skipped")
             return None
         clock.lap("decode")  # every band decoded once; the atmosphere's input is known
-        classified = classify_scene(decoded, plan, scene)
-        notes += classified.notes
+        assert decoded.scene_toa is not None
+        toa, decoded.scene_toa = decoded.scene_toa, None  # 1.6 GB at 20 m: freed once classified
+        scene = classify_scene(
+            toa, scene_grid(plan), plan.coarse, scene_geometry, "B10" in plan.inputs,
+            settings.engine_threads,
+        )  # fmt: skip
+        del toa
+        notes += scene.notes
         clock.lap("classify")  # SCL and cloud probability; clouds kept out of the estimate
         show.advance(1, "estimate")
-        state = corrector.estimate(
-            toa,
-            plan.coarse.raster(),
-            scene.for_model() if scene is not None else None,
-            exclude=classified.exclude,
+        state = estimate_atmosphere(
+            corrector, decoded.coarse_toa, plan.coarse, scene_geometry, scene
         )
-        del toa
         notes += state.notes
         result.notes = notes
         clock.lap("estimate")
         show.advance(1, "correct")
-
-        product = Product(
-            plan=plan,
-            corrector=corrector,
-            state=state,
-            radiometry=radiometry,
-            scratch=decoded.scratch,
-            scene=classified,
-        )
         writer = ProductWriter(staged)
         try:
-            write_product(product, writer, on_band=lambda name: show.advance(1, f"wrote {name}"))
+            write_product(
+                Product(plan, corrector, state, product.radiometry, decoded.scratch, scene),
+                writer,
+                settings,
+                on_job=lambda name: show.advance(1, f"wrote {name}"),
+            )
             clock.lap("correct")  # every raster read, corrected and drafted; COGs under way
             assets = writer.finish()
         finally:
@@ -364,28 +367,28 @@ def _produce(
         clock.lap("write")
         show.advance(1, "describe")
         item_out = describe(
-            l1c=item,
-            l1c_href=source.href,
+            l1c=product.item,
+            l1c_href=product.href,
             item_id=out_id,
             footprint_grid=plan.grid_r,
             assets=assets,
             model_name=model.name,
             model_version=model.version,
             lineage_text=lineage(
-                l1c_id=source.id,
+                l1c_id=product.id,
                 model_name=model.name,
                 model_version=model.version,
                 model_files=model.files,
                 runtime=model.runtime,
                 resolution=params.resolution,
-                coarse_m=model.card.atmosphere_grid_m,
-                geometry_source=scene.source if scene is not None else None,
+                coarse_m=coarse_m,
+                geometry_source=scene_geometry.source if scene_geometry is not None else None,
                 notes=notes,
-                scene_m=round(classified.grid.resolution),
+                scene_m=round(scene.grid.resolution),
             ),
             clipped=params.bbox is not None,
-            view=scene.properties() if scene is not None else None,
-            scene=classified.properties(),
+            view=geometry.view_properties(scene_geometry) if scene_geometry else None,
+            scene=scene.properties(),
         )
         catalog.add_parent_links(item_out)
         catalog.write_json_atomic(
@@ -398,16 +401,6 @@ def _produce(
         show.advance(1, "published")
         show.close("published")
         return published
-
-
-def _in_background(function: Callable[..., T], *args: object) -> Future[T]:
-    """*function* run in a thread of its own, e.g. the angle grids (parsing the granule
-    metadata and putting them on the coarse grid, 0.3 s), needed only once every band is
-    decoded. Not a ``with`` block: leaving one would wait for it."""
-    pool = ThreadPoolExecutor(1, "background")
-    future = pool.submit(function, *args)
-    pool.shutdown(wait=False)
-    return future
 
 
 class _Clock:

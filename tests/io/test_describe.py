@@ -11,8 +11,9 @@ import pytest
 from affine import Affine
 
 from component import __version__
-from component.io.describe import describe, lineage, multihash_sha256, output_id
-from component.io.load import Grid
+from component.core.files import multihash_sha256
+from component.core.grid import Grid
+from component.io.describe import describe, lineage, output_id
 from component.io.write import (
     CLOUD_NODATA,
     ProductWriter,

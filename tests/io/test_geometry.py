@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,14 +13,17 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from component.io import geometry
-from component.io.load import Grid, output_grid
-from component.model.atmosphere import relative_azimuth
-from support.s3 import S3Server
+from component.core.grid import Grid
+from component.core.settings import Settings
+from component.io import geometry, l1c
+from component.io.load import output_grid
+from component.model.atmosphere import Geometry, relative_azimuth
+from support.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
 from support.synthetic import ANGLE_STEP_M, cdse_s3_base, synthetic_angles, tile_angles_xml
 
 Factory = Callable[..., dict[str, Any]]
 ULX, ULY = 300000.0, 4900020.0
+LOCAL = Settings()
 
 
 def _xml(angles: dict[str, Any] | None = None) -> str:
@@ -66,6 +70,7 @@ def test_grids_are_interpolated_at_pixel_centres() -> None:
     grid = Grid(32631, Affine(2500, 0, ULX + 4 * 5000 - 1250, 0, -5000, ULY - 2 * 5000 + 2500),
                 3, 1)  # fmt: skip
     scene = geometry.angles_on_grid(parsed, grid)
+    assert isinstance(scene, Geometry) and scene.known
     sun = np.asarray(scene.sun_zenith)[0]
     np.testing.assert_allclose(sun[0], parsed.sun_zenith[2, 4], atol=1e-4)
     np.testing.assert_allclose(sun[2], parsed.sun_zenith[2, 5], atol=1e-4)
@@ -92,17 +97,17 @@ def test_nodes_outside_the_swath_take_the_nearest_value() -> None:
 
 def test_resolve_prefers_the_granule_metadata(l1c_product: Factory) -> None:
     """With MTD_TL.xml: arrays on the coarse grid, their means as view:* properties."""
-    item = l1c_product(size_10m=192)
-    grid = output_grid(item, "B02", 120)
-    scene, notes = geometry.resolve(item, grid)
+    product = l1c.from_item(l1c_product(size_10m=192))
+    grid = output_grid(product, "B02", 120)
+    scene, notes = geometry.resolve(product, grid, LOCAL)
     assert scene is not None and notes == [] and "MTD_TL.xml" in scene.source
     assert np.shape(scene.sun_zenith) == (grid.height, grid.width)
-    model = scene.for_model()
-    assert model.known and np.shape(model.relative_azimuth) == (grid.height, grid.width)
+    assert isinstance(scene, Geometry), "the scene's geometry is the model's"
+    assert scene.known and np.shape(scene.relative_azimuth) == (grid.height, grid.width)
     expected = relative_azimuth(float(np.ravel(scene.sun_azimuth)[0]),
                                 float(np.ravel(scene.view_azimuth)[0]))  # fmt: skip
-    np.testing.assert_allclose(np.ravel(model.relative_azimuth)[0], expected, atol=1e-3)
-    props = scene.properties()
+    np.testing.assert_allclose(np.ravel(scene.relative_azimuth)[0], expected, atol=1e-3)
+    props = geometry.view_properties(scene)
     assert 29 < props["view:sun_elevation"] < 31 and 1 < props["view:incidence_angle"] < 4
 
 
@@ -111,17 +116,20 @@ def test_resolve_falls_back_to_the_item_means(l1c_product: Factory, tmp_path: Pa
     item = l1c_product(size_10m=96)
     broken = json.loads(json.dumps(item))
     broken["assets"]["granule_metadata"]["href"] = str(tmp_path / "absent" / "MTD_TL.xml")
-    grid = output_grid(item, "B02", 120)
-    scene, notes = geometry.resolve(broken, grid)
+    grid = output_grid(l1c.from_item(item), "B02", 120)
+    scene, notes = geometry.resolve(l1c.from_item(broken), grid, LOCAL)
     assert scene is not None and "view:* properties" in scene.source
     assert len(notes) == 1 and "granule metadata unreadable" in notes[0]
     props = item["properties"]
+    assert scene.known
     assert scene.sun_zenith == pytest.approx(90 - props["view:sun_elevation"])
-    assert scene.for_model().relative_azimuth == pytest.approx(
+    assert scene.relative_azimuth == pytest.approx(
         relative_azimuth(props["view:sun_azimuth"], props["view:azimuth"])
     )
-    bare = l1c_product(size_10m=96, angles=False)
-    assert geometry.resolve(bare, grid) == (None, [])
+    assert geometry.from_properties(l1c.from_item(item).view) == scene
+    bare = l1c.from_item(l1c_product(size_10m=96, angles=False))
+    assert bare.granule_metadata is None and bare.view == {}
+    assert geometry.resolve(bare, grid, LOCAL) == (None, [])
 
 
 def test_granule_metadata_read_from_s3(
@@ -132,14 +140,25 @@ def test_granule_metadata_read_from_s3(
     root = tmp_path / "s3"
     item = l1c_product(root=root, size_10m=60, date=date, href_base=cdse_s3_base(date))
     s3_server.upload_tree(root, cdse_s3_base(date).removeprefix("s3://eodata/"))
-    for key, value in s3_server.gdal_env().items():
-        monkeypatch.setenv(key, value)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S3_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_environ({**os.environ, **s3_server.gdal_env()})
+    assert settings.access_key_id == ACCESS_KEY_ID
+    assert settings.secret_access_key == SECRET_ACCESS_KEY
+    assert settings.s3_endpoint == s3_server.endpoint and not settings.s3_https
+    product = l1c.from_item(item)
     href = item["assets"]["granule_metadata"]["href"]
+    assert product.granule_metadata == href
     assert href.startswith("s3://eodata/") and href.endswith("MTD_TL.xml")
     local = root / href.removeprefix(cdse_s3_base(date))
-    assert geometry.read_text(href) == local.read_bytes()
+    assert geometry.read_text(href, settings) == local.read_bytes()
     with pytest.raises(OSError, match="HTTP 404"):
-        geometry.read_text(href.replace("MTD_TL", "MTD_XX"))
+        geometry.read_text(href.replace("MTD_TL", "MTD_XX"), settings)
+    with pytest.raises(ValueError, match="no S3 keys"):
+        geometry.read_text(href, settings.without_keys())
+    grid = output_grid(product, "B02", 120)
+    scene, notes = geometry.resolve(product, grid, settings)
+    assert scene is not None and notes == [] and "MTD_TL.xml" in scene.source
 
 
 def test_malformed_documents_are_refused() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from component.core.settings import Settings
 from component.errors import InvalidItemError, NoItemsFoundError, StacApiError
 from component.io.search import read_item, require_l1c, search
 from component.params import SearchParams, parse_bbox, parse_datetime
@@ -30,6 +31,9 @@ AREA = "0.498,44.222,0.501,44.224"  # inside the synthetic products (31TCJ's nor
 def base_item(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A small synthetic 31TCJ product's item (absolute local hrefs)."""
     return make_l1c_product(tmp_path_factory.mktemp("l1c"), size_10m=60)
+
+
+SETTINGS = Settings()
 
 
 def _variant(base: dict[str, Any], day: int, cloud: float) -> dict[str, Any]:
@@ -60,14 +64,14 @@ def params(url: str, **kwargs: Any) -> SearchParams:
 def test_bbox_and_datetime_search(stac_api: StacApi, catalog_items: list[dict[str, Any]]) -> None:
     """bbox and datetime are applied by the API; results come oldest first."""
     url = stac_api(catalog_items)
-    found = search(params(url, bbox=parse_bbox(AREA)))
+    found = search(params(url, bbox=parse_bbox(AREA)), SETTINGS)
     assert [f.data["properties"]["datetime"][:10] for f in found] == [
         f"2024-01-{10 + d}" for d, _ in SCHEDULE
     ]
     window = parse_datetime("2024-01-11T00:00:00Z/2024-01-12T23:59:59Z")
-    found = search(params(url, bbox=parse_bbox(AREA), datetime=window))
+    found = search(params(url, bbox=parse_bbox(AREA), datetime=window), SETTINGS)
     assert [f.data["properties"]["eo:cloud_cover"] for f in found] == [50.0, 10.0]
-    found = search(params(url, datetime="2017-02-16T00:00:00Z/2017-02-17T00:00:00Z"))
+    found = search(params(url, datetime="2017-02-16T00:00:00Z/2017-02-17T00:00:00Z"), SETTINGS)
     assert [f.id for f in found] == [catalog_items[-1]["id"]]
     assert all(f.href.startswith(url) and f.href.endswith(f.id) for f in found)
 
@@ -76,7 +80,7 @@ def test_datetime_duration_search(stac_api: StacApi, catalog_items: list[dict[st
     """An ISO duration relative to 'now' selects the trailing window."""
     url = stac_api(catalog_items)
     window = parse_datetime("P2D", now=START + timedelta(days=4, hours=1))
-    found = search(params(url, datetime=window))
+    found = search(params(url, datetime=window), SETTINGS)
     assert [f.data["properties"]["datetime"][:10] for f in found] == ["2024-01-13", "2024-01-14"]
 
 
@@ -89,12 +93,12 @@ def test_cloud_cover_and_tile_filters(
     pipeline, which skips them with the cloud cover as the stated reason.
     """
     url = stac_api(catalog_items)
-    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", max_cloud_cover=10))
+    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", max_cloud_cover=10), SETTINGS)
     clouds = sorted(f.data["properties"]["eo:cloud_cover"] for f in found if "31TCJ" in f.id)
     assert clouds == sorted(cloud for _, cloud in SCHEDULE)
-    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", tile="33UUU"))
+    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", tile="33UUU"), SETTINGS)
     assert [f.id for f in found] == [catalog_items[-1]["id"]]
-    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", tile="31TCJ"))
+    found = search(params(url, datetime="2000-01-01T00:00:00Z/..", tile="31TCJ"), SETTINGS)
     assert len(found) == len(SCHEDULE)
 
 
@@ -106,9 +110,9 @@ def test_paging_and_limit(stac_api: StacApi, base_item: dict[str, Any]) -> None:
         moment = START + timedelta(minutes=index)
         item["properties"]["datetime"] = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     url = stac_api(items)
-    found = search(params(url, bbox=parse_bbox(AREA)))
+    found = search(params(url, bbox=parse_bbox(AREA)), SETTINGS)
     assert len(found) == 130 and len({f.id for f in found}) == 130
-    found = search(params(url, bbox=parse_bbox(AREA), limit=3))
+    found = search(params(url, bbox=parse_bbox(AREA), limit=3), SETTINGS)
     assert len(found) == 3
 
 
@@ -116,9 +120,9 @@ def test_no_result(stac_api: StacApi, catalog_items: list[dict[str, Any]]) -> No
     """A search that matches nothing raises NoItemsFoundError."""
     url = stac_api(catalog_items)
     with pytest.raises(NoItemsFoundError):
-        search(params(url, bbox=parse_bbox("-60,-30,-59,-29")))
+        search(params(url, bbox=parse_bbox("-60,-30,-59,-29")), SETTINGS)
     with pytest.raises(NoItemsFoundError):
-        search(params(url, bbox=parse_bbox(AREA), tile="33UUU"))
+        search(params(url, bbox=parse_bbox(AREA), tile="33UUU"), SETTINGS)
 
 
 def _closed_port() -> int:
@@ -155,7 +159,7 @@ def test_unreachable_api_fails_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/"
     started = time.monotonic()
     with pytest.raises(StacApiError, match="cannot reach"):
-        search(params(url, bbox=parse_bbox(AREA)))
+        search(params(url, bbox=parse_bbox(AREA)), SETTINGS)
     assert time.monotonic() - started < 5
 
 
@@ -168,7 +172,7 @@ def test_non_l1c_item_in_search_is_refused(
     l2a["properties"] |= {"processing:level": "L2", "product:type": "S2MSI2A"}
     url = stac_api([l2a])
     with pytest.raises(InvalidItemError, match="not a Sentinel-2 L1C"):
-        search(params(url, bbox=parse_bbox(AREA)))
+        search(params(url, bbox=parse_bbox(AREA)), SETTINGS)
 
 
 def test_read_item_file(sample_item_path: Path) -> None:

@@ -11,12 +11,12 @@ import rasterio
 from affine import Affine
 from PIL import Image
 
-from component.io.load import Grid
+from component.core.bands import RGB
+from component.core.grid import Grid
 from component.io.write import (
     ATMOSPHERE_SCALE,
     NODATA,
     OFFSET,
-    RGB,
     SCALE,
     Draft,
     ProductWriter,

@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 from affine import Affine
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
+from component.core.blocks import block_mean
+from component.core.grid import Grid
 from component.errors import ModelError
 from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry
 from component.model.card import load_card
 from component.model.correction import (
-    L1C_BANDS,
-    L2A_BANDS,
-    RasterGrid,
     SceneCorrector,
     StandardAtmosphere,
-    block_mean,
     cirrus_reflectance,
     coarse_to_fine,
     smooth,
@@ -42,7 +41,7 @@ def corrector(tables, adjacency: float = 0.0) -> SceneCorrector:  # type: ignore
 
 
 def grid(resolution: float, height: int, width: int, x0: float = 500000, y0: float = 5e6):
-    return RasterGrid(Affine(resolution, 0, x0, 0, -resolution, y0), height, width)
+    return Grid(None, Affine(resolution, 0, x0, 0, -resolution, y0), width, height)
 
 
 def test_coarse_to_fine_is_bilinear_at_pixel_centres() -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from component.core.files import sha256_file
 from component.errors import ModelError
 from component.model.card import load_card
-from component.model.network import build_model, load_model, save_weights, sha256_file
+from component.model.network import build_model, load_model, save_weights
 
 SHIPPED_CARD = Path(__file__).resolve().parents[2] / "models" / "model_card.json"
 

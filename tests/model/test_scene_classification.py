@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.model.atmosphere import Geometry
-from component.model.correction import L1C_BANDS, L2A_BANDS
 from component.model.scene_classification import (
     CLOUD_CLASSES,
     SceneClass,

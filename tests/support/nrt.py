@@ -57,7 +57,7 @@ def items_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     def sequential(inputs: list[Any], params: Any, task: Any, on_result: Any) -> None:
         for source in inputs:
             try:
-                outcome = task(source, params, None)
+                outcome = task(source, params, None, None)
             except Exception as error:  # as distribute reports a task that raised
                 outcome = error
             on_result(source, outcome)

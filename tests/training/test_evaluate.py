@@ -18,10 +18,10 @@ import rasterio
 from rasterio.transform import from_origin
 from scipy.ndimage import gaussian_filter
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.errors import InvalidParameterError
 from component.model.atmosphere import Atmosphere, Geometry, Terms
 from component.model.card import load_card
-from component.model.correction import L1C_BANDS, L2A_BANDS
 from component.training import evaluate
 from support.models import random_models_dir  # noqa: F401
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
+from component.core.blocks import block_mean
 from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere
 from component.model.card import load_card
-from component.model.correction import L1C_BANDS, L2A_BANDS
 from component.training.simulate import Ranges, random_patch, simulate, smooth_field
-from component.training.surfaces import Surface, block_mean, load_surfaces, plausible_b09
+from component.training.surfaces import Surface, load_surfaces, plausible_b09
 
 
 @pytest.fixture(scope="module")

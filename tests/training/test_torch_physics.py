@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
+from component.core.grid import Grid
 from component.model.atmosphere import Atmosphere, Geometry
 from component.model.card import load_card
-from component.model.correction import (
-    L1C_BANDS,
-    L2A_BANDS,
-    RasterGrid,
-    SceneCorrector,
-    cirrus_reflectance,
-)
+from component.model.correction import SceneCorrector, cirrus_reflectance
 from component.training.torch_physics import batch_curves, gaussian_blur, interp_nodes, invert
 
 
@@ -43,7 +39,7 @@ def test_torch_inversion_equals_the_run_time_corrector(adjacency_m: float) -> No
     toa[L1C_BANDS.index("B10")] = rng.uniform(0.0, 0.05, (size, size))
     geometry = Geometry(52.0, 7.0, 120.0)
     scene = SceneCorrector(out, FieldEstimator(aot, water), L1C_BANDS, adjacency_m, 0.0, None, 120)
-    grid = RasterGrid(scene_transform(), size, size)
+    grid = Grid(None, scene_transform(), size, size)
     state = scene.estimate(toa, grid, geometry)
     expected = np.stack([scene.correct(b, toa[L1C_BANDS.index(b)], grid, state) for b in L2A_BANDS])
 

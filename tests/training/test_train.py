@@ -17,8 +17,8 @@ import torch
 from rasterio.transform import from_origin
 from scipy.ndimage import gaussian_filter
 
+from component.core.bands import L2A_BANDS, NATIVE_RESOLUTION
 from component.model.card import load_card
-from component.model.correction import L2A_BANDS, NATIVE_RESOLUTION
 from component.training import train
 
 

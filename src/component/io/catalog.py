@@ -37,8 +37,8 @@ from pathlib import Path
 
 import pystac
 
+from component.core.files import multihash_sha256
 from component.errors import OutputError
-from component.io.write import multihash_sha256
 
 CATALOG_ID = "s2-l1c2l2a"
 CATALOG_DESCRIPTION = "Sentinel-2 L2A bottom-of-atmosphere reflectance predicted from L1C"

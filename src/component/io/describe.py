@@ -26,16 +26,9 @@ import pystac
 from rasterio.warp import transform_geom
 
 from component import __version__
-from component.io.load import Grid
-from component.io.write import (
-    ATMOSPHERE_SCALE,
-    CLOUD_NODATA,
-    NODATA,
-    OFFSET,
-    SCALE,
-    WrittenAsset,
-    multihash_sha256,
-)
+from component.core.files import multihash_sha256
+from component.core.grid import Grid
+from component.io.write import ATMOSPHERE_SCALE, CLOUD_NODATA, NODATA, OFFSET, SCALE, WrittenAsset
 from component.model.scene_classification import stac_classes
 
 SOFTWARE_NAME = "s2-l1c2l2a-component"

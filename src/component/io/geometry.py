@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import logging
 import math
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,46 +33,25 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from component.io.load import CDSE_S3_ENDPOINT, Grid
-from component.model.atmosphere import Geometry, relative_azimuth
+from component.core.grid import Grid
+from component.core.settings import Settings
+from component.io.l1c import L1CProduct
+from component.model.atmosphere import Geometry
 
 log = logging.getLogger(__name__)
 
-GRANULE_METADATA = "granule_metadata"
 READ_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
-class SceneGeometry:
-    """Sun and view angles in degrees: scalars, or arrays on the coarse grid."""
-
-    sun_zenith: np.ndarray | float
-    sun_azimuth: np.ndarray | float
-    view_zenith: np.ndarray | float
-    view_azimuth: np.ndarray | float
-    source: str
-    """Where the angles come from, for the lineage: granule metadata or item properties."""
-
-    def for_model(self) -> Geometry:
-        """What the corrector takes: sun zenith, view zenith, relative azimuth (6S convention)."""
-        if all(np.ndim(v) == 0 for v in (self.sun_azimuth, self.view_azimuth)):
-            azimuth: np.ndarray | float = relative_azimuth(
-                float(self.sun_azimuth), float(self.view_azimuth)
-            )
-        else:
-            difference = np.abs(np.asarray(self.sun_azimuth) - np.asarray(self.view_azimuth))
-            difference = difference % 360.0
-            azimuth = np.where(difference > 180.0, 360.0 - difference, difference)
-        return Geometry(self.sun_zenith, self.view_zenith, azimuth, known=True)
-
-    def properties(self) -> dict[str, float]:
-        """Scene means as the view extension's properties (what CDSE items carry)."""
-        return {
-            "view:sun_azimuth": round(_circular_mean(self.sun_azimuth), 4),
-            "view:sun_elevation": round(90.0 - float(np.nanmean(self.sun_zenith)), 4),
-            "view:incidence_angle": round(float(np.nanmean(self.view_zenith)), 4),
-            "view:azimuth": round(_circular_mean(self.view_azimuth), 4),
-        }
+def view_properties(geometry: Geometry) -> dict[str, float]:
+    """Scene means as the view extension's properties (what CDSE items carry)."""
+    assert geometry.sun_azimuth is not None and geometry.view_azimuth is not None
+    return {
+        "view:sun_azimuth": round(_circular_mean(geometry.sun_azimuth), 4),
+        "view:sun_elevation": round(90.0 - float(np.nanmean(geometry.sun_zenith)), 4),
+        "view:incidence_angle": round(float(np.nanmean(geometry.view_zenith)), 4),
+        "view:azimuth": round(_circular_mean(geometry.view_azimuth), 4),
+    }
 
 
 def _circular_mean(degrees: np.ndarray | float, axis: int | None = None) -> Any:
@@ -188,7 +166,7 @@ def _filled(values: np.ndarray) -> np.ndarray:
     return values[tuple(index)]
 
 
-def angles_on_grid(angles: TileAngles, grid: Grid) -> SceneGeometry:
+def angles_on_grid(angles: TileAngles, grid: Grid) -> Geometry:
     """The angle grids interpolated (bilinear) at the pixel centres of *grid*."""
     from scipy.ndimage import map_coordinates  # on use: see component.pipeline
 
@@ -209,7 +187,7 @@ def angles_on_grid(angles: TileAngles, grid: Grid) -> SceneGeometry:
         sin, cos = sample(np.sin(radians)), sample(np.cos(radians))
         return (np.degrees(np.arctan2(sin, cos)) % 360.0).astype(np.float32)
 
-    return SceneGeometry(
+    return Geometry.from_angles(
         sun_zenith=sample(angles.sun_zenith),
         sun_azimuth=sample_azimuth(angles.sun_azimuth),
         view_zenith=sample(angles.view_zenith),
@@ -218,14 +196,14 @@ def angles_on_grid(angles: TileAngles, grid: Grid) -> SceneGeometry:
     )
 
 
-def from_properties(properties: dict[str, Any]) -> SceneGeometry | None:
-    """Scene-mean angles from the item's ``view:*`` properties, or None if any is missing."""
+def from_properties(view: dict[str, float]) -> Geometry | None:
+    """Scene-mean angles from ``view:*`` properties, or None if any is missing."""
     keys = ("view:sun_elevation", "view:sun_azimuth", "view:incidence_angle", "view:azimuth")
-    values = [properties.get(key) for key in keys]
+    values = [view.get(key) for key in keys]
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         return None
     elevation, sun_azimuth, incidence, view_azimuth = (float(v) for v in values)  # type: ignore[arg-type]
-    return SceneGeometry(
+    return Geometry.from_angles(
         sun_zenith=90.0 - elevation,
         sun_azimuth=sun_azimuth,
         view_zenith=incidence,
@@ -234,45 +212,47 @@ def from_properties(properties: dict[str, Any]) -> SceneGeometry | None:
     )
 
 
-def resolve(item: dict[str, Any], grid: Grid) -> tuple[SceneGeometry | None, list[str]]:
-    """The best geometry the item offers on *grid*, and notes on any fallback taken.
+def resolve(
+    product: L1CProduct, grid: Grid, settings: Settings
+) -> tuple[Geometry | None, list[str]]:
+    """The best geometry the product offers on *grid*, and notes on any fallback taken.
 
     An unreadable or malformed granule metadata file does not fail the item: the scene means
     stand in, and the note says why.
     """
     notes: list[str] = []
-    asset = item.get("assets", {}).get(GRANULE_METADATA) or {}
-    if asset.get("href"):
+    if product.granule_metadata:
         try:
-            return angles_on_grid(parse_tile_angles(read_text(asset["href"])), grid), notes
+            document = read_text(product.granule_metadata, settings)
+            return angles_on_grid(parse_tile_angles(document), grid), notes
         except (OSError, ValueError, requests.RequestException) as error:
             reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
             notes.append(
                 f"granule metadata unreadable ({reason}): scene-mean angles of the item used"
             )
-            log.warning("%s: %s", item.get("id"), notes[-1])
-    return from_properties(item.get("properties", {})), notes
+            log.warning("%s: %s", product.id, notes[-1])
+    return from_properties(product.view), notes
 
 
-def read_text(href: str) -> bytes:
+def read_text(href: str, settings: Settings) -> bytes:
     """A small file by href: a local path, ``file://``, ``http(s)://`` or ``s3://``."""
     parsed = urlparse(href)
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path) if parsed.scheme else href).read_bytes()
     if parsed.scheme in ("http", "https"):
-        response = _session().get(href, timeout=READ_TIMEOUT_S)
+        response = _session(settings).get(href, timeout=READ_TIMEOUT_S)
         response.raise_for_status()
         return response.content
     if parsed.scheme == "s3":
-        return _s3_get(parsed.netloc, parsed.path.lstrip("/"))
+        return _s3_get(parsed.netloc, parsed.path.lstrip("/"), settings)
     raise ValueError(f"unsupported href scheme {parsed.scheme!r}")
 
 
-def _session() -> requests.Session:
-    """Retries like GDAL's for the band files: 429/5xx and dropped connections, 4 times."""
+def _session(settings: Settings) -> requests.Session:
+    """Retries like GDAL's for the band files: 429/5xx and dropped connections."""
     retry = Retry(
-        total=int(os.environ.get("GDAL_HTTP_MAX_RETRY", "4") or 4),
-        backoff_factor=float(os.environ.get("GDAL_HTTP_RETRY_DELAY", "1") or 1),
+        total=settings.http_retries,
+        backoff_factor=settings.http_retry_delay_s,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=("GET",),
     )
@@ -286,20 +266,17 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-def _s3_get(bucket: str, key: str) -> bytes:
+def _s3_get(bucket: str, key: str, settings: Settings) -> bytes:
     """GET one object with AWS Signature V4, configured as GDAL's /vsis3 is (same variables).
 
     Path-style URLs (``AWS_VIRTUAL_HOSTING=FALSE``, what CDSE needs), ``AWS_HTTPS``,
-    ``AWS_S3_ENDPOINT`` and ``AWS_DEFAULT_REGION``; the keys come from the environment and
-    appear in no message.
+    ``AWS_S3_ENDPOINT`` and ``AWS_DEFAULT_REGION`` of *settings*; the keys appear in no
+    message.
     """
-    access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
-    secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-    if not (access_key and secret_key):
-        raise ValueError("no S3 keys in the environment")
-    endpoint = os.environ.get("AWS_S3_ENDPOINT", CDSE_S3_ENDPOINT)
-    https = os.environ.get("AWS_HTTPS", "YES").strip().upper() not in ("NO", "FALSE", "OFF", "0")
-    region = os.environ.get("AWS_DEFAULT_REGION", "default")
+    access_key, secret_key = settings.access_key_id, settings.secret_access_key
+    if not settings.has_s3_keys:
+        raise ValueError("no S3 keys given")
+    endpoint, https, region = settings.s3_endpoint, settings.s3_https, settings.s3_region
     path = "/" + quote(f"{bucket}/{key}", safe="/-_.~")
     now = datetime.now(timezone.utc)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
@@ -321,7 +298,7 @@ def _s3_get(bucket: str, key: str) -> bytes:
         f"Signature={signature}"
     )
     url = f"{'https' if https else 'http'}://{endpoint}{path}"
-    response = _session().get(url, headers=headers, timeout=READ_TIMEOUT_S)
+    response = _session(settings).get(url, headers=headers, timeout=READ_TIMEOUT_S)
     if response.status_code != 200:
         raise OSError(f"HTTP {response.status_code} reading s3://{bucket}/{key}")
     return response.content

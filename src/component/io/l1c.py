@@ -1,22 +1,32 @@
-"""CDSE STAC 1.1 items, bridged to what stackstac reads, in this one place.
+"""An L1C input read once into one typed value, :class:`L1CProduct`.
+
+Whatever the source (a STAC item from CDSE or a catalog, an EOPF Zarr product expanded into
+band assets by :mod:`component.io.zarr_product`), :func:`from_item` interprets it in this
+one place: its band assets and their grids, its radiometry (the baseline offset), where its
+sun/view geometry comes from and its scene means. Everything downstream (the read plan, the
+band readers, the geometry, the description of the output) reads only that value.
 
 CDSE's Sentinel-2 items use STAC 1.1 forms: ``proj:code`` instead of ``proj:epsg``,
 ``bands`` instead of ``eo:bands`` and ``raster:scale``/``raster:offset`` on the asset
-instead of ``raster:bands[]``. stackstac 0.5 reads only the older forms, so on a CDSE item it
-finds no CRS and does not rescale (gjoseph92/stackstac#262). And CDSE writes
-``raster:offset: -0.1`` on every product, although the -1000 DN radiometric offset exists
-only from processing baseline 04.00 on: for older products that value is wrong. The
-functions here decide the radiometry from the baseline and rewrite an item so stackstac
-gets a CRS, a grid and the right offset.
+instead of ``raster:bands[]``. And CDSE writes ``raster:offset: -0.1`` on every product,
+although the -1000 DN radiometric offset exists only from processing baseline 04.00 on: for
+older products that value is wrong, so the radiometry follows the baseline.
+:func:`for_stackstac` rewrites an item for stackstac 0.5, which reads only the older forms
+(gjoseph92/stackstac#262).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from affine import Affine
+
+from component.core.bands import L1C_BANDS, L2A_BANDS, OPTIONAL_BANDS
+from component.core.grid import Grid
 from component.errors import InvalidItemError
 
 QUANTIFICATION_VALUE = 10000.0
@@ -26,6 +36,9 @@ NODATA_DN = 0
 SATURATED_DN = 65535
 
 _BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
+GRANULE_METADATA = "granule_metadata"
+"""The asset of the granule's ``MTD_TL.xml`` (the 5 km sun and view angle grids)."""
+VIEW_KEYS = ("view:sun_elevation", "view:sun_azimuth", "view:incidence_angle", "view:azimuth")
 
 
 @dataclass(frozen=True)
@@ -141,3 +154,91 @@ def for_stackstac(item: dict[str, Any], bands: tuple[str, ...]) -> dict[str, Any
         k: v for k, v in item.get("properties", {}).items() if not k.startswith("proj:")
     }
     return bridged
+
+
+@dataclass(frozen=True)
+class BandAsset:
+    """One band's file and the grid it holds (its native grid)."""
+
+    href: str
+    grid: Grid
+
+
+@dataclass(frozen=True)
+class L1CProduct:
+    """One L1C input, interpreted: what every later step needs of it, and nothing to re-read.
+
+    ``bands`` holds every L2A band and B10 when the input has it; ``item`` is the source
+    document, kept for the output's description (its properties and links), never
+    re-interpreted.
+    """
+
+    id: str
+    href: str | None
+    """Where the description came from: the output's ``derived_from`` link."""
+    item: dict[str, Any] = field(repr=False, compare=False)
+    bands: dict[str, BandAsset] = field(repr=False)
+    radiometry: BandRadiometry
+    baseline: tuple[int, int]
+    granule_metadata: str | None = None
+    """Href of the granule's ``MTD_TL.xml`` (angle grids), when the input links it."""
+    view: dict[str, float] = field(default_factory=dict)
+    """The input's scene-mean angles (``view:*``), when it states all four."""
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input bands present, in L1C order (13, or 12 without B10)."""
+        return tuple(b for b in L1C_BANDS if b in self.bands)
+
+    @property
+    def origin(self) -> tuple[float, float]:
+        """The tile's origin (upper-left corner), on which every product grid is anchored."""
+        transform = self.bands["B02"].grid.transform
+        return (transform.c, transform.f)
+
+    @property
+    def epsg(self) -> int:
+        epsg = self.bands["B02"].grid.epsg
+        assert epsg is not None
+        return epsg
+
+    def hrefs(self, bands: tuple[str, ...] | None = None) -> list[str]:
+        """The files of *bands* (default every band present)."""
+        return [self.bands[b].href for b in (bands or self.inputs)]
+
+
+def from_item(item: dict[str, Any], href: str | None = None) -> L1CProduct:
+    """Interpret an L1C STAC item (asset hrefs absolute) once; raises
+    :class:`~component.errors.InvalidItemError` naming what is missing."""
+    require_bands(item, L2A_BANDS)
+    assets = item.get("assets", {})
+    bands: dict[str, BandAsset] = {}
+    for band in L1C_BANDS:
+        if band in OPTIONAL_BANDS and not assets.get(band, {}).get("href"):
+            continue
+        try:
+            (a, b, c, d, e, f), (height, width) = asset_grid(item, band)
+            grid = Grid(epsg_of(item, band), Affine(a, b, c, d, e, f), width, height)
+        except InvalidItemError:
+            if band not in OPTIONAL_BANDS:
+                raise
+            grid = bands["B01"].grid  # B10 lies on the 60 m bands' grid
+        bands[band] = BandAsset(str(assets[band]["href"]), grid)
+    baseline = processing_baseline(item)
+    metadata = (assets.get(GRANULE_METADATA) or {}).get("href")
+    properties = item.get("properties", {})
+    values = [properties.get(key) for key in VIEW_KEYS]
+    finite = all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in values
+    )
+    return L1CProduct(
+        id=str(item.get("id")),
+        href=href,
+        item=item,
+        bands=bands,
+        radiometry=radiometry(item),
+        baseline=baseline,
+        granule_metadata=str(metadata) if metadata else None,
+        view={k: float(v) for k, v in zip(VIEW_KEYS, values, strict=True)} if finite else {},
+    )

@@ -30,6 +30,7 @@ from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
 from urllib3.util.retry import Retry
 
+from component.core.settings import Settings
 from component.errors import InvalidItemError, NoItemsFoundError, StacApiError
 from component.params import SearchParams
 
@@ -169,8 +170,9 @@ def _short(error: Exception) -> str:
     return text[:160]
 
 
-def search(params: SearchParams) -> list[InputItem]:
-    """L1C items matching *params*, oldest first; raises if there are none."""
+def search(params: SearchParams, settings: Settings) -> list[InputItem]:
+    """L1C items matching *params*, oldest first; raises if there are none. *settings*: how to
+    reach the data of EOPF Zarr items (their band assets are read from the product)."""
     client = open_client(params.stac_url)
     query: dict[str, Any] = {}
     # Only an API that declares the Query extension gets one: some (rustac's in-memory
@@ -209,6 +211,6 @@ def search(params: SearchParams) -> list[InputItem]:
         href = item.get_self_href() or (
             f"{params.stac_url.rstrip('/')}/collections/{params.collection}/items/{item.id}"
         )
-        result.append(InputItem(require_l1c(zarr_product.expand(data, href)), href))
+        result.append(InputItem(require_l1c(zarr_product.expand(data, settings, href)), href))
     log.info("found %d item(s) in %s", len(result), params.collection)
     return result

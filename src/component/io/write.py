@@ -34,9 +34,9 @@ from PIL import Image
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from component.core.bands import L1C_BANDS
+from component.core.grid import Grid
 from component.io import overviews
-from component.io.load import Grid
-from component.model.correction import L1C_BANDS
 
 SCALE = 0.0001
 OFFSET = -0.1

@@ -19,7 +19,7 @@ The layout read here is the one ``xarray-eopf`` (0.3) reads: the groups above, t
 ``other_metadata``'s ``horizontal_CRS_code``, a band's ``proj:epsg`` or ``stac_discovery``'s
 ``proj:code``.
 
-Radiometry follows the processing baseline as for SAFE (:func:`stac_bridge.radiometry`), not
+Radiometry follows the processing baseline as for SAFE (:func:`component.io.l1c.radiometry`), not
 the arrays' ``scale_factor``/``add_offset``: one rule for both formats.
 """
 
@@ -32,17 +32,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
+from component.core.bands import L1C_BANDS, NATIVE_RESOLUTION
+from component.core.settings import Settings
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
-from component.model.correction import L1C_BANDS, NATIVE_RESOLUTION
 
 REFLECTANCE_GROUP = "measurements/reflectance"
 ZARR_MEDIA_TYPES = ("application/vnd+zarr", "application/vnd.zarr")
 PRODUCT_ASSET = "product"
-ZARR_EXTENSIONS = ".zarray,.zattrs,.zgroup,.zmetadata,zarr.json,{noext}," + ",".join(
-    str(digit) for digit in range(10)
-)
-"""What GDAL must be allowed to fetch over HTTP/S3 for Zarr: metadata files and chunk keys
-(``0.3`` in Zarr v2, ``c/0/3`` in v3: names that end in a digit or have no extension)."""
 _BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})_")
 
 
@@ -73,19 +69,6 @@ def zarr_asset(item: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def gdal_env(env: dict[str, str | int]) -> dict[str, str | int]:
-    """*env* (:func:`component.io.load.gdal_env`) widened so GDAL may fetch Zarr files remotely.
-
-    The base settings allow only the SAFE path's extensions (GDAL then never probes for
-    side-car files on S3); Zarr's metadata and chunk keys are added, nothing is taken away.
-    """
-    widened = dict(env)
-    allowed = str(widened.get("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", "")).strip()
-    if allowed:
-        widened["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = f"{allowed},{ZARR_EXTENSIONS}"
-    return widened
-
-
 def gdal_path(root: str) -> str:
     """The GDAL file name of a product root: local path, ``/vsis3/`` or ``/vsicurl/``."""
     parsed = urlparse(root)
@@ -107,15 +90,16 @@ class ZarrProduct:
     """The metadata of one EOPF Zarr product (consolidated, Zarr v2 or v3), read once: one
     small JSON document, through the same HTTP/S3 client as the granule metadata."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, settings: Settings) -> None:
         self.root = root.rstrip("/")
+        self.settings = settings
         self.nodes = self._read_nodes()
 
     def _read(self, name: str) -> bytes:
         from component.io.geometry import read_text
 
         href = f"{self.root}/{name}" if "://" in self.root else str(Path(self.root) / name)
-        return read_text(href)
+        return read_text(href, self.settings)
 
     def _read_nodes(self) -> dict[str, dict[str, Any]]:
         """``{node path: {"attributes": ..., "shape": ...}}`` from the consolidated metadata."""
@@ -215,13 +199,15 @@ def _v3_nodes(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return nodes
 
 
-def _grid(href: str, env: dict[str, str | int]) -> tuple[list[float], list[int]]:
+def _grid(href: str, settings: Settings) -> tuple[list[float], list[int]]:
     """``(proj:transform, proj:shape)`` of one band array as GDAL sees it (from x/y)."""
     import rasterio
     from rasterio.errors import RasterioError
 
+    from component.io.load import gdal
+
     try:
-        with rasterio.Env(**env), rasterio.open(href) as dataset:
+        with gdal(settings), rasterio.open(href) as dataset:
             transform = list(dataset.transform)[:6]
             shape = [dataset.height, dataset.width]
     except RasterioError as error:
@@ -245,17 +231,14 @@ def _baseline(props: dict[str, Any], name: str) -> str | None:
 
 
 def item_from_zarr(
-    root: str, base: dict[str, Any] | None = None, env: dict[str, str | int] | None = None
+    root: str, settings: Settings, base: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """An L1C item whose band assets point into the Zarr product at *root*.
 
     *base* is the STAC item that named the product (its properties win over the product's own
-    ``stac_discovery``); *env* the GDAL settings (default :func:`component.io.load.gdal_env`).
+    ``stac_discovery``); *settings* how to reach it.
     """
-    from component.io import load
-
-    env = gdal_env(env if env is not None else load.gdal_env())
-    product = ZarrProduct(root)
+    product = ZarrProduct(root, settings)
     discovered = product.attrs.get("stac_discovery", {})
     item: dict[str, Any] = copy.deepcopy(base) if base else {}
     item_id = str(item.get("id") or product.name())
@@ -283,7 +266,7 @@ def item_from_zarr(
         href = band_href(root, array, epsg)
         group = array.rsplit("/", 1)[0]
         if group not in grids:
-            grids[group] = _grid(href, env)
+            grids[group] = _grid(href, settings)
         transform, shape = grids[group]
         assets[band] = {
             "href": href,
@@ -322,7 +305,7 @@ def item_from_zarr(
     return item
 
 
-def expand(item: dict[str, Any], href: str | None = None) -> dict[str, Any]:
+def expand(item: dict[str, Any], settings: Settings, href: str | None = None) -> dict[str, Any]:
     """*item* with band assets when its data is an EOPF Zarr ``product`` asset, else as is.
 
     A relative product href is taken relative to *href*, the item document's own location.
@@ -333,10 +316,10 @@ def expand(item: dict[str, Any], href: str | None = None) -> dict[str, Any]:
     root = str(asset["href"])
     if href and "://" not in root and not Path(root).is_absolute():
         root = urljoin(href, root) if "://" in href else str(Path(href).parent / root)
-    return item_from_zarr(root, item)
+    return item_from_zarr(root, settings, item)
 
 
-def install_stac_io() -> None:
+def install_stac_io(settings: Settings) -> None:
     """Make pystac read a ``.zarr`` path as its item, and expand items with a Zarr product.
 
     The command line names items by path (``--item``, a catalog's links); with this reader in
@@ -350,14 +333,14 @@ def install_stac_io() -> None:
         def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
             href = str(source)
             if is_zarr_source(href):
-                return json.dumps(item_from_zarr(href))
+                return json.dumps(item_from_zarr(href, settings))
             text = super().read_text(source, *args, **kwargs)
             try:
                 document = json.loads(text)
             except ValueError:
                 return text
             if isinstance(document, dict) and document.get("type") == "Feature":
-                expanded = expand(document, href)
+                expanded = expand(document, settings, href)
                 if expanded is not document:
                     return json.dumps(expanded)
             return text

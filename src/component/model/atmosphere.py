@@ -24,7 +24,6 @@ adds a nearly spectrally flat reflectance above the aerosol layer; it is removed
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from component.core.files import sha256_file
 from component.errors import ModelError
 from component.model.interpolation import LinearTable
 
@@ -41,13 +41,47 @@ DEFAULT_OZONE = 0.33
 
 @dataclass(frozen=True)
 class Geometry:
-    """Sun and view angles in degrees; scalars or arrays of one shape (per coarse pixel)."""
+    """Sun and view angles in degrees; scalars or arrays of one shape (per coarse pixel).
+
+    The one geometry type of a scene: the corrector reads the zeniths and their relative
+    azimuth (6S's convention); the shadow casting reads the sun azimuth; the lineage says
+    where the angles came from (:attr:`source`).
+    """
 
     sun_zenith: np.ndarray | float
     view_zenith: np.ndarray | float
     relative_azimuth: np.ndarray | float
     known: bool = True
     """False when the input said nothing about its geometry and defaults stand in."""
+    sun_azimuth: np.ndarray | float | None = None
+    view_azimuth: np.ndarray | float | None = None
+    source: str = ""
+    """Where the angles come from: granule metadata, item properties, or nowhere (defaults)."""
+
+    @classmethod
+    def from_angles(
+        cls,
+        sun_zenith: np.ndarray | float,
+        sun_azimuth: np.ndarray | float,
+        view_zenith: np.ndarray | float,
+        view_azimuth: np.ndarray | float,
+        source: str,
+    ) -> Geometry:
+        """The geometry of sun and view angles (azimuths clockwise from north)."""
+        if np.ndim(sun_azimuth) == 0 and np.ndim(view_azimuth) == 0:
+            azimuth: np.ndarray | float = relative_azimuth(float(sun_azimuth), float(view_azimuth))
+        else:
+            difference = np.abs(np.asarray(sun_azimuth) - np.asarray(view_azimuth)) % 360.0
+            azimuth = np.where(difference > 180.0, 360.0 - difference, difference)
+        return cls(
+            sun_zenith,
+            view_zenith,
+            azimuth,
+            known=True,
+            sun_azimuth=sun_azimuth,
+            view_azimuth=view_azimuth,
+            source=source,
+        )
 
 
 DEFAULT_GEOMETRY = Geometry(40.0, 5.0, 90.0, known=False)
@@ -69,14 +103,6 @@ class Terms:
         return Terms(
             resample(self.path), resample(self.transmittance), resample(self.spherical_albedo)
         )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def airmass(sun_zenith: np.ndarray | float, view_zenith: np.ndarray | float) -> np.ndarray:

@@ -28,64 +28,18 @@ from typing import NamedTuple, Protocol
 import numpy as np
 from affine import Affine
 
+from component.core.bands import L1C_BANDS
+from component.core.blocks import block_mean
+from component.core.grid import Grid
 from component.errors import ModelError
 from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry, Terms
-
-L1C_BANDS = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-)
-L2A_BANDS = tuple(b for b in L1C_BANDS if b != "B10")
-NATIVE_RESOLUTION = {
-    "B01": 60,
-    "B02": 10,
-    "B03": 10,
-    "B04": 10,
-    "B05": 20,
-    "B06": 20,
-    "B07": 20,
-    "B08": 10,
-    "B8A": 20,
-    "B09": 60,
-    "B10": 60,
-    "B11": 20,
-    "B12": 20,
-}
-
-
-@dataclass(frozen=True)
-class RasterGrid:
-    """Where pixels are: a north-up affine transform and a shape (the CRS is the scene's)."""
-
-    transform: Affine
-    height: int
-    width: int
-
-    @property
-    def resolution(self) -> float:
-        return float(self.transform.a)
-
-    def rows(self, start: int, stop: int) -> RasterGrid:
-        """The grid of rows ``start:stop`` (a strip)."""
-        return RasterGrid(self.transform * Affine.translation(0, start), stop - start, self.width)
 
 
 @dataclass
 class AtmosphereState:
     """What was estimated for one scene, on the coarse grid ``grid``."""
 
-    grid: RasterGrid
+    grid: Grid
     aot: np.ndarray
     """AOT at 550 nm, (h, w)."""
     water: np.ndarray
@@ -193,7 +147,7 @@ class SceneCorrector:
     def estimate(
         self,
         toa: np.ndarray,
-        grid: RasterGrid,
+        grid: Grid,
         geometry: Geometry | None = None,
         exclude: np.ndarray | None = None,
     ) -> AtmosphereState:
@@ -258,12 +212,12 @@ class SceneCorrector:
         cirrus = cirrus_reflectance(band("B10"), band("B8A"), band("B11"), clear)
         return np.broadcast_to(cirrus, toa.shape[1:]).astype(np.float32)
 
-    def inversion(self, band: str, grid: RasterGrid, state: AtmosphereState) -> BandInversion:
+    def inversion(self, band: str, grid: Grid, state: AtmosphereState) -> BandInversion:
         """*band*'s inversion on *grid*, applied run by run (see :class:`BandInversion`)."""
         return BandInversion(self.output_bands.index(band), grid, state)
 
     def correct(
-        self, band: str, toa: np.ndarray, grid: RasterGrid, state: AtmosphereState
+        self, band: str, toa: np.ndarray, grid: Grid, state: AtmosphereState
     ) -> np.ndarray:
         """BOA reflectance of *band* on *grid* from its TOA (h, w); NaN stays NaN."""
         inversion = self.inversion(band, grid, state)
@@ -288,9 +242,10 @@ class SceneCorrector:
         """
         factor = max(1, round(max(self.grid_m, resolution_m) / resolution_m))
         coarse = block_mean(toa, factor)
-        fine = RasterGrid(Affine(resolution_m, 0, 0, 0, -resolution_m, 0), *toa.shape[1:])
+        height, width = toa.shape[1:]
+        fine = Grid(None, Affine(resolution_m, 0, 0, 0, -resolution_m, 0), width, height)
         step = resolution_m * factor
-        grid = RasterGrid(Affine(step, 0, 0, 0, -step, 0), *coarse.shape[1:])
+        grid = Grid(None, Affine(step, 0, 0, 0, -step, 0), coarse.shape[2], coarse.shape[1])
         coarse_exclude = None
         if exclude is not None:
             coarse_exclude = block_mean(exclude[None].astype(np.float32), factor)[0] > 0.5
@@ -303,7 +258,7 @@ class SceneCorrector:
         )
         return boa, state
 
-    def field(self, name: str, grid: RasterGrid, state: AtmosphereState) -> np.ndarray:
+    def field(self, name: str, grid: Grid, state: AtmosphereState) -> np.ndarray:
         """``"aot"`` or ``"water"`` on *grid* (bilinear from the coarse grid)."""
         return coarse_to_fine(state.grid, grid)(getattr(state, name))
 
@@ -342,23 +297,6 @@ def substitute_missing(toa: np.ndarray, bands: tuple[str, ...]) -> tuple[np.ndar
         toa[i] = toa[bands.index(source)] * np.float32(factor)
         notes.append(f"no {band} band: {source} stands in for it in the atmosphere estimate")
     return toa, notes
-
-
-def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
-    """(bands, H, W) -> (bands, ceil(H/f), ceil(W/f)) block means ignoring NaN (edge blocks
-    partial); an all-NaN block stays NaN."""
-    if factor == 1:
-        return array.astype(np.float32, copy=False)
-    bands, h, w = array.shape
-    ph, pw = -h % factor, -w % factor
-    padded = np.pad(array.astype(np.float32), ((0, 0), (0, ph), (0, pw)), constant_values=np.nan)
-    blocks = padded.reshape(bands, (h + ph) // factor, factor, (w + pw) // factor, factor)
-    valid = np.isfinite(blocks)
-    count = valid.sum(axis=(2, 4))
-    total = np.where(valid, blocks, 0).sum(axis=(2, 4))
-    return np.divide(
-        total, count, out=np.full(total.shape, np.nan, np.float32), where=count > 0
-    ).astype(np.float32)
 
 
 def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
@@ -513,7 +451,7 @@ class BandInversion:
     the terms resampled there: 0.45 s -> 0.18 s for :meth:`SceneCorrector.correct` alone).
     """
 
-    def __init__(self, index: int, grid: RasterGrid, state: AtmosphereState) -> None:
+    def __init__(self, index: int, grid: Grid, state: AtmosphereState) -> None:
         resample = coarse_to_fine(state.grid, grid)
         terms = state.terms
         self.offset = resample.wide(resample.take(terms.path[index]) + resample.take(state.cirrus))
@@ -565,7 +503,7 @@ class Resampler:
     is about 5x faster; the result differs by float rounding only.
     """
 
-    def __init__(self, coarse: RasterGrid, fine: RasterGrid) -> None:
+    def __init__(self, coarse: Grid, fine: Grid) -> None:
         ratio_x = fine.transform.a / coarse.transform.a
         ratio_y = fine.transform.e / coarse.transform.e
         col0 = (fine.transform.c - coarse.transform.c) / coarse.transform.a
@@ -659,6 +597,6 @@ class Wide:
         return out
 
 
-def coarse_to_fine(coarse: RasterGrid, fine: RasterGrid) -> Resampler:
+def coarse_to_fine(coarse: Grid, fine: Grid) -> Resampler:
     """A function resampling (h, w) arrays on *coarse* to *fine* (see :class:`Resampler`)."""
     return Resampler(coarse, fine)

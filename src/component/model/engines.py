@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from component.core.bands import L1C_BANDS
+from component.core.files import sha256_file
 from component.errors import InvalidParameterError, ModelError
-from component.model.atmosphere import Atmosphere, sha256_file
+from component.model.atmosphere import Atmosphere
 from component.model.card import ModelCard
 from component.model.correction import (
-    L1C_BANDS,
     Estimator,
     SceneCorrector,
     StandardAtmosphere,
@@ -61,7 +62,19 @@ def resolve_device(device: str) -> str:
     GPU may be asked for: the CPU path (ONNX Runtime) never loads it."""
     if device == "cpu" or (device == "auto" and not gpu_may_be_present()):
         return "cpu"
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError:
+        if device == "auto":  # a lean install on a GPU machine: the CPU path needs no torch
+            log.warning(
+                "an NVIDIA driver is present but PyTorch is not installed: running on the CPU "
+                "(ONNX Runtime); pip install -e '.[gpu]' to use the GPU"
+            )
+            return "cpu"
+        raise InvalidParameterError(
+            "--device cuda needs PyTorch, which is not installed: run scripts/setup.sh on a "
+            "machine with an NVIDIA driver, or pip install -e '.[gpu]'"
+        ) from None
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -78,9 +91,7 @@ class OnnxEngine:
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # COMPONENT_ENGINE_THREADS: set by the Dask path so workers share the cores.
-        configured = int(os.environ.get("COMPONENT_ENGINE_THREADS", "0") or 0)
-        options.intra_op_num_threads = threads or configured or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
@@ -142,16 +153,28 @@ def onnx_graph(card: ModelCard, weights: Path | None) -> Path:
     path = cache_dir() / f"{card.name}-{source_sha}.onnx"
     if not path.is_file():
         log.info("exporting the network to ONNX (once for these weights): %s", path)
-        from component.model.network import load_model
+        try:
+            from component.model.network import load_model
 
-        export_onnx(load_model(card, weights), path, card.in_channels)
+            export_onnx(load_model(card, weights), path, card.in_channels)
+        except ModuleNotFoundError as error:
+            missing = f"needs PyTorch ({error.name} is not installed): pip install -e '.[gpu]'"
+            if weights is not None:
+                raise InvalidParameterError(
+                    f"--weights FILE runs as an ONNX graph exported from it, which {missing}"
+                ) from None
+            raise ModelError(
+                f"the shipped ONNX graph is missing or stale (restore models/), and an export "
+                f"{missing}"
+            ) from None
     return path
 
 
 def make_engine(
-    card: ModelCard, weights: Path | None, device: str, engine: str = "auto"
+    card: ModelCard, weights: Path | None, device: str, engine: str = "auto", threads: int = 0
 ) -> tuple[Engine, str]:
-    """The engine for *device*, and its name for logs and lineage."""
+    """The engine for *device* on *threads* CPU threads (0: the cores), and its name for logs
+    and lineage."""
     if engine not in ENGINES:
         raise InvalidParameterError(f"unsupported --engine {engine!r}: choose auto, torch or onnx")
     device = resolve_device(device)
@@ -164,10 +187,17 @@ def make_engine(
             # The shipped weights are verified (and a tampered file refused) even though the
             # graph runs: the graph is trusted only as the export of exactly these weights.
             verify_weights(card)
-        return OnnxEngine(onnx_graph(card, weights)), "onnxruntime-cpu"
-    from component.model.network import load_model
+        return OnnxEngine(onnx_graph(card, weights), threads), "onnxruntime-cpu"
+    try:
+        from component.model.network import load_model
 
-    return TorchEngine(load_model(card, weights), device), f"torch-{device}"
+        model = load_model(card, weights)
+    except ModuleNotFoundError as error:
+        raise InvalidParameterError(
+            f"--engine torch needs PyTorch ({error.name} is not installed): run scripts/setup.sh "
+            "on a machine with an NVIDIA driver, or pip install -e '.[gpu]'"
+        ) from None
+    return TorchEngine(model, device, threads), f"torch-{device}"
 
 
 def verify_weights(card: ModelCard) -> None:
@@ -185,7 +215,11 @@ def verify_weights(card: ModelCard) -> None:
 
 
 def build_scene_corrector(
-    card: ModelCard, weights: Path | None = None, device: str = "auto", engine: str = "auto"
+    card: ModelCard,
+    weights: Path | None = None,
+    device: str = "auto",
+    engine: str = "auto",
+    threads: int = 0,
 ) -> tuple[SceneCorrector, str]:
     """What the pipeline runs: the card's 6S table and its atmosphere estimator.
 
@@ -201,7 +235,7 @@ def build_scene_corrector(
         estimator: Estimator = StandardAtmosphere()
         name = "standard-atmosphere"
     else:
-        runtime, name = make_engine(card, weights, device, engine)
+        runtime, name = make_engine(card, weights, device, engine, threads)
         # On a CPU a batch of tiles is no faster than one tile after another (the convolutions
         # already use every core) and costs a batch of activations; a GPU gets the card's batch.
         batch = 1 if name.endswith("-cpu") else card.batch_size

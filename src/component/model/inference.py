@@ -14,7 +14,6 @@ The network runs behind a tiny :class:`Engine` seam (batch in, batch out, numpy)
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -38,16 +37,15 @@ class Engine(Protocol):
 class TorchEngine:
     """PyTorch execution: inference mode, channels_last on CPU (faster convolutions there)."""
 
-    def __init__(self, model: torch.nn.Module, device: str = "auto") -> None:
+    def __init__(self, model: torch.nn.Module, device: str = "auto", threads: int = 0) -> None:
         import torch
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.channels_last = self.device.type == "cpu"
-        threads = int(os.environ.get("COMPONENT_ENGINE_THREADS", "0") or 0)
         if threads and self.device.type == "cpu":
-            torch.set_num_threads(threads)  # the Dask path: workers share the cores
+            torch.set_num_threads(threads)  # e.g. Dask workers sharing the cores
         model = model.to(self.device).eval()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -14,13 +14,13 @@ ESA AI-Sen2Cor ships them (``module.`` prefixes allowed), read with
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from component.core.files import sha256_file
 from component.errors import ModelError
 from component.model.card import ModelCard
 
@@ -99,15 +99,6 @@ def build_model(card: ModelCard) -> nn.Module:
             ) from None
         return AtmosphereNet(unet, limits)
     return ReflectanceNet(unet)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed so large files do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _strip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -281,6 +281,7 @@ def classify(
     boa_bands: tuple[str, ...] | None = None,
     saturated: np.ndarray | None = None,
     budget: int = DEFAULT_BUDGET,
+    threads: int = 0,
 ) -> SceneClassification:
     """Classify a scene on one grid.
 
@@ -294,7 +295,7 @@ def classify(
     it is not part of ``Geometry`` (the atmosphere needs only the relative azimuth); None: the
     direction is estimated from the scene. *saturated*: optional (h, w) mask of saturated or
     defective pixels. *budget*: s2cloudless evaluations allowed (speed; see
-    :mod:`component.model.scene_clouds`).
+    :mod:`component.model.scene_clouds`). *threads*: the detector's threads (0: the cores).
     """
     t = _Bands(np.asarray(toa, np.float32), tuple(bands), "toa")
     height, width = toa.shape[1:]
@@ -321,7 +322,7 @@ def classify(
         snow = snow_mask(s) & valid
         candidates = valid & ~snow & ~cloud_veto(t)
         model_toa = [t[b] for b in S2CLOUDLESS_BANDS]
-        probability, block = cloud_probability(model_toa, candidates, budget)
+        probability, block = cloud_probability(model_toa, candidates, budget, threads)
         b10 = t["B10"]
         high = probability >= T_CLOUD_HP
         thin_cirrus = (

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from component.core.background import in_background
+from component.core.blocks import block_mean_and_count
 from component.errors import ModelError
 
 if TYPE_CHECKING:
@@ -86,17 +88,7 @@ def preload() -> None:
     global _loading
     with _loading_lock:
         if _loading is None:
-            _loading = Future()
-            threading.Thread(
-                target=_fill, args=(_loading,), name="cloud-model", daemon=True
-            ).start()
-
-
-def _fill(future: Future[Booster]) -> None:
-    try:
-        future.set_result(_load_booster())
-    except BaseException as error:  # raised again where the detector is used
-        future.set_exception(error)
+            _loading = in_background(_load_booster, name="cloud-model")
 
 
 def _booster() -> Booster:
@@ -115,17 +107,14 @@ def _load_booster() -> Booster:
     return Booster(model_file=str(model_path()))
 
 
-def _threads() -> int:
-    configured = int(os.environ.get("COMPONENT_ENGINE_THREADS", "0") or 0)
-    return configured or (os.cpu_count() or 1)
-
-
-def predict(spectra: np.ndarray) -> np.ndarray:
-    """s2cloudless probability of (n, 10) TOA spectra in :data:`S2CLOUDLESS_BANDS` order."""
+def predict(spectra: np.ndarray, threads: int = 0) -> np.ndarray:
+    """s2cloudless probability of (n, 10) TOA spectra in :data:`S2CLOUDLESS_BANDS` order, on
+    *threads* threads (0: the cores)."""
     if len(spectra) == 0:
         return np.zeros(0, np.float32)
     features = np.ascontiguousarray(spectra, dtype=np.float32)
-    return _booster().predict(features, num_threads=_threads()).astype(np.float32)
+    threads = threads or (os.cpu_count() or 1)
+    return _booster().predict(features, num_threads=threads).astype(np.float32)
 
 
 def _at(toa: Sequence[np.ndarray], where: np.ndarray) -> np.ndarray:
@@ -133,27 +122,11 @@ def _at(toa: Sequence[np.ndarray], where: np.ndarray) -> np.ndarray:
     return np.stack([band[where] for band in toa], axis=1)
 
 
-def _block_means(
-    toa: Sequence[np.ndarray], candidates: np.ndarray, factor: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per block of ``factor``² pixels: the mean spectrum of its candidates (bands, bh, bw) and
-    their count (bh, bw). Edge blocks are partial (the grid is padded with non-candidates)."""
-    height, width = candidates.shape
-    bh, bw = -(-height // factor), -(-width // factor)
-    pad = ((0, bh * factor - height), (0, bw * factor - width))
-
-    def block_sum(values: np.ndarray) -> np.ndarray:
-        padded = np.pad(values, pad)
-        return padded.reshape(bh, factor, bw, factor).sum(axis=(1, 3), dtype=np.float64)
-
-    count = block_sum(candidates.astype(np.float32))
-    sums = np.stack([block_sum(np.where(candidates, band, np.float32(0))) for band in toa])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (sums / count).astype(np.float32), count
-
-
 def cloud_probability(
-    toa: Sequence[np.ndarray], candidates: np.ndarray, budget: int = DEFAULT_BUDGET
+    toa: Sequence[np.ndarray],
+    candidates: np.ndarray,
+    budget: int = DEFAULT_BUDGET,
+    threads: int = 0,
 ) -> tuple[np.ndarray, int]:
     """s2cloudless probability (float32, 0 outside *candidates*) and the block size used.
 
@@ -170,13 +143,13 @@ def cloud_probability(
     if count == 0:
         return probability, 1
     if count <= budget:
-        probability[candidates] = predict(_at(toa, candidates))
+        probability[candidates] = predict(_at(toa, candidates), threads)
         return probability, 1
     factor = max(2, math.ceil(math.sqrt(height * width / (budget // 2))))
-    means, counts = _block_means(toa, candidates, factor)
+    means, counts = block_mean_and_count(toa, factor, where=candidates)
     occupied = counts > 0
     block_p = np.zeros(counts.shape, np.float32)
-    block_p[occupied] = predict(means[:, occupied].T)
+    block_p[occupied] = predict(means[:, occupied].T, threads)
 
     def to_pixels(blocks: np.ndarray) -> np.ndarray:
         return np.repeat(np.repeat(blocks, factor, 0), factor, 1)[:height, :width]
@@ -192,5 +165,5 @@ def cloud_probability(
     chosen[order[fits]] = True
     refine = candidates & to_pixels(chosen.reshape(counts.shape))
     if refine.any():
-        probability[refine] = predict(_at(toa, refine))
+        probability[refine] = predict(_at(toa, refine), threads)
     return probability, factor

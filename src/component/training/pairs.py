@@ -17,25 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.errors import AssetReadError, InvalidParameterError
 
 # Band order of the files in the shared real-pair folders (README of the data).
-TERRAMIND_L1C = [
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-]
-TERRAMIND_L2A = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+TERRAMIND_L1C = list(L1C_BANDS)
+TERRAMIND_L2A = list(L2A_BANDS)
 SEN2R_TOA = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12"]
 SEN2R_BOA = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12"]
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry
-from component.model.correction import L1C_BANDS, L2A_BANDS
 from component.training.surfaces import Surface
 
 

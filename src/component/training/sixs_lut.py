@@ -40,21 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-BANDS = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-)
+from component.core.bands import L1C_BANDS
+
+BANDS = L1C_BANDS
 """Every L1C band. B10 (cirrus) is not corrected, but training simulates its TOA reflectance
 (the water vapour below 1375 nm hides the surface unless the air is very dry)."""
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from component.model.correction import L1C_BANDS, NATIVE_RESOLUTION
+from component.core.bands import L1C_BANDS, NATIVE_RESOLUTION
+from component.core.blocks import block_mean
 
 EXCLUDED_SCENES = {
     "majortom_0U_199R_T33NZA_20220706": "Sen2Cor left a nearly flat haze in it (darkest 1 %: "
@@ -50,16 +51,6 @@ class Surface:
     name: str
     reflectance: np.ndarray
     resolution_m: float
-
-
-def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor`` x ``factor`` blocks (trailing rows/columns dropped), NaN-aware."""
-    if factor == 1:
-        return array
-    h, w = (array.shape[-2] // factor) * factor, (array.shape[-1] // factor) * factor
-    blocks = array[..., :h, :w].reshape(*array.shape[:-2], h // factor, factor, w // factor, factor)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(blocks, axis=(-3, -1)).astype(np.float32)
 
 
 def upsample(array: np.ndarray, factor: int) -> np.ndarray:

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.errors import InvalidParameterError, ModelError
 from component.model.atmosphere import Atmosphere, Terms
 from component.model.card import ModelCard, load_card
-from component.model.correction import L1C_BANDS, L2A_BANDS, cirrus_reflectance
+from component.model.correction import cirrus_reflectance
 from component.model.estimator import network_input
 from component.model.network import build_model, read_state_dict, save_weights
 from component.training.simulate import Ranges, Sample, random_patch, simulate

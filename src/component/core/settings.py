@@ -1,0 +1,142 @@
+"""The run's settings from its environment, read once, at the edge (the CLI, the Python API,
+a Dask worker), then passed down as a value: no module below reads or writes ``os.environ``
+for them.
+
+The S3 keys are here too, hidden from ``repr``; they reach GDAL as a rasterio session in each
+reading thread (:func:`component.io.load.gdal`) and the metadata reader as request signatures,
+never through the process environment, a log line or a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
+CDSE_MAX_CONNECTIONS = 4
+"""CDSE allows 4 concurrent connections per user."""
+MAX_CONNECTIONS_ENV = "COMPONENT_MAX_CONNECTIONS"
+ENGINE_THREADS_ENV = "COMPONENT_ENGINE_THREADS"
+BAND_EXTENSIONS = ".jp2,.tif,.tiff,.xml"
+"""What GDAL may fetch remotely for a SAFE product (it then never probes S3 for side-cars)."""
+ZARR_EXTENSIONS = ".zarray,.zattrs,.zgroup,.zmetadata,zarr.json,{noext}," + ",".join(
+    str(digit) for digit in range(10)
+)
+"""What GDAL must be allowed to fetch over HTTP/S3 for EOPF Zarr: metadata files and chunk
+keys (``0.3`` in Zarr v2, ``c/0/3`` in v3: names that end in a digit or have no extension)."""
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name, "").strip()
+    try:
+        return max(0.0, float(text)) if text else default
+    except ValueError:
+        return default
+
+
+def _flag(text: str) -> bool:
+    return text.strip().upper() not in ("NO", "FALSE", "OFF", "0")
+
+
+def _cache_bytes(text: str) -> int:
+    """``GDAL_CACHEMAX`` in MB (GDAL's convention below 100000), default 256, as bytes.
+
+    rasterio hands this option to GDAL in bytes, so a bare ``256`` would be a 256-byte cache,
+    which makes JPEG 2000 blocks decode again and again (measured: 3x slower reads).
+    """
+    value = int(text.strip()) if text.strip().isdigit() else 256
+    return value * 2**20 if value < 100_000 else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this process reaches S3/HTTP and how much of the machine it uses."""
+
+    s3_endpoint: str = CDSE_S3_ENDPOINT
+    s3_https: bool = True
+    s3_virtual_hosting: bool = False
+    s3_region: str = "default"
+    access_key_id: str = field(default="", repr=False)
+    secret_access_key: str = field(default="", repr=False)
+    http_retries: int = 4
+    """Retries of HTTP 429/5xx and dropped connections, with a doubling delay (about 15 s in
+    all with the defaults); then the item fails and the run goes on."""
+    http_retry_delay_s: float = 1.0
+    http_timeout_s: int = 60
+    http_connect_timeout_s: int = 20
+    gdal_cache_bytes: int = 256 * 2**20
+    """GDAL's block cache (its default, 5 % of RAM, would tie memory to the machine)."""
+    max_connections: int = CDSE_MAX_CONNECTIONS
+    """Concurrent reads of the whole process: each decoding job holds one connection."""
+    engine_threads: int = 0
+    """Threads of the network, the table interpolation and the cloud detector; 0: the cores."""
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of ``os.environ`` (or *environ*); CDSE's values where unset."""
+        env = os.environ if environ is None else environ
+        connections = int(_number(env, MAX_CONNECTIONS_ENV, CDSE_MAX_CONNECTIONS))
+        return cls(
+            s3_endpoint=env.get("AWS_S3_ENDPOINT", CDSE_S3_ENDPOINT),
+            s3_https=_flag(env.get("AWS_HTTPS", "YES")),
+            s3_virtual_hosting=_flag(env.get("AWS_VIRTUAL_HOSTING", "FALSE")),
+            s3_region=env.get("AWS_DEFAULT_REGION", "default"),
+            access_key_id=env.get("AWS_ACCESS_KEY_ID", ""),
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+            http_retries=int(_number(env, "GDAL_HTTP_MAX_RETRY", 4)),
+            http_retry_delay_s=_number(env, "GDAL_HTTP_RETRY_DELAY", 1.0),
+            http_timeout_s=int(_number(env, "GDAL_HTTP_TIMEOUT", 60)),
+            http_connect_timeout_s=int(_number(env, "GDAL_HTTP_CONNECTTIMEOUT", 20)),
+            gdal_cache_bytes=_cache_bytes(env.get("GDAL_CACHEMAX", "")),
+            max_connections=max(1, connections or CDSE_MAX_CONNECTIONS),
+            engine_threads=int(_number(env, ENGINE_THREADS_ENV, 0)),
+        )
+
+    def with_keys(self, access_key_id: str | None, secret_access_key: str | None) -> Settings:
+        """These settings with the keys of secret inputs, when both are given."""
+        if not (access_key_id and secret_access_key):
+            return self
+        return dataclasses.replace(
+            self, access_key_id=access_key_id, secret_access_key=secret_access_key
+        )
+
+    def without_keys(self) -> Settings:
+        """What may travel to another process (a Dask task): everything but the keys."""
+        return dataclasses.replace(self, access_key_id="", secret_access_key="")
+
+    @property
+    def has_s3_keys(self) -> bool:
+        return bool(self.access_key_id and self.secret_access_key)
+
+    @property
+    def threads(self) -> int:
+        """Compute threads: :attr:`engine_threads`, else the machine's cores."""
+        return self.engine_threads or os.cpu_count() or 1
+
+    def key_environment(self) -> dict[str, str]:
+        """The keys as environment variables, for a worker process this run starts."""
+        if not self.has_s3_keys:
+            return {}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+    def gdal_options(self) -> dict[str, str | int]:
+        """GDAL configuration options to read CDSE's S3 (``s3://eodata/...``) through /vsis3,
+        and http(s) files, SAFE or Zarr; the keys are not among them (see
+        :func:`component.io.load.gdal`)."""
+        return {
+            "AWS_S3_ENDPOINT": self.s3_endpoint,
+            "AWS_HTTPS": "YES" if self.s3_https else "NO",
+            "AWS_VIRTUAL_HOSTING": "TRUE" if self.s3_virtual_hosting else "FALSE",
+            "AWS_DEFAULT_REGION": self.s3_region,
+            "GDAL_HTTP_MAX_RETRY": str(self.http_retries),
+            "GDAL_HTTP_RETRY_DELAY": f"{self.http_retry_delay_s:g}",
+            "GDAL_HTTP_TIMEOUT": str(self.http_timeout_s),
+            "GDAL_HTTP_CONNECTTIMEOUT": str(self.http_connect_timeout_s),
+            "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": f"{BAND_EXTENSIONS},{ZARR_EXTENSIONS}",
+            "GDAL_CACHEMAX": self.gdal_cache_bytes,
+        }
