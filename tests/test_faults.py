@@ -229,6 +229,7 @@ def test_retry_after_is_honoured_on_post_search_and_capped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CDSE's 429 says when to come back: wait that long, but never past the budget's cap."""
+    from component.core.settings import Settings
     from component.io.search import search
     from component.params import SearchParams
 
@@ -238,12 +239,12 @@ def test_retry_after_is_honoured_on_post_search_and_capped(
         params = SearchParams(stac_url=proxy.url, bbox=tuple(item["bbox"]))
         proxy.add(Fault("status", count=1, status=429, retry_after=1, method="POST"))
         started = time.monotonic()
-        assert len(search(params)) == 1
+        assert len(search(params, Settings())) == 1
         assert time.monotonic() - started >= 0.95  # waited the full Retry-After
 
         monkeypatch.setenv("COMPONENT_STAC_BACKOFF_MAX_S", "0.2")
         proxy.add(Fault("status", count=1, status=429, retry_after=3600, method="POST"))
         started = time.monotonic()
-        assert len(search(params)) == 1
+        assert len(search(params, Settings())) == 1
         assert time.monotonic() - started < 5  # not an hour
         assert proxy.actions("/search") == ["status 429", "forward", "status 429", "forward"]
