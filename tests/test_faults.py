@@ -239,12 +239,12 @@ def test_retry_after_is_honoured_on_post_search_and_capped(
         params = SearchParams(stac_url=proxy.url, bbox=tuple(item["bbox"]))
         proxy.add(Fault("status", count=1, status=429, retry_after=1, method="POST"))
         started = time.monotonic()
-        assert len(search(params, Settings())) == 1
+        assert len(search(params, Settings.from_environ())) == 1
         assert time.monotonic() - started >= 0.95  # waited the full Retry-After
 
         monkeypatch.setenv("COMPONENT_STAC_BACKOFF_MAX_S", "0.2")
         proxy.add(Fault("status", count=1, status=429, retry_after=3600, method="POST"))
         started = time.monotonic()
-        assert len(search(params, Settings())) == 1
+        assert len(search(params, Settings.from_environ())) == 1
         assert time.monotonic() - started < 5  # not an hour
         assert proxy.actions("/search") == ["status 429", "forward", "status 429", "forward"]

@@ -19,6 +19,7 @@ import pytest
 import rasterio
 
 from component import cli
+from component.core.settings import LOCK_TIMEOUT_ENV, Settings
 from component.io import catalog
 from support.nrt import (
     catalog_problems,
@@ -187,19 +188,24 @@ def test_an_item_partly_outside_the_bbox_is_clipped(
 
 
 def test_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A second holder waits at most COMPONENT_LOCK_TIMEOUT_S, then fails with exit code 9."""
-    monkeypatch.setenv(catalog.LOCK_TIMEOUT_ENV, "0.3")
+    """A second holder waits at most COMPONENT_LOCK_TIMEOUT_S, then fails with exit code 9; a
+    malformed value is refused with exit code 9 when the settings are read."""
+    timeout = Settings.from_environ({LOCK_TIMEOUT_ENV: "0.3"}).lock_timeout_s
+    assert timeout == 0.3
     # flock locks belong to the open file description: a second open() competes.
     with (
-        catalog.locked(tmp_path),
+        catalog.locked(tmp_path, timeout),
         pytest.raises(catalog.OutputError) as raised,
-        catalog.locked(tmp_path),
+        catalog.locked(tmp_path, timeout),
     ):
         pass
     assert raised.value.exit_code == 9
     assert "another run is writing" in str(raised.value)
-    with catalog.locked(tmp_path):  # released: free again
+    with catalog.locked(tmp_path, timeout):  # released: free again
         pass
+    with pytest.raises(catalog.OutputError, match=LOCK_TIMEOUT_ENV) as raised:
+        Settings.from_environ({LOCK_TIMEOUT_ENV: "soon"})
+    assert raised.value.exit_code == 9
 
 
 def test_fallbacks_are_reported_in_the_summary_and_the_lineage(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
-import os
 import tarfile
 import time
 import uuid
@@ -40,7 +39,7 @@ from component.io import catalog, geometry, l1c, load, search
 from component.io.describe import describe, lineage, output_id
 from component.io.write import ProductWriter
 from component.model import scene_clouds
-from component.model.card import ModelCard, load_card
+from component.model.card import ModelCard, load_card, models_dir
 from component.model.correction import SceneCorrector
 from component.model.engines import build_scene_corrector
 from component.params import RunParams
@@ -160,7 +159,7 @@ def process_on_worker(
     if connections:
         settings = dataclasses.replace(settings, max_connections=connections)
     params = dataclasses.replace(params, settings=settings)
-    key = (params.weights, params.device, params.engine, os.environ.get("COMPONENT_MODELS_DIR"))
+    key = (params.weights, params.device, params.engine, str(models_dir()))
     if key not in _worker_models:
         _worker_models[key] = load_model(params)
     return process(source, _worker_models[key], params)
@@ -184,7 +183,7 @@ def run(params: RunParams) -> RunSummary:
     summary.found = len(inputs)
     summary.seconds["search"] = round(time.perf_counter() - started, 3)
     # The lock comes before the model so that a run refused by it costs nothing.
-    with catalog.locked(params.output):
+    with catalog.locked(params.output, params.settings.lock_timeout_s):
         catalog.clear_staging(params.output)
         catalog.rebuild(params.output)  # links what a run killed before its update published
 
@@ -205,7 +204,7 @@ def run(params: RunParams) -> RunSummary:
             process_many(inputs, params, process_on_worker, record)
         else:
             model = load_model(params)
-            display = Progress(params.progress)
+            display = Progress(params.progress, interval=params.settings.progress_interval_s)
             for index, source in enumerate(inputs, 1):
                 record(source, process(source, model, params, display, (index, len(inputs))))
         catalog.rebuild(params.output)

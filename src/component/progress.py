@@ -14,7 +14,6 @@ thread pools.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -24,15 +23,6 @@ log = logging.getLogger("component")
 
 MODES = ("auto", "bar", "log", "off")
 DEFAULT_INTERVAL_S = 10.0
-
-
-def interval_s() -> float:
-    """Seconds between two log lines (``COMPONENT_PROGRESS_INTERVAL_S``)."""
-    raw = os.environ.get("COMPONENT_PROGRESS_INTERVAL_S", "")
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_INTERVAL_S
-    except ValueError:
-        return DEFAULT_INTERVAL_S
 
 
 def format_seconds(seconds: float) -> str:
@@ -136,7 +126,7 @@ class Progress:
             isatty = getattr(self.stream, "isatty", None)
             mode = "bar" if isatty is not None and isatty() else "log"
         self.mode = mode
-        self.interval_s = interval_s() if interval is None else interval
+        self.interval_s = DEFAULT_INTERVAL_S if interval is None else interval
 
     def item(self, index: int, count: int, name: str, total: int) -> ItemProgress:
         """Progress of item *index* (1-based) of *count*."""

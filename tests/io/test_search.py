@@ -139,7 +139,7 @@ def test_default_retry_budget_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
 
     for name in ("COMPONENT_STAC_RETRIES", "COMPONENT_STAC_BACKOFF_MAX_S"):
         monkeypatch.delenv(name, raising=False)
-    policy = retry_policy()
+    policy = retry_policy(SETTINGS)
     slept = 0.0
     with pytest.raises(MaxRetryError):
         while True:
@@ -159,7 +159,7 @@ def test_unreachable_api_fails_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/"
     started = time.monotonic()
     with pytest.raises(StacApiError, match="cannot reach"):
-        search(params(url, bbox=parse_bbox(AREA)), SETTINGS)
+        search(params(url, bbox=parse_bbox(AREA)), Settings.from_environ())
     assert time.monotonic() - started < 5
 
 

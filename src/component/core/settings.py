@@ -10,17 +10,28 @@ never through the process environment, a log line or a file.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from component.errors import OutputError
+
+log = logging.getLogger(__name__)
 
 CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
 CDSE_MAX_CONNECTIONS = 4
 """CDSE allows 4 concurrent connections per user."""
 MAX_CONNECTIONS_ENV = "COMPONENT_MAX_CONNECTIONS"
 ENGINE_THREADS_ENV = "COMPONENT_ENGINE_THREADS"
+STAC_RETRIES_ENV = "COMPONENT_STAC_RETRIES"
+STAC_BACKOFF_MAX_ENV = "COMPONENT_STAC_BACKOFF_MAX_S"
+STAC_TIMEOUT_ENV = "COMPONENT_STAC_TIMEOUT_S"
+LOCK_TIMEOUT_ENV = "COMPONENT_LOCK_TIMEOUT_S"
+PROGRESS_INTERVAL_ENV = "COMPONENT_PROGRESS_INTERVAL_S"
 BAND_EXTENSIONS = ".jp2,.tif,.tiff,.xml"
 """What GDAL may fetch remotely for a SAFE product (it then never probes S3 for side-cars)."""
+DEFAULT_LOCK_TIMEOUT_S = 600.0
 ZARR_EXTENSIONS = ".zarray,.zattrs,.zgroup,.zmetadata,zarr.json,{noext}," + ",".join(
     str(digit) for digit in range(10)
 )
@@ -29,11 +40,25 @@ keys (``0.3`` in Zarr v2, ``c/0/3`` in v3: names that end in a digit or have no 
 
 
 def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number from *environ*; *default* when unset or malformed (said once)."""
     text = environ.get(name, "").strip()
     try:
         return max(0.0, float(text)) if text else default
     except ValueError:
+        log.warning("ignoring %s=%r (not a number): using %g", name, text, default)
         return default
+
+
+def _lock_timeout(environ: Mapping[str, str]) -> float:
+    text = environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        raise OutputError(
+            f"bad {LOCK_TIMEOUT_ENV} {text!r}: give a number of seconds (0: do not wait)"
+        ) from None
 
 
 def _flag(text: str) -> bool:
@@ -72,6 +97,17 @@ class Settings:
     """Concurrent reads of the whole process: each decoding job holds one connection."""
     engine_threads: int = 0
     """Threads of the network, the table interpolation and the cloud detector; 0: the cores."""
+    stac_retries: int = 5
+    """Retries of a STAC API request (429/5xx, resets, stalls)."""
+    stac_backoff_max_s: float = 8.0
+    """The longest wait between two retries, ``Retry-After`` included: about 15 s of backoff
+    per request, enough for CDSE's per-minute quota to refill."""
+    stac_timeout_s: float = 30.0
+    """Connect and read timeout of one STAC API request."""
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    """How long a run waits for another run's lock on its output folder (0: not at all)."""
+    progress_interval_s: float = 10.0
+    """Seconds between two progress log lines (when no terminal shows a bar)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +128,11 @@ class Settings:
             gdal_cache_bytes=_cache_bytes(env.get("GDAL_CACHEMAX", "")),
             max_connections=max(1, connections or CDSE_MAX_CONNECTIONS),
             engine_threads=int(_number(env, ENGINE_THREADS_ENV, 0)),
+            stac_retries=int(_number(env, STAC_RETRIES_ENV, 5)),
+            stac_backoff_max_s=_number(env, STAC_BACKOFF_MAX_ENV, 8.0),
+            stac_timeout_s=_number(env, STAC_TIMEOUT_ENV, 30.0),
+            lock_timeout_s=_lock_timeout(env),
+            progress_interval_s=_number(env, PROGRESS_INTERVAL_ENV, 10.0),
         )
 
     def with_keys(self, access_key_id: str | None, secret_access_key: str | None) -> Settings:

@@ -38,14 +38,13 @@ from pathlib import Path
 import pystac
 
 from component.core.files import multihash_sha256
+from component.core.settings import LOCK_TIMEOUT_ENV
 from component.errors import OutputError
 
 CATALOG_ID = "s2-l1c2l2a"
 CATALOG_DESCRIPTION = "Sentinel-2 L2A bottom-of-atmosphere reflectance predicted from L1C"
 STAGING = ".staging"
 LOCK = ".lock"
-LOCK_TIMEOUT_ENV = "COMPONENT_LOCK_TIMEOUT_S"
-DEFAULT_LOCK_TIMEOUT_S = 600.0
 _LOCK_POLL_S = 0.2
 PAUSE_ENV = "COMPONENT_TEST_PAUSE_AT"
 PAUSE_MARKER_ENV = "COMPONENT_TEST_PAUSE_MARKER"
@@ -101,32 +100,18 @@ def verify_product(output: Path, item_id: str) -> str | None:
     return None
 
 
-def lock_timeout() -> float:
-    """Seconds to wait for another run's lock: ``COMPONENT_LOCK_TIMEOUT_S`` or 600."""
-    text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
-    if not text:
-        return DEFAULT_LOCK_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise OutputError(
-            f"bad {LOCK_TIMEOUT_ENV} {text!r}: give a number of seconds (0: do not wait)"
-        ) from None
-    return max(0.0, value)
-
-
 @contextlib.contextmanager
-def locked(output: Path, timeout_s: float | None = None) -> Iterator[None]:
+def locked(output: Path, timeout_s: float) -> Iterator[None]:
     """Hold the output folder for this run, waiting at most *timeout_s* for another run.
 
     Why wait rather than fail at once: scheduled runs fire every few hours and one that
     overruns its slot (a slow S3 day, retries) must not turn the next one into an alert; the
     next run waits, then finds the overrunning run's products published and skips them. The
-    wait is bounded (``COMPONENT_LOCK_TIMEOUT_S``, default 600 s) so that a hung run is still
-    reported, with exit code 9. ``flock`` is released by the kernel when the process dies,
-    even by SIGKILL, so a crashed run never leaves a stale lock behind.
+    wait is bounded (*timeout_s*: ``COMPONENT_LOCK_TIMEOUT_S``, default 600 s) so that a hung
+    run is still reported, with exit code 9. ``flock`` is released by the kernel when the
+    process dies, even by SIGKILL, so a crashed run never leaves a stale lock behind.
     """
-    timeout = lock_timeout() if timeout_s is None else timeout_s
+    timeout = timeout_s
     try:
         output.mkdir(parents=True, exist_ok=True)
         handle = (output / LOCK).open("a+")

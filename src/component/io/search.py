@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +35,9 @@ from component.params import SearchParams
 
 log = logging.getLogger(__name__)
 
-RETRIES_ENV = "COMPONENT_STAC_RETRIES"
-BACKOFF_MAX_ENV = "COMPONENT_STAC_BACKOFF_MAX_S"
-TIMEOUT_ENV = "COMPONENT_STAC_TIMEOUT_S"
-RETRIES = 5
 BACKOFF_FACTOR_S = 0.5
-BACKOFF_MAX_S = 8.0
-TIMEOUT_S = 30.0
-"""Defaults: about 15 s of backoff at most per request, enough for CDSE's per-minute quota to
-refill; with the timeout, one request gives up after about 3 minutes in the worst case."""
+"""The first retry's wait, doubling after (capped by ``Settings.stac_backoff_max_s``); with the
+default timeout, one request gives up after about 3 minutes in the worst case."""
 
 
 class BoundedRetry(Retry):
@@ -58,19 +51,9 @@ class BoundedRetry(Retry):
         return min(super().parse_retry_after(retry_after), self.backoff_max)
 
 
-def _env_number(name: str, default: float) -> float:
-    text = os.environ.get(name, "").strip()
-    try:
-        return max(0.0, float(text)) if text else default
-    except ValueError:
-        log.warning("ignoring %s=%r (not a number): using %g", name, text, default)
-        return default
-
-
-def retry_policy() -> Retry:
-    """The retry budget of every STAC API request, from the environment or the defaults."""
-    retries = int(_env_number(RETRIES_ENV, RETRIES))
-    backoff_max = _env_number(BACKOFF_MAX_ENV, BACKOFF_MAX_S)
+def retry_policy(settings: Settings) -> Retry:
+    """The retry budget of every STAC API request (*settings*' ``stac_*``)."""
+    retries, backoff_max = settings.stac_retries, settings.stac_backoff_max_s
     return BoundedRetry(
         total=retries,
         connect=retries,
@@ -83,11 +66,6 @@ def retry_policy() -> Retry:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-
-
-def timeout_s() -> float:
-    """Connect and read timeout of one STAC API request, seconds."""
-    return _env_number(TIMEOUT_ENV, TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -151,11 +129,11 @@ def _matches(item: pystac.Item, params: SearchParams) -> bool:
     return True
 
 
-def open_client(url: str) -> Client:
+def open_client(url: str, settings: Settings) -> Client:
     # The timeout goes to Client.open too: it calls ``stac_io.update(timeout=...)``, which
     # would otherwise reset the StacApiIO's timeout to None (requests then wait forever).
-    timeout = timeout_s()
-    io = StacApiIO(max_retries=retry_policy(), timeout=timeout)
+    timeout = settings.stac_timeout_s
+    io = StacApiIO(max_retries=retry_policy(settings), timeout=timeout)
     try:
         return Client.open(url, stac_io=io, timeout=timeout)
     except (APIError, requests.RequestException, pystac.STACError, ValueError) as error:
@@ -173,7 +151,7 @@ def _short(error: Exception) -> str:
 def search(params: SearchParams, settings: Settings) -> list[InputItem]:
     """L1C items matching *params*, oldest first; raises if there are none. *settings*: how to
     reach the data of EOPF Zarr items (their band assets are read from the product)."""
-    client = open_client(params.stac_url)
+    client = open_client(params.stac_url, settings)
     query: dict[str, Any] = {}
     # Only an API that declares the Query extension gets one: some (rustac's in-memory
     # backend) answer a POST with an unknown "query" by matching nothing at all.

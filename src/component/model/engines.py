@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from component.core.bands import L1C_BANDS
 from component.core.files import sha256_file
 from component.errors import InvalidParameterError, ModelError
 from component.model.atmosphere import Atmosphere
@@ -250,7 +249,7 @@ def build_scene_corrector(
     corrector = SceneCorrector(
         atmosphere,
         estimator,
-        input_bands=L1C_BANDS,
+        input_bands=card.input_bands,
         adjacency_sigma_m=card.adjacency_sigma_m,
         smoothing_m=card.smoothing_m,
         cirrus_atmosphere=cirrus_atmosphere,
