@@ -83,19 +83,25 @@ def radiometry(item: dict[str, Any]) -> BandRadiometry:
     return BandRadiometry(add_offset=add_offset)
 
 
+def epsg_code(value: Any) -> int | None:
+    """An EPSG code from ``proj:epsg`` (an int) or ``proj:code`` (``"EPSG:32633"``); None for
+    anything else (a bool is not a code)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.upper().startswith("EPSG:"):
+        number = value.split(":", 1)[1]
+        return int(number) if number.isdigit() else None
+    return None
+
+
 def epsg_of(item: dict[str, Any], asset_key: str) -> int:
     """The EPSG code of an asset, from ``proj:code``/``proj:epsg`` on the asset or item."""
     asset = item.get("assets", {}).get(asset_key, {})
     props = item.get("properties", {})
     for source in (asset, props):
-        if isinstance(source.get("proj:epsg"), int):
-            return int(source["proj:epsg"])
-        code = source.get("proj:code")
-        if isinstance(code, str) and code.upper().startswith("EPSG:"):
-            try:
-                return int(code.split(":", 1)[1])
-            except ValueError:
-                break
+        epsg = epsg_code(source.get("proj:epsg")) or epsg_code(source.get("proj:code"))
+        if epsg is not None:
+            return epsg
     raise InvalidItemError(
         f"item {item.get('id')!r}: asset {asset_key} has no EPSG code (proj:code): "
         "use a CDSE sentinel-2-l1c item"

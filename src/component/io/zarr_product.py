@@ -35,6 +35,7 @@ from urllib.parse import urljoin, urlparse
 from component.core.bands import L1C_BANDS, NATIVE_RESOLUTION
 from component.core.settings import Settings
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
+from component.io.l1c import epsg_code
 
 REFLECTANCE_GROUP = "measurements/reflectance"
 ZARR_MEDIA_TYPES = ("application/vnd+zarr", "application/vnd.zarr")
@@ -155,13 +156,9 @@ class ZarrProduct:
         props = self.attrs.get("stac_discovery", {}).get("properties", {})
         candidates += [props.get("proj:code"), props.get("proj:epsg")]
         for candidate in candidates:
-            if isinstance(candidate, int):
-                return candidate
-            if isinstance(candidate, str) and candidate.upper().startswith("EPSG:"):
-                try:
-                    return int(candidate.split(":", 1)[1])
-                except ValueError:
-                    continue
+            epsg = epsg_code(candidate)
+            if epsg is not None:
+                return epsg
         raise InvalidItemError(
             f"Zarr product {self.root} states no CRS (other_metadata.horizontal_CRS_code, "
             "proj:epsg or proj:code): give an EOPF Zarr L1C product"
