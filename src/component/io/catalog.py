@@ -70,7 +70,9 @@ def pause_point(stage: str) -> None:
     if os.environ.get(PAUSE_ENV) != stage:
         return
     marker = Path(os.environ[PAUSE_MARKER_ENV])
-    marker.write_text(str(os.getpid()))
+    written = marker.with_name(f".{marker.name}.tmp")
+    written.write_text(str(os.getpid()))
+    written.replace(marker)  # whole: a waiting test never reads it half-written
     deadline = time.monotonic() + _PAUSE_MAX_S
     while marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
