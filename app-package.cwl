@@ -30,6 +30,14 @@ $graph:
         type: string?
         label: output window
         doc: W,S,E,N in degrees; only the window is read and written.
+      cirrus_correction:
+        type: boolean?
+        label: cirrus correction
+        doc: >-
+          Take thin cirrus (B10) out of every band. Off by default, as in Sen2Cor's
+          configuration: cirrus is flagged in SCL (class 10) and kept out of the aerosol
+          estimate only.
+        default: false
     outputs:
       l2a:
         type: Directory
@@ -43,6 +51,7 @@ $graph:
           l1c: l1c
           resolution: resolution
           bbox: bbox
+          cirrus_correction: cirrus_correction
         out:
           - l2a
 
@@ -78,6 +87,10 @@ $graph:
         inputBinding:
           prefix: --bbox=
           separate: false
+      cirrus_correction:
+        type: boolean?
+        inputBinding:
+          prefix: --cirrus-correction
     outputs:
       l2a:
         type: Directory

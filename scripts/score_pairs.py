@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from component.model import atmosphere
 from component.training.evaluate import METHODS, evaluate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pairs"
@@ -36,7 +37,9 @@ SETS = {
 }
 
 
-def scene_args(scene: str, card: Path | None, weights: Path | None) -> argparse.Namespace:
+def scene_args(
+    scene: str, card: Path | None, weights: Path | None, cirrus_correction: bool = False
+) -> argparse.Namespace:
     """The evaluate flags for one shared scene."""
     if scene.startswith("sen2r_"):
         date = scene.split("_")[1]
@@ -63,6 +66,7 @@ def scene_args(scene: str, card: Path | None, weights: Path | None) -> argparse.
         view_azimuth=None,
         card=card,
         weights=weights,
+        cirrus_correction=cirrus_correction,
         device="cpu",
         engine="auto",
         save_prediction=None,
@@ -88,9 +92,24 @@ def main() -> None:
     parser.add_argument("--card", type=Path, default=None)
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every report here")
+    parser.add_argument(
+        "--cirrus-correction", action="store_true", help="as evaluate's (default: flag only)"
+    )
+    parser.add_argument(
+        "--cirrus-dimming",
+        type=float,
+        default=None,
+        metavar="K",
+        help="measure another k of the cirrus layer's dimming (1 - k c)^2 than the shipped one",
+    )
     args = parser.parse_args()
+    if args.cirrus_dimming is not None:  # a measurement of the constant, not a run setting
+        atmosphere.CIRRUS_DIMMING = args.cirrus_dimming
     scenes = [s for name, group in SETS.items() if args.set in (name, "all") for s in group]
-    reports = {scene: evaluate(scene_args(scene, args.card, args.weights)) for scene in scenes}
+    reports = {
+        scene: evaluate(scene_args(scene, args.card, args.weights, args.cirrus_correction))
+        for scene in scenes
+    }
     print(
         f"{'scene':16s}{'method':9s}{'PSNR all':>9s}{'SAM all':>9s}{'PSNR rgb':>9s}"
         f"{'SAM rgb':>9s}{'NDVI MAE':>9s}   atmosphere (model)"

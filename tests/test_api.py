@@ -116,6 +116,21 @@ def test_values_equal_the_cli_product_at_10m(cli_10m: Path) -> None:
         assert np.abs(quantize(values).astype(np.int32) - reference).max() <= 1, name
 
 
+def test_a_geographic_grid_is_refused_in_one_line() -> None:
+    """odc-stac's EPSG:4326 arrays (latitude/longitude dimensions, cells in degrees): a
+    one-line parameter error before anything is computed, never an allocation error."""
+    l1c = component.load_l1c(sample_item_path(), bands=["B02", "B04", "B08"])
+    degrees = l1c.rename(x="longitude", y="latitude").assign_coords(
+        longitude=9.0 + np.arange(l1c.sizes["x"]) * 0.001,
+        latitude=46.0 - np.arange(l1c.sizes["y"]) * 0.001,
+    )
+    degrees = degrees.rio.set_spatial_dims(x_dim="longitude", y_dim="latitude")
+    degrees = degrees.rio.write_crs("EPSG:4326")
+    with pytest.raises(InvalidParameterError, match="geographic CRS") as raised:
+        component.correct(degrees)
+    assert raised.value.exit_code == 2 and "\n" not in str(raised.value)
+
+
 def test_zarr_product_loads_as_the_safe_one(tmp_path: Path) -> None:
     """An EOPF Zarr product (a .zarr path) gives the SAFE item's TOA, grid and CRS."""
     pytest.importorskip("zarr")

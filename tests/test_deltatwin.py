@@ -44,6 +44,7 @@ EXPECTED_INPUTS = {
     "tile": "string",
     "limit": "integer",
     "resolution": "integer",
+    "cirrus_correction": "boolean",
     "s3_access_key_id": "secret",
     "s3_secret_access_key": "secret",
 }
@@ -120,6 +121,7 @@ def test_inputs_are_described_and_mirror_the_model_ports(
     for name in OPTIONAL_STRINGS:
         assert inputs[name]["value"] == "", f"optional {name} must default to empty"
     assert inputs["resolution"]["value"] == 60
+    assert inputs["cirrus_correction"]["value"] is False  # Sen2Cor's default
     assert isinstance(inputs["max_cloud_cover"]["value"], float)  # a JSON int is not "number"
     assert inputs["stac_url"]["value"] == "https://stac.dataspace.copernicus.eu/v1/"
     # Every port carries a prefix: an empty value then drops the flag along with it.
@@ -200,8 +202,8 @@ def _tokens(command: str) -> list[str]:
 def test_defaults_render_a_search_command(tmp_path: Path, parsed: dict[str, Any]) -> None:
     rendered = build_command(tmp_path, default_inputs(parsed))
     tokens = _tokens(rendered["command"])
-    for flag in ("--item", "--bbox", "--tile"):
-        assert flag not in tokens, "an empty optional input must drop its flag"
+    for flag in ("--item", "--bbox", "--tile", "--cirrus-correction"):
+        assert flag not in tokens, "an empty optional input (or a false switch) drops its flag"
     joined = " ".join(tokens)
     assert "--stac-url https://stac.dataspace.copernicus.eu/v1/" in joined
     assert "--datetime P1D" in joined
@@ -223,6 +225,7 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         resolution=20,
         max_cloud_cover=35.5,
         limit=3,
+        cirrus_correction=True,
     )
     joined = " ".join(_tokens(build_command(tmp_path, spec)["command"]))
     for expected in (
@@ -233,6 +236,7 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         "--resolution 20",
         "--max-cloud-cover 35.5",
         "--limit 3",
+        "--cirrus-correction",
     ):
         assert expected in joined
 

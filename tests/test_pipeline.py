@@ -123,6 +123,26 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
     assert derived and derived[0]["href"].endswith("sample/item.json")
 
 
+@pytest.mark.slow
+def test_cirrus_is_flagged_by_default_and_corrected_when_asked(
+    sample_run: Run, tmp_path: Path, models_dir: Path  # noqa: F811
+) -> None:
+    """The default lineage says cirrus is not subtracted; ``--cirrus-correction`` publishes a
+    product of its own (id ending in -cirrus) beside the default one, and says so."""
+    (default_item,) = product_items(sample_run.output)
+    lineage = json.loads(default_item.read_text())["properties"]["processing:lineage"]
+    assert "Thin cirrus not subtracted" in lineage
+    output = tmp_path / "out"
+    run = run_component(["--cirrus-correction"], output, models_dir)
+    assert run.returncode == 0, run.stderr
+    (item_path,) = product_items(output)
+    assert item_path.parent.name == f"{default_item.parent.name}-cirrus"
+    item = json.loads(item_path.read_text())
+    assert "Thin cirrus taken out of every band" in item["properties"]["processing:lineage"]
+    bad = run_component(["--cirrus-correction", "maybe"], tmp_path / "bad", models_dir)
+    assert bad.returncode == 2 and "--cirrus-correction" in bad.stderr
+
+
 def _check_scene(item: dict[str, Any], folder: Path, suffix: str) -> None:
     """SCL and CLD: files as declared, classes as CDSE names them, statistics and covers of
     this SCL (not the L1C's)."""

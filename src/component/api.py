@@ -177,18 +177,27 @@ _correctors: dict[tuple[Any, ...], SceneCorrector] = {}
 _lock = threading.Lock()
 
 
-def _corrector(weights: str | None, device: str, engine: str) -> SceneCorrector:
+Model = tuple[str | None, str, str, bool]
+"""What builds a corrector: weights, device, engine, cirrus correction."""
+
+
+def _corrector(
+    weights: str | None, device: str, engine: str, cirrus_correction: bool = False
+) -> SceneCorrector:
     """The CLI's corrector, built once per process (blocks run in threads or on workers)."""
     from component.model.card import load_card, models_dir
     from component.model.engines import build_scene_corrector
 
-    key = (weights, device, engine, str(models_dir()))
+    key = (weights, device, engine, cirrus_correction, str(models_dir()))
     with _lock:
         if key not in _correctors:
             path = Path(weights) if weights else None
             threads = Settings.from_environ().engine_threads
             card = load_card()
-            _correctors[key] = build_scene_corrector(card, path, device, engine, threads)[0]
+            corrector, _ = build_scene_corrector(
+                card, path, device, engine, threads, cirrus_correction
+            )
+            _correctors[key] = corrector
         return _correctors[key]
 
 
@@ -201,6 +210,10 @@ def _normalized(l1c: Any) -> xr.DataArray:
         l1c = l1c.to_dataarray("band") if hasattr(l1c, "to_dataarray") else l1c.to_array("band")
     if not isinstance(l1c, xr.DataArray):
         raise InvalidParameterError("correct: give an xarray DataArray or Dataset of TOA")
+    # odc-stac names a geographic grid's dimensions latitude/longitude.
+    renamed = {a: b for a, b in (("latitude", "y"), ("longitude", "x")) if a in l1c.dims}
+    if renamed:
+        l1c = l1c.rename(renamed)
     if "time" in l1c.dims:
         if l1c.sizes["time"] != 1:
             raise InvalidParameterError(
@@ -257,6 +270,13 @@ def _epsg_of(array: xr.DataArray) -> int:
         raise InvalidParameterError(
             "correct: the array has no EPSG CRS: set one with .rio.write_crs('EPSG:...')"
         )
+    if crs.is_geographic:
+        # The atmosphere's grid, the scene grid and every smoothing scale are in metres.
+        raise InvalidParameterError(
+            f"correct: the array is in a geographic CRS (EPSG:{epsg}), whose cells are degrees:"
+            " load it on its UTM grid (e.g. odc.stac.load(..., crs='utm')) or reproject it "
+            "with .rio.reproject('EPSG:326zz')"
+        )
     return int(epsg)
 
 
@@ -311,7 +331,7 @@ def _estimate(
     scene: Grid,
     item_text: str | None,
     coords: dict[str, Any],
-    model: tuple[str | None, str, str],
+    model: Model,
 ) -> AtmosphereState:
     """The whole-scene step, as the CLI's: classification (clouds out), then the atmosphere
     (one task)."""
@@ -340,7 +360,7 @@ def _correct_block(
     state: AtmosphereState,
     band: str,
     grid: Grid,
-    model: tuple[str | None, str, str],
+    model: Model,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     from component.engine.correct import correct_window
@@ -363,7 +383,12 @@ def _field_block(
 
 
 def correct(
-    l1c: Any, *, weights: str | None = None, device: str = "auto", engine: str = "auto"
+    l1c: Any,
+    *,
+    weights: str | None = None,
+    device: str = "auto",
+    engine: str = "auto",
+    cirrus_correction: bool = False,
 ) -> xr.Dataset:
     """Lazy L2A of *l1c*: BOA reflectance of each L2A band it has, plus ``AOT`` (550 nm) and
     ``WVP`` (cm), on *l1c*'s grid, with its coordinates and CRS.
@@ -371,7 +396,8 @@ def correct(
     Nothing is computed until the result (or a variable of it) is: then the scene's coarse
     means and classification are reduced from the input, the atmosphere is estimated once,
     and the bands are inverted block by block, as ``python -m component run`` does.
-    *weights*, *device*, *engine*: as the CLI's ``--weights``, ``--device``, ``--engine``.
+    *weights*, *device*, *engine*, *cirrus_correction*: as the CLI's ``--weights``,
+    ``--device``, ``--engine``, ``--cirrus-correction``.
     """
     import dask
     import dask.array as da
@@ -382,7 +408,7 @@ def correct(
 
     if device not in ("auto", "cpu", "cuda") or engine not in ("auto", "torch", "onnx"):
         raise InvalidParameterError("correct: device is auto|cpu|cuda, engine auto|torch|onnx")
-    model = (str(weights) if weights else None, device, engine)
+    model: Model = (str(weights) if weights else None, device, engine, bool(cirrus_correction))
     array = _normalized(l1c)
     epsg = _epsg_of(array)
     grid = _grid_of(array, epsg)

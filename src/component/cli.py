@@ -30,6 +30,7 @@ from component.params import (
     parse_datetime,
     parse_limit,
     parse_resolution,
+    parse_switch,
     parse_tile,
 )
 
@@ -79,6 +80,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine", default="auto", help="auto (onnx on CPU, torch on GPU), torch or onnx"
     )
     parser.add_argument("--weights", help="other weights: .safetensors or ESA-format .pth")
+    parser.add_argument(
+        "--cirrus-correction",
+        nargs="?",
+        const="true",
+        default="",
+        metavar="true|false",
+        help="take thin cirrus (B10) out of every band; default: flagged in SCL and kept out of "
+        "the aerosol estimate only, as Sen2Cor's default configuration does",
+    )
     parser.add_argument(
         "--dask-scheduler",
         metavar="ADDRESS",
@@ -141,6 +151,9 @@ def run_params(args: argparse.Namespace) -> RunParams:
         device=device,
         engine=engine,
         weights=weights,
+        cirrus_correction=bool(
+            _optional(args.cirrus_correction, lambda t: parse_switch(t, "--cirrus-correction"))
+        ),
         archive=_optional(args.archive, Path),
         dask_scheduler=_optional(args.dask_scheduler, str),
         progress="off" if getattr(args, "quiet", False) else "auto",

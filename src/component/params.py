@@ -122,6 +122,17 @@ def parse_tile(text: str) -> str:
     return tile.zfill(5)
 
 
+def parse_switch(text: str, name: str) -> bool:
+    """``true``/``false`` (``yes``/``no``, ``on``/``off``, ``1``/``0``), as DeltaTwin's boolean
+    inputs and a bare flag (``true``) give it."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise InvalidParameterError(f"bad {name} {text!r}: give true or false")
+
+
 def parse_limit(text: str) -> int:
     """A positive item count."""
     try:
@@ -159,6 +170,9 @@ class RunParams:
     device: str = "auto"
     engine: str = "auto"
     weights: Path | None = None
+    cirrus_correction: bool = False
+    """Take thin cirrus (from B10) out of every band; off: flagged in SCL and kept out of the
+    aerosol estimate only, as Sen2Cor's default configuration does."""
     archive: Path | None = None
     dask_scheduler: str | None = None
     progress: str = "auto"

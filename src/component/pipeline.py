@@ -115,6 +115,10 @@ class Model:
         return self._building.result()[1]
 
 
+CIRRUS_VARIANT = "-cirrus"
+"""Appended to the model version (so to the output id) of products corrected for cirrus."""
+
+
 def load_model(params: RunParams) -> Model:
     card = load_card()
     scene_clouds.preload()  # the cloud detector loads while the run searches and decodes
@@ -128,17 +132,20 @@ def load_model(params: RunParams) -> Model:
         params.device,
         params.engine,
         params.settings.engine_threads,
+        params.cirrus_correction,
     )
     files = {"atmosphere table": card.lut_sha256 or ""}
+    # A product corrected for cirrus differs from the default one: its id says so.
+    variant = CIRRUS_VARIANT if params.cirrus_correction else ""
     if params.weights is None:
         if card.weights_sha256:
             files["weights"] = card.weights_sha256
-        return Model(card, card.name, card.version, files, building)
+        return Model(card, card.name, card.version + variant, files, building)
     # A user's own weights (e.g. ESA's .pth) must never be mistaken for the shipped model's
     # products: their checksum goes into the version, hence into the output ids.
     digest = sha256_file(Path(params.weights))
     files["weights"] = digest
-    return Model(card, card.name, f"custom.{digest[:12]}", files, building)
+    return Model(card, card.name, f"custom.{digest[:12]}{variant}", files, building)
 
 
 _worker_models: dict[tuple[object, ...], Model] = {}
@@ -159,7 +166,8 @@ def process_on_worker(
     if connections:
         settings = dataclasses.replace(settings, max_connections=connections)
     params = dataclasses.replace(params, settings=settings)
-    key = (params.weights, params.device, params.engine, str(models_dir()))
+    key = (params.weights, params.device, params.engine, params.cirrus_correction)
+    key += (str(models_dir()),)
     if key not in _worker_models:
         _worker_models[key] = load_model(params)
     return process(source, _worker_models[key], params)
@@ -384,6 +392,7 @@ def _produce(
                 geometry_source=scene_geometry.source if scene_geometry is not None else None,
                 notes=notes,
                 scene_m=round(scene.grid.resolution),
+                cirrus_correction=params.cirrus_correction,
             ),
             clipped=params.bbox is not None,
             view=geometry.view_properties(scene_geometry) if scene_geometry else None,

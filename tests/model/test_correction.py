@@ -9,7 +9,7 @@ from affine import Affine
 from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.core.blocks import block_mean
 from component.core.grid import Grid
-from component.errors import ModelError
+from component.errors import InvalidItemError
 from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry
 from component.model.card import load_card
 from component.model.correction import (
@@ -86,6 +86,89 @@ def test_inversion_recovers_the_surface_under_the_same_atmosphere(tables) -> Non
     assert state.notes == []
 
 
+def _under_cirrus(tables, cirrus: float, dimming: float | None = None):  # type: ignore[no-untyped-def]
+    """A surface, and its TOA under the table's atmosphere below a thin cirrus layer."""
+    everything, _, _ = tables
+    geometry = Geometry(35.0, 4.0, 70.0)
+    rng = np.random.default_rng(2)
+    surface = rng.uniform(0.02, 0.5, (len(L1C_BANDS), 30, 30)).astype(np.float32)
+    terms = everything.terms(0.2, 2.0, geometry)
+    shape = (len(L1C_BANDS), 1, 1)
+    toa = Atmosphere.forward(
+        surface,
+        type(terms)(
+            *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
+        ),
+        cirrus,
+        dimming,
+    )
+    # B10 sees the cirrus alone, above a moist atmosphere that hides the surface.
+    toa[L1C_BANDS.index("B10")] = cirrus
+    return surface, toa, geometry
+
+
+def test_cirrus_is_flagged_not_subtracted_by_default(tables) -> None:  # type: ignore[no-untyped-def]
+    """Sen2Cor's default configuration: a B10 excess changes no band."""
+    _, toa, geometry = _under_cirrus(tables, 0.03)
+    scene = corrector(tables)
+    state = scene.estimate(block_mean(toa, 6), grid(120, 5, 5), geometry)
+    assert not state.cirrus.any()
+    clear = toa.copy()
+    clear[L1C_BANDS.index("B10")] = 0.0
+    clear_state = scene.estimate(block_mean(clear, 6), grid(120, 5, 5), geometry)
+    for band in ("B02", "B8A", "B12"):
+        i = L1C_BANDS.index(band)
+        np.testing.assert_array_equal(
+            scene.correct(band, toa[i], grid(20, 30, 30), state),
+            scene.correct(band, toa[i], grid(20, 30, 30), clear_state),
+        )
+
+
+def test_cirrus_correction_takes_out_the_layer_in_every_band(tables) -> None:  # type: ignore[no-untyped-def]
+    """With the correction on, the surface under a cirrus layer is recovered in every band,
+    whatever the layer's dimming (the forward model and the inversion share it)."""
+    cirrus = 0.03
+    for dimming in (0.0, 1.0):
+        surface, toa, geometry = _under_cirrus(tables, cirrus, dimming)
+        _, out, _ = tables
+        scene = SceneCorrector(
+            out, StandardAtmosphere(0.2, 2.0), L1C_BANDS, 0.0, 0.0, None, 120.0,
+            cirrus_correction=True,
+        )  # fmt: skip
+        state = scene.estimate(block_mean(toa, 6), grid(120, 5, 5), geometry)
+        np.testing.assert_allclose(state.cirrus, cirrus, atol=1e-5)
+        for band in ("B02", "B04", "B8A", "B11", "B12"):
+            i = L1C_BANDS.index(band)
+            if dimming == 0.0:
+                boa = scene.correct(band, toa[i], grid(20, 30, 30), state)
+                np.testing.assert_allclose(boa, surface[i], atol=2e-4)
+            else:  # the inversion of a layer that dims, checked through the table alone
+                terms = out.terms(0.2, 2.0, geometry)
+                k = out.bands.index(band)
+                single = type(terms)(
+                    terms.path[k], terms.transmittance[k], terms.spherical_albedo[k]
+                )
+                back = Atmosphere.inverse(toa[i], single, cirrus, dimming)
+                np.testing.assert_allclose(back, surface[i], atol=2e-4)
+
+
+def test_cirrus_never_exceeds_what_the_darkest_band_shows(tables) -> None:  # type: ignore[no-untyped-def]
+    """B10 raised by something else than cirrus (haze in dry air): the layer taken out of the
+    bands is capped so that no band's surface goes below zero."""
+    _, toa, geometry = _under_cirrus(tables, 0.0)
+    toa[L1C_BANDS.index("B10")] = 0.5  # far more than any band could lose
+    _, out, _ = tables
+    scene = SceneCorrector(
+        out, StandardAtmosphere(0.2, 2.0), L1C_BANDS, 0.0, 0.0, None, 120.0,
+        cirrus_correction=True,
+    )  # fmt: skip
+    coarse = block_mean(toa, 6)
+    state = scene.estimate(coarse, grid(120, 5, 5), geometry)
+    index = [L1C_BANDS.index(b) for b in L2A_BANDS]
+    room = (coarse[index] - state.terms.path).min(axis=0)
+    assert (state.cirrus <= room + 1e-6).all() and (state.cirrus < 0.5).all()
+
+
 def test_unknown_geometry_is_noted_and_defaults_stand_in(tables) -> None:  # type: ignore[no-untyped-def]
     toa = np.full((13, 4, 4), 0.1, np.float32)
     state = corrector(tables).estimate(toa, grid(120, 4, 4), None)
@@ -119,14 +202,26 @@ def test_missing_bands_are_substituted_with_a_note() -> None:
     toa = np.random.default_rng(0).uniform(0.05, 0.3, (13, 3, 3)).astype(np.float32)
     toa[L1C_BANDS.index("B10")] = np.nan
     toa[L1C_BANDS.index("B8A")] = np.nan
-    filled, notes = substitute_missing(toa, L1C_BANDS)
+    filled, notes = substitute_missing(toa, L1C_BANDS, cirrus_correction=True)
     assert np.isfinite(filled).all()
     np.testing.assert_array_equal(filled[L1C_BANDS.index("B8A")], toa[L1C_BANDS.index("B08")])
     assert (filled[L1C_BANDS.index("B10")] == 0).all()
     assert len(notes) == 2 and any("cirrus" in n for n in notes)
-    toa[L1C_BANDS.index("B11")] = np.nan
-    with pytest.raises(ModelError, match="B11"):
+    # Without a cirrus correction asked for, a missing B10 changes nothing worth a note.
+    assert len(substitute_missing(toa, L1C_BANDS)[1]) == 1
+
+
+def test_bands_without_substitute_are_an_input_error_naming_them_all() -> None:
+    """An RGB-only chip is the input's problem (exit 4), not the model's (exit 8)."""
+    toa = np.full((13, 3, 3), np.nan, np.float32)
+    for band in ("B02", "B03", "B04"):
+        toa[L1C_BANDS.index(band)] = 0.1
+    with pytest.raises(InvalidItemError) as raised:
         substitute_missing(toa, L1C_BANDS)
+    assert raised.value.exit_code == 4
+    for band in ("B05", "B06", "B07", "B08", "B8A", "B11", "B12"):
+        assert band in str(raised.value).split("which")[0]
+    assert "B10" not in str(raised.value).split("which")[0]
 
 
 def test_adjacency_restores_contrast(tables) -> None:  # type: ignore[no-untyped-def]

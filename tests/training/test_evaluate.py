@@ -150,7 +150,46 @@ def test_missing_bands_are_skipped_or_substituted(chip, physics_card) -> None:  
     report = evaluate.evaluate(args)
     assert "B8A" not in report["bands"] and len(report["bands"]) == 11
     assert any("B8A" in note for note in report["notes"])
+    assert not any("B10" in note for note in report["notes"]), "cirrus is not corrected anyway"
+    args.cirrus_correction = True
+    report = evaluate.evaluate(args)
+    assert report["cirrus_correction"] is True
     assert any("B10" in note for note in report["notes"])
+
+
+def test_a_chip_without_the_bands_the_model_needs_is_an_input_error(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    """An RGB-only chip: exit 4 naming the bands, not the model's exit 8."""
+    from component.errors import InvalidItemError
+
+    rgb = ["0"] * len(L1C_BANDS)
+    for band in ("B02", "B03", "B04"):
+        rgb[L1C_BANDS.index(band)] = str(L1C_BANDS.index(band) + 1)
+    args = _args(chip, physics_card)
+    args.l1c_bands = ",".join(rgb)
+    with pytest.raises(InvalidItemError, match="B05") as raised:
+        evaluate.evaluate(args)
+    assert raised.value.exit_code == 4
+
+
+def test_a_chip_in_geographic_coordinates_is_scored_in_metres(chip, physics_card, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Chips exported in EPSG:4326 (cells in degrees) are scored as their UTM twins are: the
+    cell size comes from the CRS, so the coarse grid is the same 120 m, not 120 degrees."""
+    latitude = 46.0
+    cell = 10.0 / evaluate.EQUATOR_M_PER_DEGREE
+    geographic = from_origin(9.0, latitude, cell / np.cos(np.radians(latitude)), cell)
+    paths = {}
+    for side in ("l1c", "l2a"):
+        with rasterio.open(chip[side]) as src:
+            data, profile = src.read(), src.profile
+        profile.update(crs="EPSG:4326", transform=geographic)
+        paths[side] = tmp_path / f"{side}.tif"
+        with rasterio.open(paths[side], "w", **profile) as dst:
+            dst.write(data)
+    args = _args({**chip, **paths}, physics_card, "--sun-zenith", "30", "--view-zenith", "5")
+    report = evaluate.evaluate(args)
+    assert report["cell_size_m"] == pytest.approx(10.0, rel=0.01)
+    utm = evaluate.evaluate(_args(chip, physics_card, "--sun-zenith", "30", "--view-zenith", "5"))
+    assert report["model"]["all"]["rmse"] == pytest.approx(utm["model"]["all"]["rmse"], rel=1e-3)
 
 
 def test_save_prediction_writes_every_output_band_named(chip, physics_card) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from component.core.bands import L1C_BANDS, L2A_BANDS
 from component.core.grid import Grid
 from component.model.atmosphere import Atmosphere, Geometry
 from component.model.card import load_card
-from component.model.correction import SceneCorrector, cirrus_reflectance
+from component.model.correction import SceneCorrector
 from component.training.torch_physics import batch_curves, gaussian_blur, interp_nodes, invert
 
 
@@ -38,12 +38,15 @@ def test_torch_inversion_equals_the_run_time_corrector(adjacency_m: float) -> No
     toa = rng.uniform(0.05, 0.4, (len(L1C_BANDS), size, size)).astype(np.float32)
     toa[L1C_BANDS.index("B10")] = rng.uniform(0.0, 0.05, (size, size))
     geometry = Geometry(52.0, 7.0, 120.0)
-    scene = SceneCorrector(out, FieldEstimator(aot, water), L1C_BANDS, adjacency_m, 0.0, None, 120)
+    scene = SceneCorrector(
+        out, FieldEstimator(aot, water), L1C_BANDS, adjacency_m, 0.0, None, 120,
+        cirrus_correction=True,
+    )  # fmt: skip
     grid = Grid(None, scene_transform(), size, size)
     state = scene.estimate(toa, grid, geometry)
     expected = np.stack([scene.correct(b, toa[L1C_BANDS.index(b)], grid, state) for b in L2A_BANDS])
 
-    cirrus = cirrus_reflectance(toa[L1C_BANDS.index("B10")])  # the same rule, no clear model
+    cirrus = state.cirrus  # B10 taken whole (no clear-sky model), capped by the darkest band
     actual = invert(
         torch.from_numpy(toa[[L1C_BANDS.index(b) for b in L2A_BANDS]])[None],
         torch.from_numpy(np.asarray(cirrus, np.float32))[None],

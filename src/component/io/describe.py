@@ -240,6 +240,7 @@ def lineage(
     geometry_source: str | None,
     notes: list[str],
     scene_m: int | None = None,
+    cirrus_correction: bool = False,
 ) -> str:
     """``processing:lineage``: what was done, with what, and every fallback taken."""
     files = "; ".join(f"{name} sha256 {digest}" for name, digest in model_files.items())
@@ -256,6 +257,16 @@ def lineage(
             f" Scene classification on a {scene_m} m grid from TOA reflectance, with Sen2Cor's "
             "rules and s2cloudless cloud probabilities; clouds, their shadows, thin cirrus and "
             "snow kept out of the atmosphere estimate."
+        )
+    if cirrus_correction:
+        text += (
+            " Thin cirrus taken out of every band: its reflectance (B10's excess over the "
+            "clear sky) and its two-way dimming."
+        )
+    else:
+        text += (
+            " Thin cirrus not subtracted (Sen2Cor's default): flagged in SCL, class 10, and "
+            "kept out of the atmosphere estimate."
         )
     if notes:
         text += " Fallbacks: " + "; ".join(notes) + "."

@@ -31,8 +31,14 @@ from affine import Affine
 from component.core.bands import L1C_BANDS
 from component.core.blocks import block_mean
 from component.core.grid import Grid
-from component.errors import ModelError
-from component.model.atmosphere import DEFAULT_GEOMETRY, Atmosphere, Geometry, Terms
+from component.errors import InvalidItemError
+from component.model.atmosphere import (
+    DEFAULT_GEOMETRY,
+    Atmosphere,
+    Geometry,
+    Terms,
+    cirrus_transmittance,
+)
 
 
 @dataclass
@@ -99,7 +105,8 @@ def cirrus_reflectance(
     b11: np.ndarray | None = None,
     clear_terms: Terms | None = None,
 ) -> np.ndarray | float:
-    """Thin-cirrus reflectance to subtract from every band.
+    """Thin-cirrus reflectance (the layer's, taken out of every band with its dimming: see
+    :func:`~component.model.atmosphere.cirrus_transmittance`).
 
     Cirrus ice crystals scatter nearly independently of wavelength between 0.4 and 2.2 µm, and
     at 1375 nm the water vapour below them hides the surface, so B10 sees the cirrus alone...
@@ -119,6 +126,15 @@ def cirrus_reflectance(
     return np.where(excess > CIRRUS_NOISE, excess, 0.0).astype(np.float32)
 
 
+def capped_cirrus(cirrus: np.ndarray, toa: np.ndarray, terms: Terms) -> np.ndarray:
+    """*cirrus* (h, w) no larger than any band (bands, h, w) shows above its own path term: a
+    layer cannot add more than the darkest band sees, and what B10 wrongly takes for cirrus
+    (haze in dry air raises B10 too) then cannot push a band's surface below zero."""
+    room = np.fmin.reduce(toa - terms.path, axis=0)
+    room = np.where(np.isfinite(room), np.maximum(room, np.float32(0.0)), np.float32(0.0))
+    return np.minimum(cirrus, room).astype(np.float32)
+
+
 class SceneCorrector:
     """The atmosphere table plus an estimator: TOA of a product -> BOA of every band."""
 
@@ -131,9 +147,14 @@ class SceneCorrector:
         smoothing_m: float = 0.0,
         cirrus_atmosphere: Atmosphere | None = None,
         grid_m: float = 120.0,
+        cirrus_correction: bool = False,
     ) -> None:
         """*atmosphere* holds the output bands' table, *cirrus_atmosphere* B10's (for the
-        clear-sky B10 signal; without it B10 is taken as cirrus whole)."""
+        clear-sky B10 signal; without it B10 is taken as cirrus whole). *cirrus_correction*:
+        take thin cirrus (from B10) out of every band; off by default, as in Sen2Cor's
+        configuration (``Cirrus_Correction`` FALSE): cirrus is then flagged (SCL class 10) and
+        kept out of the aerosol estimate, not subtracted."""
+        self.cirrus_correction = cirrus_correction
         self.atmosphere = atmosphere
         self.cirrus_atmosphere = cirrus_atmosphere
         self.estimator = estimator
@@ -159,7 +180,7 @@ class SceneCorrector:
         shadows): the estimate there is filled from the surroundings. A band that is entirely
         NaN counts as missing and is substituted (see :func:`substitute_missing`).
         """
-        toa, notes = substitute_missing(toa, self.input_bands)
+        toa, notes = substitute_missing(toa, self.input_bands, self.cirrus_correction)
         if exclude is not None and exclude.any() and not exclude.all():
             toa = np.where(exclude, np.float32(np.nan), toa)
         if geometry is None:
@@ -179,12 +200,18 @@ class SceneCorrector:
         shape = toa.shape[1:]
         on_grid = _on_grid(geometry, shape)
         step = terms_step(self.smoothing_m, grid.resolution)
-        # B10's clear-sky terms (for the cirrus) and the output bands' terms are independent:
-        # computed at once, in two threads (numpy releases the GIL), 0.3 s off the estimate.
-        with ThreadPoolExecutor(1, "cirrus") as background:
-            cirrus_job = background.submit(self._cirrus, toa, aot, water, on_grid, step)
+        if not self.cirrus_correction:
             terms = thinned_terms(self.atmosphere, aot, water, on_grid, step)
-            cirrus = cirrus_job.result()
+            cirrus = np.zeros(shape, np.float32)
+        else:
+            # B10's clear-sky terms (for the cirrus) and the output bands' terms are
+            # independent: computed at once, in two threads (numpy releases the GIL).
+            with ThreadPoolExecutor(1, "cirrus") as background:
+                cirrus_job = background.submit(self._cirrus, toa, aot, water, on_grid, step)
+                terms = thinned_terms(self.atmosphere, aot, water, on_grid, step)
+                cirrus = cirrus_job.result()
+            index = [self.input_bands.index(b) for b in self.output_bands]
+            cirrus = capped_cirrus(cirrus, toa[index], terms)
         state = AtmosphereState(grid, aot, water, cirrus, geometry, terms, notes=notes)
         if self.adjacency_sigma_m > 0:
             index = [self.input_bands.index(b) for b in self.output_bands]
@@ -274,26 +301,40 @@ infrared plateau; coastal B01 is closest to blue B02; B09 is B8A dimmed by a mid
 column (about 1.5 cm), so the water vapour estimate falls back to a standard value."""
 
 
-def substitute_missing(toa: np.ndarray, bands: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+def substitute_missing(
+    toa: np.ndarray, bands: tuple[str, ...], cirrus_correction: bool = False
+) -> tuple[np.ndarray, list[str]]:
     """Fill input bands that are entirely NaN (not in the product), saying what was done.
 
-    B10 missing means no thin-cirrus correction (zeros). Other bands take a neighbour (see
-    :data:`SUBSTITUTES`); a band with no substitute raises, since guessing it would be silent.
+    B10 missing is zeros (said when a cirrus correction was asked for). Other bands take a
+    neighbour (see :data:`SUBSTITUTES`); bands without one are an input error
+    (:class:`~component.errors.InvalidItemError`, exit 4) naming them all, since guessing
+    them would be silent.
     """
     missing = [b for i, b in enumerate(bands) if not np.isfinite(toa[i]).any()]
     if not missing or len(missing) == len(bands):
         return toa, []
+    lacking = [
+        band
+        for band in missing
+        if band != "B10" and (SUBSTITUTES.get(band, (None,))[0] in (None, *missing))
+    ]
+    if lacking:
+        raise InvalidItemError(
+            f"the input lacks band(s) {', '.join(lacking)}, which the model needs (it takes "
+            f"{', '.join(bands)}; B08/B8A, B01 and B09 may stand in for one another): give "
+            "them, or a complete L1C product"
+        )
     toa = toa.copy()
     notes = []
     for band in missing:
         i = bands.index(band)
         if band == "B10":
             toa[i] = 0.0
-            notes.append("no B10 (cirrus) band: thin cirrus not corrected")
+            if cirrus_correction:
+                notes.append("no B10 (cirrus) band: thin cirrus not corrected")
             continue
-        source, factor = SUBSTITUTES.get(band, (None, 0.0))
-        if source is None or source in missing:
-            raise ModelError(f"input band {band} is missing and has no substitute")
+        source, factor = SUBSTITUTES[band]
         toa[i] = toa[bands.index(source)] * np.float32(factor)
         notes.append(f"no {band} band: {source} stands in for it in the atmosphere estimate")
     return toa, notes
@@ -442,8 +483,9 @@ class Run(NamedTuple):
 class BandInversion:
     """One band's inversion on one fine grid (a band's strip), a few rows at a time.
 
-    ``y = (toa - cirrus - A) / B``, ``rho = y / (1 + S y)``: the offset (cirrus + A), 1 / B and
-    S are formed on the coarse rows the grid needs and widened once (:class:`Wide`); then each
+    ``y = (toa - c - T A) / (T B)``, ``rho = y / (1 + S y)`` (``T`` the cirrus layer's two-way
+    transmittance, 1 without cirrus): the offset (c + T A), 1 / (T B) and S are formed on the
+    coarse rows the grid needs and widened once (:class:`Wide`); then each
     run of rows (:attr:`runs`, at most :data:`RUN_PIXELS`) sees three lerps, one subtraction, two
     multiplications and one division, on arrays that stay in a core's cache. The caller may
     convert its input and quantize the output run by run too, so that no full-size temporary
@@ -454,8 +496,11 @@ class BandInversion:
     def __init__(self, index: int, grid: Grid, state: AtmosphereState) -> None:
         resample = coarse_to_fine(state.grid, grid)
         terms = state.terms
-        self.offset = resample.wide(resample.take(terms.path[index]) + resample.take(state.cirrus))
-        self.gain = resample.wide(1.0 / resample.take(terms.transmittance[index]))
+        cirrus = resample.take(state.cirrus)
+        dimming = cirrus_transmittance(cirrus)
+        path = resample.take(terms.path[index])
+        self.offset = resample.wide(path * dimming + cirrus)
+        self.gain = resample.wide(1.0 / (resample.take(terms.transmittance[index]) * dimming))
         self.albedo = resample.wide(resample.take(terms.spherical_albedo[index]))
         self.adjacency: tuple[Wide, Wide] | None = None
         if state.environment is not None and state.adjacency_gain is not None:

@@ -219,8 +219,10 @@ def build_scene_corrector(
     device: str = "auto",
     engine: str = "auto",
     threads: int = 0,
+    cirrus_correction: bool = False,
 ) -> tuple[SceneCorrector, str]:
-    """What the pipeline runs: the card's 6S table and its atmosphere estimator.
+    """What the pipeline runs: the card's 6S table and its atmosphere estimator; thin cirrus
+    taken out of every band only with *cirrus_correction*.
 
     A card without weights is the physics-only model (a standard atmosphere); otherwise the
     network estimates the atmosphere through the chosen engine. Returns the corrector and the
@@ -254,5 +256,6 @@ def build_scene_corrector(
         smoothing_m=card.smoothing_m,
         cirrus_atmosphere=cirrus_atmosphere,
         grid_m=card.atmosphere_grid_m,
+        cirrus_correction=cirrus_correction,
     )
     return corrector, name

@@ -79,6 +79,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=".safetensors or .pth state_dict (not checksum-verified)",
     )
+    cirrus = parser.add_mutually_exclusive_group()
+    cirrus.add_argument(
+        "--cirrus-correction",
+        dest="cirrus_correction",
+        action="store_true",
+        help="take thin cirrus (B10) out of every band, as run --cirrus-correction does",
+    )
+    cirrus.add_argument(
+        "--no-cirrus",
+        dest="cirrus_correction",
+        action="store_false",
+        help="flag cirrus only, do not subtract it (the default, as run's and Sen2Cor's)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--engine", default="auto", help="auto, onnx or torch")
     parser.add_argument(
@@ -139,6 +152,36 @@ def score(
         "bands": list(scored),
         **{name: metrics.compare(c[index], ref, mask, scored) for name, c in candidates.items()},
     }
+
+
+EQUATOR_M_PER_DEGREE = 111_320.0
+"""Metres per degree of longitude at the equator (WGS84), and roughly of latitude anywhere."""
+
+
+def cell_size_m(profile: dict[str, Any], height: int) -> float:
+    """The chip's pixel size in metres, from its CRS: the transform's in a projected CRS; in
+    a geographic one (exported chips often are EPSG:4326) the geometric mean of the cell's
+    east-west and north-south sizes at the chip's centre latitude."""
+    transform = profile.get("transform")
+    if transform is None:
+        return 10.0
+    crs = profile.get("crs")
+    if crs is None or not crs.is_geographic:
+        factor = 1.0
+        if crs is not None:
+            try:
+                factor = float(crs.linear_units_factor[1])
+            except Exception:  # a CRS without linear units stated: metres
+                factor = 1.0
+        return abs(float(transform.a)) * factor
+    latitude = float(transform.f + transform.e * height / 2.0)
+    if not -90.0 <= latitude <= 90.0:
+        raise InvalidParameterError(
+            f"the chip's geographic grid puts its centre at latitude {latitude:g}: check its CRS"
+        )
+    east = abs(float(transform.a)) * EQUATOR_M_PER_DEGREE * np.cos(np.radians(latitude))
+    north = abs(float(transform.e)) * EQUATOR_M_PER_DEGREE
+    return float(np.sqrt(east * north))
 
 
 def _check_bands(card: ModelCard, l1c: tuple[int, ...], l2a: tuple[int, ...]) -> None:
@@ -251,9 +294,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     )
     if toa.shape[1:] != boa.shape[1:]:
         raise InvalidParameterError(f"L1C {toa.shape[1:]} and L2A {boa.shape[1:]} grids differ")
-    resolution = abs(float(profile["transform"].a)) if "transform" in profile else 10.0
+    resolution = cell_size_m(profile, toa.shape[1])
     geometry = geometry_from(args)
-    corrector, runtime = build_scene_corrector(card, args.weights, args.device, args.engine)
+    cirrus = bool(getattr(args, "cirrus_correction", False))
+    corrector, runtime = build_scene_corrector(
+        card, args.weights, args.device, args.engine, cirrus_correction=cirrus
+    )
     prediction, state = corrector.correct_array(toa, resolution, geometry)
     physics = SceneCorrector(
         corrector.atmosphere,
@@ -263,6 +309,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         0.0,
         corrector.cirrus_atmosphere,
         corrector.grid_m,
+        cirrus_correction=cirrus,
     )
     physics_prediction, _ = physics.correct_array(toa, resolution, geometry)
     result = {
@@ -270,6 +317,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "model_card": {"name": card.name, "version": card.version, "runtime": runtime},
         "weights": str(args.weights) if args.weights else str(card.weights_path),
         "geometry": "given" if geometry is not None else "unknown (defaults)",
+        "cell_size_m": round(resolution, 3),
+        "cirrus_correction": cirrus,
         "atmosphere": {
             "aot550_mean": float(np.nanmean(state.aot)),
             "water_vapour_cm_mean": float(np.nanmean(state.water)),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from component.model import atmosphere
 from component.model.atmosphere import Atmosphere, Geometry
 
 CURVE_KEYS = ("path", "t_down", "t_up", "spherical_albedo", "adjacency_gain")
@@ -86,7 +87,8 @@ def invert(
 ) -> torch.Tensor:
     """Surface reflectance (B, bands, H, W) from TOA (B, bands, H, W) and the atmosphere maps.
 
-    *cirrus* (B, H, W) is subtracted from every band first; *aot*, *water* are (B, H, W).
+    *cirrus* (B, H, W) is taken out of every band first (its reflectance and its dimming, as
+    :func:`component.model.atmosphere.cirrus_transmittance`); *aot*, *water* are (B, H, W).
     """
     a, w = curves["aot"], curves["water"]
     path = interp_nodes(aot, a, curves["path"]) * interp_nodes(water, w, curves["path_water"])
@@ -97,7 +99,8 @@ def invert(
         * torch.exp(interp_nodes(water, w, curves["log_t_water"]))
     )
     spherical = interp_nodes(aot, a, curves["spherical_albedo"])
-    y = (toa - cirrus.unsqueeze(1) - path) / transmittance
+    layer = cirrus.unsqueeze(1)
+    y = ((toa - layer) / (1 - atmosphere.CIRRUS_DIMMING * layer) ** 2 - path) / transmittance
     surface = y / (1 + spherical * y)
     if adjacency_sigma_px <= 0:
         return surface
