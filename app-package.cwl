@@ -30,6 +30,12 @@ $graph:
         type: string?
         label: output window
         doc: W,S,E,N in degrees; only the window is read and written.
+      dem:
+        type: string?
+        label: elevation raster
+        doc: >-
+          A DEM (GeoTIFF, VRT, COG; path or URL) for the terrain's air pressure; empty: the
+          component's offline 5 arc-minute elevation map.
       cirrus_correction:
         type: boolean?
         label: cirrus correction
@@ -51,6 +57,7 @@ $graph:
           l1c: l1c
           resolution: resolution
           bbox: bbox
+          dem: dem
           cirrus_correction: cirrus_correction
         out:
           - l2a
@@ -87,6 +94,10 @@ $graph:
         inputBinding:
           prefix: --bbox=
           separate: false
+      dem:
+        type: string?
+        inputBinding:
+          prefix: --dem
       cirrus_correction:
         type: boolean?
         inputBinding:

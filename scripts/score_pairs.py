@@ -38,7 +38,11 @@ SETS = {
 
 
 def scene_args(
-    scene: str, card: Path | None, weights: Path | None, cirrus_correction: bool = False
+    scene: str,
+    card: Path | None,
+    weights: Path | None,
+    cirrus_correction: bool = False,
+    elevation_m: float | None = None,
 ) -> argparse.Namespace:
     """The evaluate flags for one shared scene."""
     if scene.startswith("sen2r_"):
@@ -67,6 +71,8 @@ def scene_args(
         card=card,
         weights=weights,
         cirrus_correction=cirrus_correction,
+        elevation_m=elevation_m,
+        dem=None,
         device="cpu",
         engine="auto",
         save_prediction=None,
@@ -102,12 +108,25 @@ def main() -> None:
         metavar="K",
         help="measure another k of the cirrus layer's dimming (1 - k c)^2 than the shipped one",
     )
+    parser.add_argument(
+        "--sea-level",
+        action="store_true",
+        help="score every chip at sea level (default: its elevation from the offline map)",
+    )
     args = parser.parse_args()
     if args.cirrus_dimming is not None:  # a measurement of the constant, not a run setting
         atmosphere.CIRRUS_DIMMING = args.cirrus_dimming
     scenes = [s for name, group in SETS.items() if args.set in (name, "all") for s in group]
     reports = {
-        scene: evaluate(scene_args(scene, args.card, args.weights, args.cirrus_correction))
+        scene: evaluate(
+            scene_args(
+                scene,
+                args.card,
+                args.weights,
+                args.cirrus_correction,
+                0.0 if args.sea_level else None,
+            )
+        )
         for scene in scenes
     }
     print(
@@ -121,7 +140,7 @@ def main() -> None:
             extra = (
                 (
                     f"   AOT {atm['aot550_mean']:.2f} WV {atm['water_vapour_cm_mean']:.2f} "
-                    f"cirrus {atm['cirrus_mean']:.3f}"
+                    f"cirrus {atm['cirrus_mean']:.3f} z {report['elevation_m']:.0f} m"
                 )
                 if method == "model"
                 else ""

@@ -44,11 +44,12 @@ EXPECTED_INPUTS = {
     "tile": "string",
     "limit": "integer",
     "resolution": "integer",
+    "dem": "string",
     "cirrus_correction": "boolean",
     "s3_access_key_id": "secret",
     "s3_secret_access_key": "secret",
 }
-OPTIONAL_STRINGS = ("item", "bbox", "tile")
+OPTIONAL_STRINGS = ("item", "bbox", "tile", "dem")
 
 
 def delta(*args: str | Path, timeout: float = 120) -> dict[str, Any]:
@@ -202,7 +203,7 @@ def _tokens(command: str) -> list[str]:
 def test_defaults_render_a_search_command(tmp_path: Path, parsed: dict[str, Any]) -> None:
     rendered = build_command(tmp_path, default_inputs(parsed))
     tokens = _tokens(rendered["command"])
-    for flag in ("--item", "--bbox", "--tile", "--cirrus-correction"):
+    for flag in ("--item", "--bbox", "--tile", "--dem", "--cirrus-correction"):
         assert flag not in tokens, "an empty optional input (or a false switch) drops its flag"
     joined = " ".join(tokens)
     assert "--stac-url https://stac.dataspace.copernicus.eu/v1/" in joined
@@ -226,6 +227,7 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         max_cloud_cover=35.5,
         limit=3,
         cirrus_correction=True,
+        dem="https://example.org/dem.vrt",
     )
     joined = " ".join(_tokens(build_command(tmp_path, spec)["command"]))
     for expected in (
@@ -237,6 +239,7 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         "--max-cloud-cover 35.5",
         "--limit 3",
         "--cirrus-correction",
+        "--dem https://example.org/dem.vrt",
     ):
         assert expected in joined
 

@@ -23,6 +23,7 @@ import pystac
 import pytest
 import rasterio
 
+from component.io import elevation
 from support.nrt import models_dir  # noqa: F401 (fixture)
 from support.s3 import S3Server
 from support.synthetic import cdse_s3_base, make_l1c_product
@@ -95,7 +96,10 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
     valid (the classification extension included); the covers computed on the product."""
     summary = sample_run.summary()
     assert summary["found"] == 1 and len(summary["processed"]) == 1 and not summary["failed"]
-    assert summary["items"][0]["notes"] == []  # the sample has all 13 bands and its angles
+    # The sample has all 13 bands and its angles: the only fallback is the offline elevation.
+    assert summary["items"][0]["notes"] == [
+        f"elevation from {elevation.OFFLINE_SOURCE}: give --dem for a finer one"
+    ]
     (item_path,) = product_items(sample_run.output)
     assert item_path.parent.name == summary["processed"][0]
     assert "MSIL2A" in item_path.parent.name
@@ -117,7 +121,9 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
             assert dataset.shape == (128, 256)
             assert (dataset.transform.c, dataset.transform.f) == (330000.0, 5822040.0)
     assert item["properties"]["view:incidence_angle"] > 0
-    assert "item view:* properties" in item["properties"]["processing:lineage"]
+    lineage = item["properties"]["processing:lineage"]
+    assert "item view:* properties" in lineage
+    assert "follows the terrain's elevation" in lineage
     _check_scene(item, item_path.parent, "60m")
     derived = [link for link in item["links"] if link["rel"] == "derived_from"]
     assert derived and derived[0]["href"].endswith("sample/item.json")
@@ -280,7 +286,9 @@ def test_search_s3_at_10m_then_skip_and_archive(
     assert first.returncode == 0, first.stderr
     summary = first.summary()
     assert summary["found"] == 1 and len(summary["processed"]) == 1
-    assert summary["items"][0]["notes"] == [], "geometry read from the S3 MTD_TL.xml"
+    assert not any("geometry" in note for note in summary["items"][0]["notes"]), (
+        "geometry read from the S3 MTD_TL.xml"
+    )
     (item_path,) = product_items(output)
     item = json.loads(item_path.read_text())
     assert_valid_stac(item)

@@ -332,12 +332,13 @@ def _estimate(
     item_text: str | None,
     coords: dict[str, Any],
     model: Model,
+    dem: str | None = None,
 ) -> AtmosphereState:
     """The whole-scene step, as the CLI's: classification (clouds out), then the atmosphere
-    (one task)."""
+    for the air above the terrain (one task)."""
     from component.engine.decode import scene_stack
     from component.engine.scene import classify_scene, estimate_atmosphere
-    from component.io import geometry, l1c
+    from component.io import elevation, geometry, l1c
 
     settings = Settings.from_environ()
     corrector = _corrector(*model)
@@ -352,7 +353,8 @@ def _estimate(
     )
     del stack
     means = {b: coarse_toa[i] for i, b in enumerate(bands)}
-    return estimate_atmosphere(corrector, means, coarse, angles, classified)
+    heights, _ = elevation.resolve(dem, coarse, settings)
+    return estimate_atmosphere(corrector, means, coarse, angles, classified, heights)
 
 
 def _correct_block(
@@ -389,6 +391,7 @@ def correct(
     device: str = "auto",
     engine: str = "auto",
     cirrus_correction: bool = False,
+    dem: str | None = None,
 ) -> xr.Dataset:
     """Lazy L2A of *l1c*: BOA reflectance of each L2A band it has, plus ``AOT`` (550 nm) and
     ``WVP`` (cm), on *l1c*'s grid, with its coordinates and CRS.
@@ -396,8 +399,8 @@ def correct(
     Nothing is computed until the result (or a variable of it) is: then the scene's coarse
     means and classification are reduced from the input, the atmosphere is estimated once,
     and the bands are inverted block by block, as ``python -m component run`` does.
-    *weights*, *device*, *engine*, *cirrus_correction*: as the CLI's ``--weights``,
-    ``--device``, ``--engine``, ``--cirrus-correction``.
+    *weights*, *device*, *engine*, *cirrus_correction*, *dem*: as the CLI's ``--weights``,
+    ``--device``, ``--engine``, ``--cirrus-correction``, ``--dem``.
     """
     import dask
     import dask.array as da
@@ -433,7 +436,7 @@ def correct(
         if str(k).startswith("view:") and np.asarray(v.values).size >= 1
     }
     state = dask.delayed(_estimate, pure=True)(
-        coarse_toa, scene_toa, bands, coarse, scene, item_text, coords, model
+        coarse_toa, scene_toa, bands, coarse, scene, item_text, coords, model, dem
     )
     variables: dict[str, Any] = {}
     for band in L2A_BANDS:

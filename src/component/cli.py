@@ -81,6 +81,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--weights", help="other weights: .safetensors or ESA-format .pth")
     parser.add_argument(
+        "--dem",
+        metavar="PATH_OR_URL",
+        help="elevation raster (GeoTIFF, VRT, COG URL, s3://) for the terrain's air pressure; "
+        "default: the component's offline 5 arc-minute map",
+    )
+    parser.add_argument(
         "--cirrus-correction",
         nargs="?",
         const="true",
@@ -138,6 +144,10 @@ def run_params(args: argparse.Namespace) -> RunParams:
     engine = (args.engine or "").strip() or "auto"
     if engine not in ("auto", "torch", "onnx"):
         raise InvalidParameterError(f"unsupported --engine {engine!r}: choose auto, torch or onnx")
+    dem = _optional(args.dem, str)
+    local = dem is not None and "://" not in dem and not dem.startswith("/vsi")
+    if local and not Path(str(dem)).exists():
+        raise InvalidParameterError(f"--dem {dem} does not exist: give an elevation raster")
     weights = _optional(args.weights, Path)
     if weights is not None and not weights.is_file():
         raise InvalidParameterError(f"--weights {weights} does not exist: give a weights file")
@@ -154,6 +164,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         cirrus_correction=bool(
             _optional(args.cirrus_correction, lambda t: parse_switch(t, "--cirrus-correction"))
         ),
+        dem=dem,
         archive=_optional(args.archive, Path),
         dask_scheduler=_optional(args.dask_scheduler, str),
         progress="off" if getattr(args, "quiet", False) else "auto",

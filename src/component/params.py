@@ -171,6 +171,8 @@ class RunParams:
     engine: str = "auto"
     weights: Path | None = None
     cirrus_correction: bool = False
+    dem: str | None = None
+    """A DEM raster (path or URL) for the terrain's elevation; None: the offline map."""
     """Take thin cirrus (from B10) out of every band; off: flagged in SCL and kept out of the
     aerosol estimate only, as Sen2Cor's default configuration does."""
     archive: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,37 @@ def test_missing_or_tampered_table_is_refused(tmp_path: Path) -> None:
         Atmosphere.load(copy, card.lut_sha256)
     with pytest.raises(ModelError, match="no band"):
         Atmosphere.load(card.lut_path, None, ("B99",))
+
+
+def test_a_target_above_sea_level_has_less_air_above_it(atmosphere: Atmosphere) -> None:
+    """At 2 km: less Rayleigh path, most in the blue; more transmittance; an elevation of 0
+    gives the sea-level terms exactly."""
+    geometry = Geometry(40.0, 5.0, 90.0)
+    sea = atmosphere.terms(0.1, 1.5, geometry)
+    same = atmosphere.terms(0.1, 1.5, geometry, elevation_m=0.0)
+    for a, b in zip(dataclasses.astuple(same), dataclasses.astuple(sea), strict=True):
+        np.testing.assert_array_equal(a, b)
+    high = atmosphere.terms(0.1, 1.5, geometry, elevation_m=2000.0)
+    blue, nir = atmosphere.bands.index("B02"), atmosphere.bands.index("B8A")
+    loss = sea.path - high.path  # the Rayleigh path lost: steep in wavelength
+    assert loss[blue] / sea.path[blue] > 0.1 and loss[blue] > 5 * loss[nir] > 0
+    assert (high.transmittance >= sea.transmittance - 1e-6).all()
+    assert high.transmittance[blue] > sea.transmittance[blue] * 1.03
+    assert (high.spherical_albedo <= sea.spherical_albedo + 1e-6).all()
+
+
+def test_the_rayleigh_tables_are_the_aerosol_free_terms_at_their_altitudes(
+    atmosphere: Atmosphere,
+) -> None:
+    """Without aerosol the elevation-corrected terms are the Rayleigh runs themselves at each
+    table altitude (the sea-level table's aerosol-free entry plus the Rayleigh difference)."""
+    assert atmosphere.altitude_range_m is not None
+    geometry = Geometry(35.0, 0.0, 0.0)
+    with np.load(load_card().lut_path) as tables:
+        altitudes, rayleigh = tables["altitude_km"], tables["rayleigh_path"]
+        bands = [str(b) for b in tables["bands"]]
+        sun = list(tables["sun_zenith"]).index(35.0)
+    for k, altitude in enumerate(altitudes):
+        path = atmosphere.dry_terms(0.0, geometry, ozone=0.0, elevation_m=altitude * 1000.0).path
+        expected = [rayleigh[bands.index(b), k, sun, 0, 0] for b in atmosphere.bands]
+        np.testing.assert_allclose(path.ravel(), expected, rtol=0.02, atol=2e-4)

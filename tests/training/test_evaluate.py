@@ -92,6 +92,15 @@ def chip(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+AUTO = "--auto-elevation"
+"""A marker for _args: leave the elevation to evaluate (the chips are simulated at sea level,
+so every other test says so)."""
+
+
+def _elevation(extra: tuple[str, ...]) -> tuple[str, ...]:
+    return () if {"--elevation-m", "--dem", AUTO} & set(extra) else ("--elevation-m", "0")
+
+
 def _args(chip: dict[str, Path], card: Path, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
@@ -111,7 +120,8 @@ def _args(chip: dict[str, Path], card: Path, *extra: str) -> argparse.Namespace:
             str(card),
             "--device",
             "cpu",
-            *extra,
+            *_elevation(extra),
+            *(e for e in extra if e != AUTO),
         ]
     )
 
@@ -130,6 +140,19 @@ def test_physics_recovers_a_surface_simulated_under_its_atmosphere(chip, physics
     for method in evaluate.METHODS:
         assert report[method]["all"]["valid_pixels"] == 60 * 70 - 1  # the saturated pixel
         assert set(report[method]["per_band"]["B04"]) == {"rmse", "bias", "psnr", "ssim"}
+
+
+def test_a_georeferenced_chip_gets_the_offline_elevation_by_default(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    """The chip lies in the Alps (UTM 32N, 46 N 9 E): without --elevation-m or --dem the
+    offline map gives it its elevation, and the physics then expects less air above it than
+    the sea-level simulation had (so it recovers the surface less well than at sea level)."""
+    sea = evaluate.evaluate(_args(chip, physics_card, "--sun-zenith", "30", "--view-zenith", "5"))
+    auto = evaluate.evaluate(
+        _args(chip, physics_card, "--sun-zenith", "30", "--view-zenith", "5", AUTO)
+    )
+    assert sea["elevation_m"] == 0 and sea["elevation_source"] == "--elevation-m"
+    assert auto["elevation_m"] > 500 and "offline" in auto["elevation_source"]
+    assert auto["model"]["all"]["rmse"] > 2 * sea["model"]["all"]["rmse"]
 
 
 def test_unknown_geometry_is_reported(chip, physics_card) -> None:  # type: ignore[no-untyped-def]

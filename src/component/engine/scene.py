@@ -18,6 +18,7 @@ import numpy as np
 from component.core.bands import L1C_BANDS
 from component.core.blocks import BlockMean
 from component.core.grid import Grid
+from component.io.elevation import Elevation
 from component.model.atmosphere import Geometry
 from component.model.correction import AtmosphereState, SceneCorrector
 from component.model.scene_classification import (
@@ -118,9 +119,15 @@ def estimate_atmosphere(
     coarse: Grid,
     geometry: Geometry | None,
     scene: Scene,
+    elevation: Elevation | None = None,
 ) -> AtmosphereState:
     """The atmosphere on *coarse* from each input band's coarse TOA (a band absent from
-    *coarse_toa* counts as missing), with *scene*'s clouds, shadows and snow left out."""
+    *coarse_toa* counts as missing), with *scene*'s clouds, shadows and snow left out, for
+    the air above the terrain (*elevation* on *coarse*; None: sea level)."""
     missing = np.full((coarse.height, coarse.width), np.nan, np.float32)
     toa = np.stack([coarse_toa.get(band, missing) for band in corrector.input_bands])
-    return corrector.estimate(toa, coarse, geometry, exclude=scene.exclude)
+    heights = None
+    if elevation is not None and np.any(elevation.metres):
+        shape = (coarse.height, coarse.width)
+        heights = np.broadcast_to(elevation.metres, shape).astype(np.float32)
+    return corrector.estimate(toa, coarse, geometry, exclude=scene.exclude, elevation=heights)

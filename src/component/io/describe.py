@@ -241,6 +241,7 @@ def lineage(
     notes: list[str],
     scene_m: int | None = None,
     cirrus_correction: bool = False,
+    elevation: str | None = None,
 ) -> str:
     """``processing:lineage``: what was done, with what, and every fallback taken."""
     files = "; ".join(f"{name} sha256 {digest}" for name, digest in model_files.items())
@@ -258,6 +259,8 @@ def lineage(
             "rules and s2cloudless cloud probabilities; clouds, their shadows, thin cirrus and "
             "snow kept out of the atmosphere estimate."
         )
+    if elevation is not None:
+        text += f" The air above each cell follows the terrain's elevation, {elevation}."
     if cirrus_correction:
         text += (
             " Thin cirrus taken out of every band: its reflectance (B10's excess over the "

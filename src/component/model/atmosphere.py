@@ -155,6 +155,19 @@ class Atmosphere:
         t_scat = last(tables["t_scat"])  # (aot, zenith, band)
         direct = np.exp(-tau[:, None, :] / np.cos(np.radians(sun))[None, :, None])
         self._gain = grid((aot, sun), t_scat / direct)
+        self.altitude_range_m: tuple[float, float] | None = None
+        if "altitude_km" in tables:
+            # Rayleigh tables per target altitude: a target above sea level changes the path,
+            # the transmittances and the spherical albedo by what the air below it would have
+            # added (6S's US-62 profile above each altitude).
+            altitude = tables["altitude_km"].astype(np.float64) * 1000.0
+            self.altitude_range_m = (float(altitude[0]), float(altitude[-1]))
+            self._r_path = grid((altitude, sun, view, azimuth), last(tables["rayleigh_path"]))
+            self._r_log_t = grid((altitude, sun), np.log(last(tables["rayleigh_t_scat"])))
+            self._r_spherical = grid((altitude,), last(tables["rayleigh_spherical_albedo"]))
+            self._r_log_t_other = grid(
+                (altitude, other_m), np.log(last(tables["rayleigh_t_other_gas"]))
+            )
 
     @classmethod
     def load(
@@ -183,25 +196,39 @@ class Atmosphere:
         water: np.ndarray | float,
         geometry: Geometry,
         ozone: np.ndarray | float = DEFAULT_OZONE,
+        elevation_m: np.ndarray | float | None = None,
     ) -> Terms:
-        """``A``, ``B``, ``S`` of every band for each state; inputs broadcast together."""
-        return self.with_water(self.dry_terms(aot, geometry, ozone), water, geometry)
+        """``A``, ``B``, ``S`` of every band for each state; inputs broadcast together.
+        *elevation_m*: the target's altitude above sea level (None: sea level)."""
+        dry = self.dry_terms(aot, geometry, ozone, elevation_m)
+        return self.with_water(dry, water, geometry)
 
     def dry_terms(
-        self, aot: np.ndarray | float, geometry: Geometry, ozone: np.ndarray | float = DEFAULT_OZONE
+        self,
+        aot: np.ndarray | float,
+        geometry: Geometry,
+        ozone: np.ndarray | float = DEFAULT_OZONE,
+        elevation_m: np.ndarray | float | None = None,
     ) -> Terms:
-        """The terms without water-vapour absorption: scattering, other gases and ozone.
+        """The terms without water-vapour absorption: scattering, other gases and ozone, for
+        a target *elevation_m* above sea level (None: at sea level).
 
         They vary with the aerosol and the angles only, smoothly; :meth:`with_water` applies
         the water vapour, whose absorption is steep (exponential in the column) and so is
-        computed per state even where these are interpolated (see ``thinned_terms``).
+        computed per state even where these are interpolated (see ``thinned_terms``). Above
+        sea level the Rayleigh tables' differences (path, spherical albedo) and ratios
+        (scattering and mixed-gas transmittances) between that altitude and sea level are
+        applied to the sea-level terms; a table without them is for sea level only.
         """
-        aot, sz, vz, az, ozone = np.broadcast_arrays(
+        if elevation_m is not None and self.altitude_range_m is None:
+            raise ModelError("the atmosphere table has no altitude axis: rebuild it")
+        aot, sz, vz, az, ozone, elevation = np.broadcast_arrays(
             np.asarray(aot, np.float64),
             np.asarray(geometry.sun_zenith, np.float64),
             np.asarray(geometry.view_zenith, np.float64),
             np.asarray(geometry.relative_azimuth, np.float64),
             np.asarray(ozone, np.float64),
+            np.asarray(0.0 if elevation_m is None else elevation_m, np.float64),
         )
         shape = aot.shape
         aot = np.clip(aot.ravel(), *self.aot_range)
@@ -218,9 +245,25 @@ class Atmosphere:
         t_ozone = np.exp(
             -self._ozone_k(gas_m[:, None]) * ozone.ravel()[:, None] * (m / gas_m)[:, None]
         )
+        transmittance = t_down * t_up * t_other
+        if self.altitude_range_m is not None and elevation.any():
+            p = np.clip(elevation.ravel(), *self.altitude_range_m)
+            sea = np.zeros_like(p)
+            other_m = np.clip(m, *self._other_m_range)
+
+            def change(table: LinearTable, *axes: np.ndarray) -> np.ndarray:
+                return table(np.stack([p, *axes], -1)) - table(np.stack([sea, *axes], -1))
+
+            path = path + change(self._r_path, sz, vz, az)
+            spherical = spherical + change(self._r_spherical)
+            transmittance = transmittance * np.exp(
+                change(self._r_log_t, sz)
+                + change(self._r_log_t, vz)
+                + change(self._r_log_t_other, other_m)
+            )
         return Terms(
             self._back(path * t_ozone, shape),
-            self._back(t_down * t_up * t_other * t_ozone, shape),
+            self._back(transmittance * t_ozone, shape),
             self._back(spherical, shape),
         )
 

@@ -62,6 +62,8 @@ class AtmosphereState:
     """``t_up / t_dir`` of each output band, (bands, h, w)."""
     notes: list[str] = field(default_factory=list)
     """Fallbacks taken (no geometry, a missing band...), for the run summary."""
+    elevation: np.ndarray | None = None
+    """Metres above sea level the terms were computed for, (h, w); None: sea level."""
 
 
 class Estimator(Protocol):
@@ -171,6 +173,7 @@ class SceneCorrector:
         grid: Grid,
         geometry: Geometry | None = None,
         exclude: np.ndarray | None = None,
+        elevation: np.ndarray | None = None,
     ) -> AtmosphereState:
         """The atmosphere over the coarse grid from TOA of :attr:`input_bands` (NaN = invalid).
 
@@ -179,6 +182,8 @@ class SceneCorrector:
         *exclude* (h, w) marks pixels that must not inform the atmosphere (clouds, their
         shadows): the estimate there is filled from the surroundings. A band that is entirely
         NaN counts as missing and is substituted (see :func:`substitute_missing`).
+        *elevation* (h, w): the terrain's metres above sea level (None: sea level
+        everywhere): the air above the target (Rayleigh scattering, gases) follows it.
         """
         toa, notes = substitute_missing(toa, self.input_bands, self.cirrus_correction)
         if exclude is not None and exclude.any() and not exclude.all():
@@ -201,18 +206,21 @@ class SceneCorrector:
         on_grid = _on_grid(geometry, shape)
         step = terms_step(self.smoothing_m, grid.resolution)
         if not self.cirrus_correction:
-            terms = thinned_terms(self.atmosphere, aot, water, on_grid, step)
+            terms = thinned_terms(self.atmosphere, aot, water, on_grid, step, elevation)
             cirrus = np.zeros(shape, np.float32)
         else:
             # B10's clear-sky terms (for the cirrus) and the output bands' terms are
             # independent: computed at once, in two threads (numpy releases the GIL).
             with ThreadPoolExecutor(1, "cirrus") as background:
-                cirrus_job = background.submit(self._cirrus, toa, aot, water, on_grid, step)
-                terms = thinned_terms(self.atmosphere, aot, water, on_grid, step)
+                cirrus_job = background.submit(
+                    self._cirrus, toa, aot, water, on_grid, step, elevation
+                )
+                terms = thinned_terms(self.atmosphere, aot, water, on_grid, step, elevation)
                 cirrus = cirrus_job.result()
             index = [self.input_bands.index(b) for b in self.output_bands]
             cirrus = capped_cirrus(cirrus, toa[index], terms)
         state = AtmosphereState(grid, aot, water, cirrus, geometry, terms, notes=notes)
+        state.elevation = elevation
         if self.adjacency_sigma_m > 0:
             index = [self.input_bands.index(b) for b in self.output_bands]
             surface = self.atmosphere.inverse(toa[index], terms, cirrus)
@@ -228,13 +236,14 @@ class SceneCorrector:
         water: np.ndarray,
         geometry: Geometry,
         step: int = 1,
+        elevation: np.ndarray | None = None,
     ) -> np.ndarray:
         def band(name: str) -> np.ndarray | None:
             return toa[self.input_bands.index(name)] if name in self.input_bands else None
 
         clear = None
         if self.cirrus_atmosphere is not None:
-            terms = thinned_terms(self.cirrus_atmosphere, aot, water, geometry, step)
+            terms = thinned_terms(self.cirrus_atmosphere, aot, water, geometry, step, elevation)
             clear = Terms(terms.path[0], terms.transmittance[0], terms.spherical_albedo[0])
         cirrus = cirrus_reflectance(band("B10"), band("B8A"), band("B11"), clear)
         return np.broadcast_to(cirrus, toa.shape[1:]).astype(np.float32)
@@ -260,8 +269,10 @@ class SceneCorrector:
         resolution_m: float,
         geometry: Geometry | None = None,
         exclude: np.ndarray | None = None,
+        elevation_m: float | None = None,
     ) -> tuple[np.ndarray, AtmosphereState]:
-        """All output bands of a (13, H, W) TOA array whose bands share one grid.
+        """All output bands of a (13, H, W) TOA array whose bands share one grid, at the
+        elevation *elevation_m* above sea level (None: at sea level).
 
         For chips and in-memory arrays (``evaluate``, the Python API): the coarse grid is made
         by averaging blocks of the input (NaN-aware; partial blocks at the edges count), the
@@ -276,7 +287,10 @@ class SceneCorrector:
         coarse_exclude = None
         if exclude is not None:
             coarse_exclude = block_mean(exclude[None].astype(np.float32), factor)[0] > 0.5
-        state = self.estimate(coarse, grid, geometry, coarse_exclude)
+        field = None
+        if elevation_m is not None:
+            field = np.full(coarse.shape[1:], elevation_m, np.float32)
+        state = self.estimate(coarse, grid, geometry, coarse_exclude, field)
         boa = np.stack(
             [
                 self.correct(b, toa[self.input_bands.index(b)], fine, state)
@@ -414,12 +428,18 @@ def _expand(values: np.ndarray, nodes: np.ndarray, n: int, axis: int) -> np.ndar
 
 
 def thinned_terms(
-    atmosphere: Atmosphere, aot: np.ndarray, water: np.ndarray, geometry: Geometry, step: int
+    atmosphere: Atmosphere,
+    aot: np.ndarray,
+    water: np.ndarray,
+    geometry: Geometry,
+    step: int,
+    elevation: np.ndarray | None = None,
 ) -> Terms:
-    """The table's terms over a 2-D field: those of aerosol and angles computed every *step*
-    pixels and interpolated (see :func:`terms_step`), water vapour's per pixel."""
+    """The table's terms over a 2-D field: those of aerosol, angles and elevation (metres;
+    None: sea level) computed every *step* pixels and interpolated (see :func:`terms_step`),
+    water vapour's per pixel."""
     if step == 1 or aot.ndim != 2:
-        return atmosphere.terms(aot, water, geometry)
+        return atmosphere.terms(aot, water, geometry, elevation_m=elevation)
     h, w = aot.shape
     rows, cols = _nodes(h, step), _nodes(w, step)
 
@@ -432,7 +452,8 @@ def thinned_terms(
         sub(geometry.relative_azimuth),
         known=geometry.known,
     )
-    dry = atmosphere.dry_terms(sub(aot), thin)
+    heights = None if elevation is None else sub(elevation)
+    dry = atmosphere.dry_terms(sub(aot), thin, elevation_m=heights)
 
     def full(a: np.ndarray) -> np.ndarray:
         return _expand(_expand(a, rows, h, axis=-2), cols, w, axis=-1).astype(np.float32)

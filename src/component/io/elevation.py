@@ -1,0 +1,113 @@
+"""Terrain elevation on the atmosphere's grid: the air above the target the physics follows.
+
+Rayleigh scattering and the mixed gases scale with the air above the target: at 1.9 km there is
+about 80 % of sea level's, and a sea-level table over-corrects the blue most. So each coarse
+cell gets an elevation (the 6S table's altitude axis does the rest), from, in turn:
+
+1. ``--dem PATH_OR_URL``: any raster GDAL reads (a GeoTIFF, a VRT mosaic, a COG over https or
+   ``s3://``), in any CRS, resampled onto the coarse grid (averaged where it is finer, bilinear
+   where it is coarser). A DEM the user named that cannot be read stops the item with exit 5.
+2. The component's offline map (:data:`OFFLINE_MAP`): pvlib's global 5 arc-minute altitude grid
+   (about 9 km cells, errors of 100 m and more in steep terrain), 1 MB inside the package, so
+   that a run without network still corrects mountains for most of their air.
+3. Sea level, when neither can be read (said in the notes and the lineage).
+
+Cells without elevation data (the sea, in the offline map) are at sea level.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+
+from component.core.grid import Grid
+from component.core.settings import Settings
+from component.errors import AssetReadError
+from component.io.load import gdal
+
+log = logging.getLogger(__name__)
+
+OFFLINE_SOURCE = "the offline 5 arc-minute elevation map (pvlib, ~9 km cells)"
+
+
+def offline_map() -> Path:
+    """The shipped coarse global elevation (see ``scripts/make_offline_elevation.py``)."""
+    return Path(str(resources.files("component") / "data" / "elevation_5arcmin.tif"))
+
+
+@dataclass(frozen=True)
+class Elevation:
+    """Metres above sea level on the coarse grid, and where they come from."""
+
+    metres: np.ndarray | float
+    source: str
+
+    def describe(self) -> str:
+        """The lineage's words: the source and the range."""
+        values = np.asarray(self.metres, np.float64)
+        if values.size == 0 or not np.any(values):
+            return f"{self.source}: sea level"
+        return (
+            f"{self.source}: mean {float(values.mean()):.0f} m, "
+            f"{float(values.min()):.0f} to {float(values.max()):.0f} m"
+        )
+
+
+SEA_LEVEL = Elevation(0.0, "none available: sea level")
+
+
+def _cell_m(dataset: rasterio.io.DatasetReader) -> float:
+    """A dataset's pixel size in metres (degrees taken at 111 km)."""
+    size = abs(float(dataset.res[0]))
+    return size * 111_320.0 if dataset.crs is not None and dataset.crs.is_geographic else size
+
+
+def on_grid(href: str, grid: Grid, settings: Settings) -> np.ndarray:
+    """The raster at *href* (band 1, its scale and offset applied) on *grid*, metres; its
+    no-data cells (and cells outside it) are 0: sea level."""
+    with gdal(settings), rasterio.open(href) as dataset:
+        finer = _cell_m(dataset) < grid.resolution
+        with WarpedVRT(
+            dataset,
+            crs=f"EPSG:{grid.epsg}",
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=Resampling.average if finer else Resampling.bilinear,
+        ) as vrt:
+            values = vrt.read(1, masked=True)
+        scale, offset = dataset.scales[0] or 1.0, dataset.offsets[0] or 0.0
+    metres = values.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    return np.ma.filled(metres, np.float32(0.0)).astype(np.float32)
+
+
+def resolve(dem: str | None, grid: Grid, settings: Settings) -> tuple[Elevation, list[str]]:
+    """The elevation of every cell of *grid* from the best source available, and notes on any
+    fallback taken. A *dem* the user named that cannot be read raises
+    :class:`~component.errors.AssetReadError` (exit 5): they asked for that file."""
+    notes: list[str] = []
+    if dem:
+        try:
+            return Elevation(on_grid(dem, grid, settings), f"--dem {dem}"), notes
+        except RasterioError as error:
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise AssetReadError(
+                f"cannot read --dem {dem} ({reason}): give a raster GDAL reads (GeoTIFF, VRT, "
+                "COG URL), or leave --dem out for the offline elevation"
+            ) from None
+    try:
+        metres = on_grid(str(offline_map()), grid, settings)
+    except (RasterioError, OSError) as error:
+        notes.append(f"no elevation ({type(error).__name__}): the table's sea level assumed")
+        log.warning("%s", notes[-1])
+        return SEA_LEVEL, notes
+    notes.append(f"elevation from {OFFLINE_SOURCE}: give --dem for a finer one")
+    return Elevation(metres, OFFLINE_SOURCE), notes

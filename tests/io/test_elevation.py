@@ -1,0 +1,76 @@
+"""Elevation on the atmosphere's grid: --dem in any CRS, the offline map, sea level last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.transform import from_origin
+
+from component.core.grid import Grid
+from component.core.settings import Settings
+from component.errors import AssetReadError
+from component.io import elevation
+
+SETTINGS = Settings()
+# A 120 m grid of 10 x 12 cells over Lago Barbellino (Alps, ~1.9 km), UTM 32N.
+ALPS = Grid(32632, Affine(120.0, 0, 565000, 0, -120.0, 5100000), 12, 10)
+
+
+def _dem(path: Path, values: np.ndarray, crs: str, transform: Affine, **extra: object) -> Path:
+    profile = {"driver": "GTiff", "count": 1, "dtype": values.dtype.name, "crs": crs}
+    profile |= {"width": values.shape[1], "height": values.shape[0], "transform": transform}
+    with rasterio.open(path, "w", **profile, **extra) as target:
+        target.write(values, 1)
+    return path
+
+
+def test_a_utm_dem_finer_than_the_grid_is_averaged(tmp_path: Path) -> None:
+    """30 m cells, a ramp from west to east: each 120 m cell gets its 4 x 4 block's mean."""
+    ramp = np.tile(np.arange(48, dtype=np.float32) * 10.0 + 1500.0, (40, 1))
+    dem = _dem(tmp_path / "dem.tif", ramp, "EPSG:32632", from_origin(565000, 5100000, 30, 30))
+    heights, notes = elevation.resolve(str(dem), ALPS, SETTINGS)
+    assert notes == [] and heights.source == f"--dem {dem}"
+    expected = ramp.reshape(10, 4, 12, 4).mean(axis=(1, 3))
+    np.testing.assert_allclose(heights.metres, expected, atol=0.01)
+    assert "mean" in heights.describe()
+
+
+def test_a_geographic_dem_with_scale_and_nodata_is_read_in_metres(tmp_path: Path) -> None:
+    """A DEM in degrees, stored as scaled integers with a no-data value (the sea): metres on
+    the UTM grid, sea level where it has no data."""
+    data = np.full((60, 60), 100, np.uint8)  # 100 * 20 m = 2000 m
+    data[:, :5] = 255  # no data west of the grid's window
+    path = tmp_path / "geo.tif"
+    _dem(path, data, "EPSG:4326", from_origin(9.8, 46.12, 0.005, 0.005), nodata=255)
+    with rasterio.open(path, "r+") as target:
+        target.scales, target.offsets = (20.0,), (0.0,)
+    heights, _ = elevation.resolve(str(path), ALPS, SETTINGS)
+    assert np.allclose(heights.metres, 2000.0, atol=1.0)
+
+
+def test_without_dem_the_offline_map_serves_with_a_note() -> None:
+    heights, notes = elevation.resolve(None, ALPS, SETTINGS)
+    assert heights.source == elevation.OFFLINE_SOURCE and len(notes) == 1
+    assert 1200 < float(np.mean(heights.metres)) < 2600  # the Alps, not the sea
+    sea = Grid(32626, Affine(120.0, 0, 500000, 0, -120.0, 5000000), 4, 4)  # mid-Atlantic
+    assert not np.any(elevation.resolve(None, sea, SETTINGS)[0].metres)
+
+
+def test_an_unreadable_dem_is_a_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "dem.tif"
+    bad.write_bytes(b"not a raster")
+    with pytest.raises(AssetReadError, match="--dem") as raised:
+        elevation.resolve(str(bad), ALPS, SETTINGS)
+    assert raised.value.exit_code == 5 and "\n" not in str(raised.value)
+
+
+def test_a_missing_offline_map_falls_back_to_sea_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(elevation, "offline_map", lambda: tmp_path / "gone.tif")
+    heights, notes = elevation.resolve(None, ALPS, SETTINGS)
+    assert heights is elevation.SEA_LEVEL and "sea level" in notes[0]
