@@ -258,6 +258,13 @@ def test_error_lines_name_the_problem(table: dict[str, Case]) -> None:
     assert "STAC API" in line("unreachable_api")
 
 
+def test_a_missing_dem_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``--dem`` naming a local file that does not exist: exit 2, one line naming it."""
+    from component import cli
+
+    assert cli.main(["run", "--dem", str(tmp_path / "none.tif"), "--output", "unused"]) == 2
+
+
 def test_negative_bbox_value_is_parsed() -> None:
     """``--bbox -60,-30,-59,-29`` (a value starting with '-') reaches the bbox parser."""
     from component import cli
