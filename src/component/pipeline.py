@@ -35,7 +35,7 @@ from component.engine.assemble import Product, job_names, write_product
 from component.engine.decode import decode_bands, scene_grid, strip_count
 from component.engine.scene import classify_scene, estimate_atmosphere, has_valid_pixel
 from component.errors import ComponentError, ModelError, PartialFailureError
-from component.io import catalog, elevation, geometry, l1c, load, search
+from component.io import catalog, elevation, geometry, l1c, load, meteorology, search
 from component.io.describe import describe, lineage, output_id
 from component.io.write import ProductWriter
 from component.model import scene_clouds
@@ -328,6 +328,7 @@ def _produce(
     load.check_assets(product, plan.inputs, settings)
     angles = in_background(geometry.resolve, product, plan.coarse, settings)
     terrain = in_background(elevation.resolve, params.dem, plan.coarse, settings)
+    weather = in_background(meteorology.resolve, product, plan.coarse, settings)
     clock.lap("read")  # headers checked, grids known; no pixel read yet
     # Steps: every strip decoded, classify, estimate, every job of pass 2, described, published.
     steps = strip_count(plan) + 2 + len(job_names(plan, with_scene=True)) + 2
@@ -339,7 +340,8 @@ def _produce(
         corrector = model.corrector
         scene_geometry, notes = angles.result()
         heights, elevation_notes = terrain.result()
-        notes += elevation_notes
+        forecast, weather_notes = weather.result()
+        notes += elevation_notes + weather_notes
         if not has_valid_pixel(decoded.coarse_toa, corrector.input_bands):
             result.reason = "no valid pixel in the requested area (all nodata or saturated)"
             show.close("skipped")
@@ -356,7 +358,7 @@ def _produce(
         clock.lap("classify")  # SCL and cloud probability; clouds kept out of the estimate
         show.advance(1, "estimate")
         state = estimate_atmosphere(
-            corrector, decoded.coarse_toa, plan.coarse, scene_geometry, scene, heights
+            corrector, decoded.coarse_toa, plan.coarse, scene_geometry, scene, heights, forecast
         )
         notes += state.notes
         result.notes = notes
@@ -397,6 +399,7 @@ def _produce(
                 scene_m=round(scene.grid.resolution),
                 cirrus_correction=params.cirrus_correction,
                 elevation=heights.describe(),
+                meteorology=forecast.describe() if forecast is not None else None,
             ),
             clipped=params.bbox is not None,
             view=geometry.view_properties(scene_geometry) if scene_geometry else None,

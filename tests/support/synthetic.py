@@ -23,7 +23,8 @@ import numpy as np
 import rasterio
 from affine import Affine
 from pyproj import CRS, Transformer
-from rasterio.warp import transform_geom
+from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds, transform_geom
 
 __all__ = [
     "ALL_BANDS",
@@ -474,6 +475,38 @@ def tile_angles_xml(
 """
 
 
+ECMWF = {"water_mm": 14.4, "msl_pa": 100886.0, "ozone_du": 277.0}
+"""The ECMWF values a real 2017 granule's AUX_ECMWFT held (../shared/docs/atmosphere-inputs.md),
+at the centre of the synthetic grid."""
+
+
+def write_ecmwf_grib(path: Path, centre: tuple[float, float], **values: float) -> Path:
+    """An AUX_ECMWFT as a SAFE granule holds it: a GRIB of 9 x 9 points at 0.125 deg around
+    *centre* (lon, lat) with total column water vapour (kg/m²), mean sea-level pressure (Pa) and
+    total ozone, rising gently eastwards. GDAL writes GRIB2 only, so the elements are GRIB2's
+    (``PWAT``, ``PRMSL``, ``TOZNE`` in Dobson units) where the real GRIB1 file names them
+    ``TCWV``/``PWC``, ``MSL``, ``TCO3`` (kg/m²); the reader knows both."""
+    import rasterio.shutil
+
+    v = ECMWF | values
+    ramp = np.linspace(-1.0, 1.0, 9, dtype=np.float32)[None, :] * np.ones((9, 1), np.float32)
+    fields = [v["water_mm"] + 0.5 * ramp, v["msl_pa"] + 50.0 * ramp, v["ozone_du"] + 2.0 * ramp]
+    lon, lat = centre
+    transform = from_origin(lon - 4.5 * 0.125, lat + 4.5 * 0.125, 0.125, 0.125)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = path.with_name(f".{path.name}.tif")
+    profile = {"driver": "GTiff", "width": 9, "height": 9, "count": 3, "dtype": "float32"}
+    with rasterio.open(source, "w", crs="EPSG:4326", transform=transform, **profile) as target:
+        target.write(np.stack(fields))
+    # Product definition template 4.0: category, number, analysis/forecast..., surface type.
+    templates = {1: "1 3 2 0 0 0 0 1 0 1 0 0 255 0 0", 2: "3 1 2 0 0 0 0 1 0 101 0 0 255 0 0"}
+    templates[3] = "14 0 2 0 0 0 0 1 0 1 0 0 255 0 0"
+    options = {f"BAND_{b}_PDS_TEMPLATE_ASSEMBLED_VALUES": t for b, t in templates.items()}
+    rasterio.shutil.copy(source, path, driver="GRIB", DATA_ENCODING="SIMPLE_PACKING", **options)
+    source.unlink()
+    return path
+
+
 def make_l1c_product(
     root: Path,
     *,
@@ -490,6 +523,7 @@ def make_l1c_product(
     cloud_cover: float = 0.0,
     relative_orbit: int = 51,
     angles: bool = True,
+    ecmwf: bool = True,
 ) -> dict[str, Any]:
     """Write a synthetic L1C product under ``root`` and return its CDSE-shaped STAC item.
 
@@ -510,6 +544,8 @@ def make_l1c_product(
     geometry: the granule's ``MTD_TL.xml`` (asset ``granule_metadata``) with the angle grids of
     :func:`synthetic_angles`, and their scene means as ``view:*`` item properties as CDSE
     writes them. ``angles=False`` leaves both out (a product whose geometry is unknown).
+    The granule also holds ``AUX_DATA/AUX_ECMWFT`` (:func:`write_ecmwf_grib`) unless
+    ``ecmwf=False``.
     """
     if date.tzinfo is None:
         date = date.replace(tzinfo=timezone.utc)
@@ -568,6 +604,13 @@ def make_l1c_product(
         mtd_tl = safe / "GRANULE" / granule / "MTD_TL.xml"
         mtd_tl.parent.mkdir(parents=True, exist_ok=True)
         mtd_tl.write_text(tile_angles_xml(tile_id, date, epsg, ulx, uly, sizes, grids))
+        if ecmwf:
+            west, south, east, north = transform_bounds(
+                f"EPSG:{epsg}", "EPSG:4326", ulx, uly - extent, ulx + extent, uly
+            )
+            write_ecmwf_grib(
+                mtd_tl.parent / "AUX_DATA" / "AUX_ECMWFT", ((west + east) / 2, (south + north) / 2)
+            )
         assets["granule_metadata"] = {
             "href": href(mtd_tl),
             "type": "application/xml",

@@ -19,6 +19,7 @@ from component.core.bands import L1C_BANDS
 from component.core.blocks import BlockMean
 from component.core.grid import Grid
 from component.io.elevation import Elevation
+from component.io.meteorology import Meteorology, effective_elevation
 from component.model.atmosphere import Geometry
 from component.model.correction import AtmosphereState, SceneCorrector
 from component.model.scene_classification import (
@@ -120,14 +121,22 @@ def estimate_atmosphere(
     geometry: Geometry | None,
     scene: Scene,
     elevation: Elevation | None = None,
+    meteorology: Meteorology | None = None,
 ) -> AtmosphereState:
     """The atmosphere on *coarse* from each input band's coarse TOA (a band absent from
     *coarse_toa* counts as missing), with *scene*'s clouds, shadows and snow left out, for
-    the air above the terrain (*elevation* on *coarse*; None: sea level)."""
-    missing = np.full((coarse.height, coarse.width), np.nan, np.float32)
+    the air above the terrain (*elevation* on *coarse*; None: sea level) under the product's
+    own sea-level pressure and ozone (*meteorology*; None: standard and climatological)."""
+    shape = (coarse.height, coarse.width)
+    missing = np.full(shape, np.nan, np.float32)
     toa = np.stack([coarse_toa.get(band, missing) for band in corrector.input_bands])
+    metres = 0.0 if elevation is None else elevation.metres
+    msl = ozone = None
+    if meteorology is not None:
+        msl, ozone = meteorology.msl_hpa, meteorology.ozone_atm_cm
     heights = None
-    if elevation is not None and np.any(elevation.metres):
-        shape = (coarse.height, coarse.width)
-        heights = np.broadcast_to(elevation.metres, shape).astype(np.float32)
-    return corrector.estimate(toa, coarse, geometry, exclude=scene.exclude, elevation=heights)
+    if msl is not None or np.any(metres):
+        heights = np.broadcast_to(effective_elevation(metres, msl), shape).astype(np.float32)
+    return corrector.estimate(
+        toa, coarse, geometry, exclude=scene.exclude, elevation=heights, ozone=ozone
+    )

@@ -242,6 +242,7 @@ def lineage(
     scene_m: int | None = None,
     cirrus_correction: bool = False,
     elevation: str | None = None,
+    meteorology: str | None = None,
 ) -> str:
     """``processing:lineage``: what was done, with what, and every fallback taken."""
     files = "; ".join(f"{name} sha256 {digest}" for name, digest in model_files.items())
@@ -261,6 +262,11 @@ def lineage(
         )
     if elevation is not None:
         text += f" The air above each cell follows the terrain's elevation, {elevation}."
+    if meteorology is not None:
+        text += (
+            f" Meteorology: {meteorology}; its ozone and sea-level pressure enter the physics,"
+            " its water vapour is reported beside the estimate's."
+        )
     if cirrus_correction:
         text += (
             " Thin cirrus taken out of every band: its reflectance (B10's excess over the "

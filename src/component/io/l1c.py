@@ -37,6 +37,7 @@ SATURATED_DN = 65535
 
 _BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
 GRANULE_METADATA = "granule_metadata"
+AUX_ECMWF = "aux_ecmwft"
 """The asset of the granule's ``MTD_TL.xml`` (the 5 km sun and view angle grids)."""
 VIEW_KEYS = ("view:sun_elevation", "view:sun_azimuth", "view:incidence_angle", "view:azimuth")
 
@@ -190,6 +191,9 @@ class L1CProduct:
     """Href of the granule's ``MTD_TL.xml`` (angle grids), when the input links it."""
     view: dict[str, float] = field(default_factory=dict)
     """The input's scene-mean angles (``view:*``), when it states all four."""
+    aux_ecmwf: str | None = None
+    """Href of the granule's ``AUX_DATA/AUX_ECMWFT`` (ECMWF ozone, pressure, water vapour):
+    an ``aux_ecmwft`` asset, else beside the granule metadata of a SAFE layout."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -232,6 +236,9 @@ def from_item(item: dict[str, Any], href: str | None = None) -> L1CProduct:
         bands[band] = BandAsset(str(assets[band]["href"]), grid)
     baseline = processing_baseline(item)
     metadata = (assets.get(GRANULE_METADATA) or {}).get("href")
+    aux = (assets.get(AUX_ECMWF) or {}).get("href")
+    if not aux and metadata and str(metadata).endswith("/MTD_TL.xml"):
+        aux = str(metadata)[: -len("MTD_TL.xml")] + "AUX_DATA/AUX_ECMWFT"
     properties = item.get("properties", {})
     values = [properties.get(key) for key in VIEW_KEYS]
     finite = all(
@@ -247,4 +254,5 @@ def from_item(item: dict[str, Any], href: str | None = None) -> L1CProduct:
         baseline=baseline,
         granule_metadata=str(metadata) if metadata else None,
         view={k: float(v) for k, v in zip(VIEW_KEYS, values, strict=True)} if finite else {},
+        aux_ecmwf=str(aux) if aux else None,
     )

@@ -34,6 +34,7 @@ from component.core.grid import Grid
 from component.errors import InvalidItemError
 from component.model.atmosphere import (
     DEFAULT_GEOMETRY,
+    DEFAULT_OZONE,
     Atmosphere,
     Geometry,
     Terms,
@@ -174,6 +175,7 @@ class SceneCorrector:
         geometry: Geometry | None = None,
         exclude: np.ndarray | None = None,
         elevation: np.ndarray | None = None,
+        ozone: np.ndarray | None = None,
     ) -> AtmosphereState:
         """The atmosphere over the coarse grid from TOA of :attr:`input_bands` (NaN = invalid).
 
@@ -184,6 +186,7 @@ class SceneCorrector:
         NaN counts as missing and is substituted (see :func:`substitute_missing`).
         *elevation* (h, w): the terrain's metres above sea level (None: sea level
         everywhere): the air above the target (Rayleigh scattering, gases) follows it.
+        *ozone* (h, w): the ozone column, atm-cm (None: the climatological 0.33).
         """
         toa, notes = substitute_missing(toa, self.input_bands, self.cirrus_correction)
         if exclude is not None and exclude.any() and not exclude.all():
@@ -206,16 +209,18 @@ class SceneCorrector:
         on_grid = _on_grid(geometry, shape)
         step = terms_step(self.smoothing_m, grid.resolution)
         if not self.cirrus_correction:
-            terms = thinned_terms(self.atmosphere, aot, water, on_grid, step, elevation)
+            terms = thinned_terms(self.atmosphere, aot, water, on_grid, step, elevation, ozone)
             cirrus = np.zeros(shape, np.float32)
         else:
             # B10's clear-sky terms (for the cirrus) and the output bands' terms are
             # independent: computed at once, in two threads (numpy releases the GIL).
             with ThreadPoolExecutor(1, "cirrus") as background:
                 cirrus_job = background.submit(
-                    self._cirrus, toa, aot, water, on_grid, step, elevation
+                    self._cirrus, toa, aot, water, on_grid, step, elevation, ozone
                 )
-                terms = thinned_terms(self.atmosphere, aot, water, on_grid, step, elevation)
+                terms = thinned_terms(
+                    self.atmosphere, aot, water, on_grid, step, elevation, ozone
+                )
                 cirrus = cirrus_job.result()
             index = [self.input_bands.index(b) for b in self.output_bands]
             cirrus = capped_cirrus(cirrus, toa[index], terms)
@@ -237,13 +242,16 @@ class SceneCorrector:
         geometry: Geometry,
         step: int = 1,
         elevation: np.ndarray | None = None,
+        ozone: np.ndarray | None = None,
     ) -> np.ndarray:
         def band(name: str) -> np.ndarray | None:
             return toa[self.input_bands.index(name)] if name in self.input_bands else None
 
         clear = None
         if self.cirrus_atmosphere is not None:
-            terms = thinned_terms(self.cirrus_atmosphere, aot, water, geometry, step, elevation)
+            terms = thinned_terms(
+                self.cirrus_atmosphere, aot, water, geometry, step, elevation, ozone
+            )
             clear = Terms(terms.path[0], terms.transmittance[0], terms.spherical_albedo[0])
         cirrus = cirrus_reflectance(band("B10"), band("B8A"), band("B11"), clear)
         return np.broadcast_to(cirrus, toa.shape[1:]).astype(np.float32)
@@ -434,12 +442,14 @@ def thinned_terms(
     geometry: Geometry,
     step: int,
     elevation: np.ndarray | None = None,
+    ozone: np.ndarray | None = None,
 ) -> Terms:
-    """The table's terms over a 2-D field: those of aerosol, angles and elevation (metres;
-    None: sea level) computed every *step* pixels and interpolated (see :func:`terms_step`),
-    water vapour's per pixel."""
+    """The table's terms over a 2-D field: those of aerosol, angles, elevation (metres; None:
+    sea level) and ozone (atm-cm; None: the climatology) computed every *step* pixels and
+    interpolated (see :func:`terms_step`), water vapour's per pixel."""
+    column = DEFAULT_OZONE if ozone is None else ozone
     if step == 1 or aot.ndim != 2:
-        return atmosphere.terms(aot, water, geometry, elevation_m=elevation)
+        return atmosphere.terms(aot, water, geometry, column, elevation_m=elevation)
     h, w = aot.shape
     rows, cols = _nodes(h, step), _nodes(w, step)
 
@@ -453,7 +463,7 @@ def thinned_terms(
         known=geometry.known,
     )
     heights = None if elevation is None else sub(elevation)
-    dry = atmosphere.dry_terms(sub(aot), thin, elevation_m=heights)
+    dry = atmosphere.dry_terms(sub(aot), thin, sub(column), elevation_m=heights)
 
     def full(a: np.ndarray) -> np.ndarray:
         return _expand(_expand(a, rows, h, axis=-2), cols, w, axis=-1).astype(np.float32)
