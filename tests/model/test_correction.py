@@ -288,3 +288,35 @@ def test_thinned_terms_match_per_pixel_terms_on_smooth_fields(tables) -> None:  
     assert difference.max() < 1e-3 and np.percentile(difference, 99.9) < 2e-4
     # on the pixels it computes, thinning is exact
     np.testing.assert_allclose(thin.path[:, ::2, ::2], exact.path[:, ::2, ::2], atol=1e-6)
+
+
+def test_an_aerosol_estimate_that_blackens_clear_pixels_is_shrunk(tables) -> None:  # type: ignore[no-untyped-def]
+    """A dark scene under AOT 0.1 with an estimator saying 1.0: blue and red invert far below
+    zero, so the estimate's excess over the standard atmosphere is scaled down, and said; the
+    same scene with a right estimate is left as it is."""
+    everything, out, b10 = tables
+    geometry = Geometry(35.0, 4.0, 70.0)
+    surface = np.full((len(L1C_BANDS), 12, 12), 0.03, np.float32)  # dark: water, forest
+    terms = everything.terms(0.1, 1.5, geometry)
+    shape = (len(L1C_BANDS), 1, 1)
+    single = type(terms)(
+        *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
+    )
+    toa = Atmosphere.forward(surface, single)
+    for aot, shrunk in ((1.0, True), (0.1, False)):
+        scene = SceneCorrector(out, StandardAtmosphere(aot, 1.5), L1C_BANDS, 0.0, 0.0, b10, 120.0)
+        state = scene.estimate(toa, grid(120, 12, 12), geometry)
+        noted = [n for n in state.notes if "aerosol estimate" in n]
+        assert bool(noted) is shrunk
+        if shrunk:
+            assert 0.1 < float(state.aot.mean()) < 0.6
+            index = [L1C_BANDS.index(b) for b in L2A_BANDS]
+            unclipped = Atmosphere.inverse(toa[index], state.terms)
+            blue, red = L2A_BANDS.index("B02"), L2A_BANDS.index("B04")
+            assert float(unclipped[[blue, red]].min()) >= -0.002  # no longer far below zero
+        else:
+            np.testing.assert_allclose(state.aot, 0.1)
+    unguarded = SceneCorrector(
+        out, StandardAtmosphere(1.0, 1.5), L1C_BANDS, 0.0, 0.0, b10, 120.0, guard=False
+    )
+    np.testing.assert_allclose(unguarded.estimate(toa, grid(120, 12, 12), geometry).aot, 1.0)

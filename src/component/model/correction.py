@@ -129,6 +129,15 @@ def cirrus_reflectance(
     return np.where(excess > CIRRUS_NOISE, excess, 0.0).astype(np.float32)
 
 
+GUARD_BANDS = ("B02", "B04")
+GUARD_FLOOR = -0.01
+"""Surface reflectance below which a clear cell's inversion is implausible (sensor noise and
+the table's error allow a little below zero)."""
+GUARD_FRACTION = 0.02
+"""Share of clear cells allowed below :data:`GUARD_FLOOR` before the estimate is shrunk."""
+GUARD_SAMPLE = 4096
+
+
 def capped_cirrus(cirrus: np.ndarray, toa: np.ndarray, terms: Terms) -> np.ndarray:
     """*cirrus* (h, w) no larger than any band (bands, h, w) shows above its own path term: a
     layer cannot add more than the darkest band sees, and what B10 wrongly takes for cirrus
@@ -151,6 +160,7 @@ class SceneCorrector:
         cirrus_atmosphere: Atmosphere | None = None,
         grid_m: float = 120.0,
         cirrus_correction: bool = False,
+        guard: bool = True,
     ) -> None:
         """*atmosphere* holds the output bands' table, *cirrus_atmosphere* B10's (for the
         clear-sky B10 signal; without it B10 is taken as cirrus whole). *cirrus_correction*:
@@ -158,6 +168,9 @@ class SceneCorrector:
         configuration (``Cirrus_Correction`` FALSE): cirrus is then flagged (SCL class 10) and
         kept out of the aerosol estimate, not subtracted."""
         self.cirrus_correction = cirrus_correction
+        self.guard = guard
+        """Shrink an aerosol estimate that would leave clear pixels below zero (see
+        :meth:`_guarded`)."""
         self.atmosphere = atmosphere
         self.cirrus_atmosphere = cirrus_atmosphere
         self.estimator = estimator
@@ -207,6 +220,9 @@ class SceneCorrector:
             notes.append("no valid pixel: the standard atmosphere stands in")
         shape = toa.shape[1:]
         on_grid = _on_grid(geometry, shape)
+        if self.guard:
+            aot, guarded = self._guarded(toa, aot, water, on_grid, elevation, ozone)
+            notes += guarded
         step = terms_step(self.smoothing_m, grid.resolution)
         if not self.cirrus_correction:
             terms = thinned_terms(self.atmosphere, aot, water, on_grid, step, elevation, ozone)
@@ -233,6 +249,67 @@ class SceneCorrector:
             state.environment = np.stack([smooth(band, sigma) for band in surface])
             state.adjacency_gain = self.atmosphere.adjacency_gain(aot, on_grid.view_zenith)
         return state
+
+    def _guarded(
+        self,
+        toa: np.ndarray,
+        aot: np.ndarray,
+        water: np.ndarray,
+        geometry: Geometry,
+        elevation: np.ndarray | None,
+        ozone: np.ndarray | None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """*aot*, unless more than :data:`GUARD_FRACTION` of the clear cells (excluded cells
+        are NaN in *toa*) invert below :data:`GUARD_FLOOR` in blue or red: a surface darker
+        than nothing says the estimate took more aerosol than the scene's own dark pixels
+        allow. Then its excess over the standard atmosphere's AOT is scaled down until no more
+        than that share of the cells is below zero. The check runs on at most
+        :data:`GUARD_SAMPLE` cells; a note says what was done."""
+        bands = [b for b in GUARD_BANDS if b in self.output_bands and b in self.input_bands]
+        rows = [self.input_bands.index(b) for b in bands]
+        cells = np.flatnonzero(np.isfinite(toa[rows]).all(axis=0).ravel())
+        if len(cells) < 10 or not bands:
+            return aot, []
+        cells = cells[:: max(1, len(cells) // GUARD_SAMPLE)]
+        out = [self.output_bands.index(b) for b in bands]
+        seen = toa[rows].reshape(len(rows), -1)[:, cells]
+
+        def at(field: np.ndarray | float | None) -> np.ndarray | None:
+            if field is None:
+                return None
+            return np.broadcast_to(np.asarray(field), aot.shape).ravel()[cells]
+
+        angles = Geometry(
+            at(geometry.sun_zenith), at(geometry.view_zenith), at(geometry.relative_azimuth)
+        )
+        column = DEFAULT_OZONE if ozone is None else at(ozone)
+
+        def fraction(candidate: np.ndarray, floor: float = GUARD_FLOOR) -> float:
+            terms = self.atmosphere.terms(
+                at(candidate), at(water), angles, column, elevation_m=at(elevation)
+            )
+            single = Terms(terms.path[out], terms.transmittance[out], terms.spherical_albedo[out])
+            surface = Atmosphere.inverse(seen, single)
+            return float(np.mean((surface < floor).any(axis=0)))
+
+        before = fraction(aot)
+        if before <= GUARD_FRACTION:
+            return aot, []
+        # Shrunk until (nearly) every clear cell is at or above zero, not merely the floor.
+        prior = np.minimum(aot, np.float32(FALLBACK.aot))
+        excess = aot - prior
+        low, high = 0.0, 1.0
+        for _ in range(7):
+            middle = (low + high) / 2.0
+            if fraction(prior + np.float32(middle) * excess, 0.0) <= GUARD_FRACTION:
+                low = middle
+            else:
+                high = middle
+        shrunk = (prior + np.float32(low) * excess).astype(np.float32)
+        return shrunk, [
+            f"the aerosol estimate left {before:.0%} of clear cells darker than zero in "
+            f"{'/'.join(bands)}: its excess over AOT {FALLBACK.aot:g} scaled by {low:.2f}"
+        ]
 
     def _cirrus(
         self,
