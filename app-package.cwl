@@ -34,8 +34,8 @@ $graph:
         type: string?
         label: elevation raster
         doc: >-
-          A DEM (GeoTIFF, VRT, COG; path or URL) for the terrain's air pressure; empty: the
-          component's offline 5 arc-minute elevation map.
+          A DEM (GeoTIFF, VRT, COG; path or URL) for the terrain's air; empty: the Copernicus
+          DEM of the CDSE STAC (with S3 keys), else the component's offline 5 arc-minute map.
       cirrus_correction:
         type: boolean?
         label: cirrus correction

@@ -26,7 +26,7 @@ import rasterio
 from component.io import elevation
 from support.nrt import models_dir  # noqa: F401 (fixture)
 from support.s3 import S3Server
-from support.synthetic import cdse_s3_base, make_l1c_product
+from support.synthetic import cdse_s3_base, copernicus_dem_item, make_l1c_product, write_dem
 from support.validation import assert_valid_stac
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -262,7 +262,12 @@ def s3_items(
     root.mkdir()
     item = make_l1c_product(root, size_10m=384, date=date, href_base=cdse_s3_base(date), seed=11)
     s3_server.upload_tree(root, cdse_s3_base(date).removeprefix("s3://eodata/"))
-    return stac_api([item]), item
+    # The Copernicus DEM beside it, as CDSE serves both: a 600 m plateau under the product.
+    west, south, east, north = item["bbox"]
+    around = (west - 0.05, south - 0.05, east + 0.05, north + 0.05)
+    dem = write_dem(tmp_path / "dem.tif", around, 600.0)
+    dem_href = s3_server.upload_file(dem, "auxdata/CopDEM_COG/plateau.tif")
+    return stac_api([item, copernicus_dem_item(dem_href, around)]), item
 
 
 @pytest.mark.slow
@@ -285,7 +290,8 @@ def test_search_s3_at_10m_then_skip_and_archive(
     )
     args = ["--stac-url", url, "--bbox", bbox, "--datetime", "2024-02-07/2024-02-08"]
     output = tmp_path / "out"
-    first = run_component([*args, "--resolution", "10"], output, models_dir, s3_server.gdal_env())
+    env = s3_server.gdal_env() | {"COMPONENT_DEM_STAC_URL": url}
+    first = run_component([*args, "--resolution", "10"], output, models_dir, env)
     assert first.returncode == 0, first.stderr
     summary = first.summary()
     assert summary["found"] == 1 and len(summary["processed"]) == 1
@@ -299,6 +305,11 @@ def test_search_s3_at_10m_then_skip_and_archive(
     # The granule's AUX_ECMWFT, read through the same S3 as the bands: its ozone and pressure.
     assert "Meteorology: ECMWF forecast of the granule" in item["properties"]["processing:lineage"]
     assert not any("ECMWF" in note for note in summary["items"][0]["notes"])
+    # And the elevation from the Copernicus DEM of the same STAC API and S3.
+    assert "Copernicus DEM (cop-dem-glo-90-dged-cog, 1 tiles): mean 600 m" in (
+        item["properties"]["processing:lineage"]
+    )
+    assert not any("elevation" in note for note in summary["items"][0]["notes"])
     derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
     assert derived == [f"{url}collections/sentinel-2-l1c/items/{l1c['id']}"]
     keys = {f"{band}_{NATIVE.get(band, 20)}m" for band in L2A_BANDS}

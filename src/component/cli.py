@@ -83,8 +83,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dem",
         metavar="PATH_OR_URL",
-        help="elevation raster (GeoTIFF, VRT, COG URL, s3://) for the terrain's air pressure; "
-        "default: the component's offline 5 arc-minute map",
+        help="elevation raster (GeoTIFF, VRT, COG URL, s3://) for the terrain's air; default: "
+        "the Copernicus DEM of the CDSE STAC (with S3 keys), else an offline 5 arc-minute map",
     )
     parser.add_argument(
         "--cirrus-correction",

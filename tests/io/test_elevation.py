@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from component.core.grid import Grid
 from component.core.settings import Settings
 from component.errors import AssetReadError
 from component.io import elevation
+from support.synthetic import copernicus_dem_item, write_dem
 
 SETTINGS = Settings()
 # A 120 m grid of 10 x 12 cells over Lago Barbellino (Alps, ~1.9 km), UTM 32N.
@@ -74,3 +76,29 @@ def test_a_missing_offline_map_falls_back_to_sea_level(
     monkeypatch.setattr(elevation, "offline_map", lambda: tmp_path / "gone.tif")
     heights, notes = elevation.resolve(None, ALPS, SETTINGS)
     assert heights is elevation.SEA_LEVEL and "sea level" in notes[0]
+
+
+@pytest.mark.slow
+def test_the_copernicus_dem_comes_from_the_loopback_stac_api_and_s3(
+    tmp_path: Path, s3_server: Any, stac_api: Any
+) -> None:
+    """With S3 keys, the default source is the DEM collection of the STAC API (here rustac on
+    loopback), its COG read from S3 (here moto) as the bands are: a 1500 m plateau over the
+    Alps grid, mosaicked onto it; without keys, or with an API that has no tile, the offline
+    map serves with a note."""
+    import os
+
+    bbox = [9.8, 45.82, 10.1, 46.12]
+    dem = write_dem(tmp_path / "dem.tif", bbox, 1500.0)
+    href = s3_server.upload_file(dem, "auxdata/CopDEM_COG/N46_E009.tif")
+    url = stac_api([copernicus_dem_item(href, bbox)])
+    environ = {**os.environ, **s3_server.gdal_env(), "COMPONENT_DEM_STAC_URL": url}
+    settings = Settings.from_environ(environ)
+    heights, notes = elevation.resolve(None, ALPS, settings)
+    assert notes == [] and heights.source.startswith("Copernicus DEM (cop-dem-glo-90-dged-cog")
+    assert np.allclose(heights.metres, 1500.0, atol=1.0)
+    keyless = settings.without_keys()
+    assert elevation.resolve(None, ALPS, keyless)[0].source == elevation.OFFLINE_SOURCE
+    empty = Settings.from_environ({**environ, "COMPONENT_DEM_COLLECTION": "no-such-dem"})
+    heights, notes = elevation.resolve(None, ALPS, empty)
+    assert heights.source == elevation.OFFLINE_SOURCE and "Copernicus DEM not read" in notes[0]

@@ -507,6 +507,39 @@ def write_ecmwf_grib(path: Path, centre: tuple[float, float], **values: float) -
     return path
 
 
+def write_dem(path: Path, bbox: list[float] | tuple[float, ...], metres: float) -> Path:
+    """A flat DEM GeoTIFF in degrees (float32, 0.005 deg cells) over *bbox* (W, S, E, N), as
+    the Copernicus DEM COGs are (EPSG:4326)."""
+    west, south, east, north = bbox
+    cell = 0.005
+    width = max(2, math.ceil((east - west) / cell))
+    height = max(2, math.ceil((north - south) / cell))
+    profile = {"driver": "GTiff", "count": 1, "dtype": "float32", "crs": "EPSG:4326"}
+    profile |= {"width": width, "height": height, "transform": from_origin(west, north, cell, cell)}
+    with rasterio.open(path, "w", **profile) as target:
+        target.write(np.full((1, height, width), metres, np.float32))
+    return path
+
+
+def copernicus_dem_item(href: str, bbox: list[float] | tuple[float, ...]) -> dict[str, Any]:
+    """A CDSE-shaped Copernicus DEM item (collection cop-dem-glo-90-dged-cog, asset ``data``)."""
+    west, south, east, north = bbox
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": f"Copernicus_DSM_COG_30_{south:.0f}_{west:.0f}_DEM",
+        "collection": "cop-dem-glo-90-dged-cog",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": list(bbox),
+        "properties": {"datetime": "2021-04-22T00:00:00Z"},
+        "links": [],
+        "assets": {
+            "data": {"href": href, "type": "image/tiff; application=geotiff", "roles": ["data"]}
+        },
+    }
+
+
 def make_l1c_product(
     root: Path,
     *,

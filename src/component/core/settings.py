@@ -20,6 +20,11 @@ from component.errors import OutputError
 log = logging.getLogger(__name__)
 
 CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
+CDSE_STAC_URL = "https://stac.dataspace.copernicus.eu/v1/"
+DEM_COLLECTION = "cop-dem-glo-90-dged-cog"
+"""The Copernicus DEM (90 m, DGED COGs) in CDSE's STAC: the default elevation source."""
+DEM_STAC_ENV = "COMPONENT_DEM_STAC_URL"
+DEM_COLLECTION_ENV = "COMPONENT_DEM_COLLECTION"
 CDSE_MAX_CONNECTIONS = 4
 """CDSE allows 4 concurrent connections per user."""
 MAX_CONNECTIONS_ENV = "COMPONENT_MAX_CONNECTIONS"
@@ -108,6 +113,9 @@ class Settings:
     """How long a run waits for another run's lock on its output folder (0: not at all)."""
     progress_interval_s: float = 10.0
     """Seconds between two progress log lines (when no terminal shows a bar)."""
+    dem_stac_url: str = CDSE_STAC_URL
+    """STAC API holding the Copernicus DEM (empty: do not look for it)."""
+    dem_collection: str = DEM_COLLECTION
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -133,6 +141,8 @@ class Settings:
             stac_timeout_s=_number(env, STAC_TIMEOUT_ENV, 30.0),
             lock_timeout_s=_lock_timeout(env),
             progress_interval_s=_number(env, PROGRESS_INTERVAL_ENV, 10.0),
+            dem_stac_url=env.get(DEM_STAC_ENV, CDSE_STAC_URL).strip(),
+            dem_collection=env.get(DEM_COLLECTION_ENV, "").strip() or DEM_COLLECTION,
         )
 
     def with_keys(self, access_key_id: str | None, secret_access_key: str | None) -> Settings:

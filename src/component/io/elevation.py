@@ -7,10 +7,13 @@ cell gets an elevation (the 6S table's altitude axis does the rest), from, in tu
 1. ``--dem PATH_OR_URL``: any raster GDAL reads (a GeoTIFF, a VRT mosaic, a COG over https or
    ``s3://``), in any CRS, resampled onto the coarse grid (averaged where it is finer, bilinear
    where it is coarser). A DEM the user named that cannot be read stops the item with exit 5.
-2. The component's offline map (:data:`OFFLINE_MAP`): pvlib's global 5 arc-minute altitude grid
+2. The Copernicus DEM of CDSE's STAC (``Settings.dem_collection``, by default the 90 m DGED
+   COGs, asset ``data``, ``s3://`` hrefs read with the bands' keys): the tiles that intersect
+   the grid, mosaicked onto it. Only with S3 keys; a search or read that fails falls back.
+3. The component's offline map (:data:`OFFLINE_MAP`): pvlib's global 5 arc-minute altitude grid
    (about 9 km cells, errors of 100 m and more in steep terrain), 1 MB inside the package, so
    that a run without network still corrects mountains for most of their air.
-3. Sea level, when neither can be read (said in the notes and the lineage).
+4. Sea level, when none can be read (said in the notes and the lineage).
 
 Cells without elevation data (the sea, in the offline map) are at sea level.
 """
@@ -73,6 +76,47 @@ def _cell_m(dataset: rasterio.io.DatasetReader) -> float:
 def on_grid(href: str, grid: Grid, settings: Settings) -> np.ndarray:
     """The raster at *href* (band 1, its scale and offset applied) on *grid*, metres; its
     no-data cells (and cells outside it) are 0: sea level."""
+    return _masked_on_grid(href, grid, settings)[0]
+
+
+DEM_ASSET = "data"
+DEM_SEARCH_RETRIES = 1
+DEM_SEARCH_TIMEOUT_S = 15.0
+"""The DEM's search is a convenience: a slow or absent API costs seconds, not the run."""
+
+
+def copernicus_dem(grid: Grid, settings: Settings) -> Elevation:
+    """The Copernicus DEM tiles of ``settings.dem_stac_url`` that intersect *grid*, mosaicked
+    onto it; raises ``LookupError`` when the API holds none, and the search's or the reader's
+    own errors when they fail."""
+    import dataclasses
+
+    from rasterio.warp import transform_bounds
+
+    from component.io.search import open_client
+
+    brief = dataclasses.replace(
+        settings, stac_retries=DEM_SEARCH_RETRIES, stac_timeout_s=DEM_SEARCH_TIMEOUT_S
+    )
+    client = open_client(settings.dem_stac_url, brief)
+    bbox = transform_bounds(f"EPSG:{grid.epsg}", "EPSG:4326", *grid.bounds, densify_pts=21)
+    found = client.search(collections=[settings.dem_collection], bbox=bbox, max_items=64)
+    hrefs = [
+        str(item.assets[DEM_ASSET].href)
+        for item in found.items()
+        if DEM_ASSET in item.assets and item.assets[DEM_ASSET].href
+    ]
+    if not hrefs:
+        raise LookupError(f"no {settings.dem_collection} tile covers the product")
+    metres = np.zeros((grid.height, grid.width), np.float32)
+    for href in hrefs:
+        tile, covered = _masked_on_grid(href, grid, settings)
+        metres[covered] = tile[covered]
+    return Elevation(metres, f"Copernicus DEM ({settings.dem_collection}, {len(hrefs)} tiles)")
+
+
+def _masked_on_grid(href: str, grid: Grid, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """Metres on *grid* from one raster and where it has data."""
     with gdal(settings), rasterio.open(href) as dataset:
         finer = _cell_m(dataset) < grid.resolution
         with WarpedVRT(
@@ -86,7 +130,7 @@ def on_grid(href: str, grid: Grid, settings: Settings) -> np.ndarray:
             values = vrt.read(1, masked=True)
         scale, offset = dataset.scales[0] or 1.0, dataset.offsets[0] or 0.0
     metres = values.astype(np.float32) * np.float32(scale) + np.float32(offset)
-    return np.ma.filled(metres, np.float32(0.0)).astype(np.float32)
+    return np.ma.filled(metres, np.float32(0.0)), ~np.ma.getmaskarray(values)
 
 
 def resolve(dem: str | None, grid: Grid, settings: Settings) -> tuple[Elevation, list[str]]:
@@ -103,6 +147,13 @@ def resolve(dem: str | None, grid: Grid, settings: Settings) -> tuple[Elevation,
                 f"cannot read --dem {dem} ({reason}): give a raster GDAL reads (GeoTIFF, VRT, "
                 "COG URL), or leave --dem out for the offline elevation"
             ) from None
+    if settings.dem_stac_url and settings.has_s3_keys and grid.epsg is not None:
+        try:
+            return copernicus_dem(grid, settings), notes
+        except Exception as error:  # any search or read failure: the offline map stands in
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            notes.append(f"Copernicus DEM not read ({reason})")
+            log.warning("%s", notes[-1])
     try:
         metres = on_grid(str(offline_map()), grid, settings)
     except (RasterioError, OSError) as error:
