@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,8 +61,9 @@ def test_a_failure_is_raised_with_gdals_message(tmp_path: Path) -> None:
         overviews.build(tmp_path / "missing.tif", [2], Resampling.average)
 
 
-def _python_progress_during(work: Callable[[], None]) -> int:
-    """Loops a pure-Python thread completes while *work* runs in this one."""
+def _python_progress_during(work: Callable[[], None]) -> float:
+    """Loops per second a pure-Python thread completes while *work* runs in this one (a rate,
+    not a count: the two builds need not take as long)."""
     stop, count = threading.Event(), [0]
 
     def spin() -> None:
@@ -71,12 +73,14 @@ def _python_progress_during(work: Callable[[], None]) -> int:
 
     thread = threading.Thread(target=spin)
     thread.start()
+    started = time.perf_counter()
     try:
         work()
     finally:
+        elapsed = time.perf_counter() - started
         stop.set()
         thread.join()
-    return count[0]
+    return count[0] / max(elapsed, 1e-3)
 
 
 @pytest.mark.skipif(not overviews.releases_gil(), reason="no GIL-free path on this platform")
@@ -92,4 +96,6 @@ def test_other_threads_run_while_the_overviews_are_built(tmp_path: Path) -> None
 
     free = _python_progress_during(lambda: overviews.build(ours, [2, 4, 8, 16], Resampling.average))
     held = _python_progress_during(rasterios)
-    assert free > 5 * max(held, 10)
+    # Loops per second: about 6x here (53k against 8.5k on 2 cores); 3x leaves room for a
+    # loaded machine while still telling a released GIL from a held one.
+    assert free > 3 * max(held, 10.0)
