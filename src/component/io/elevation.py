@@ -29,12 +29,11 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 
 from component.core.grid import Grid
 from component.core.settings import Settings
 from component.errors import AssetReadError
-from component.io.load import gdal
+from component.io.load import gdal, warped_onto
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +118,8 @@ def _masked_on_grid(href: str, grid: Grid, settings: Settings) -> tuple[np.ndarr
     """Metres on *grid* from one raster and where it has data."""
     with gdal(settings), rasterio.open(href) as dataset:
         finer = _cell_m(dataset) < grid.resolution
-        with WarpedVRT(
-            dataset,
-            crs=f"EPSG:{grid.epsg}",
-            transform=grid.transform,
-            width=grid.width,
-            height=grid.height,
-            resampling=Resampling.average if finer else Resampling.bilinear,
-        ) as vrt:
+        resampling = Resampling.average if finer else Resampling.bilinear
+        with warped_onto(dataset, grid, resampling) as vrt:
             values = vrt.read(1, masked=True)
         scale, offset = dataset.scales[0] or 1.0, dataset.offsets[0] or 0.0
     metres = values.astype(np.float32) * np.float32(scale) + np.float32(offset)

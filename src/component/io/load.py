@@ -81,6 +81,19 @@ def gdal(settings: Settings) -> rasterio.Env:
     return rasterio.Env(session=keys, **settings.gdal_options())
 
 
+def warped_onto(dataset: Any, grid: Grid, resampling: Resampling) -> WarpedVRT:
+    """*dataset* seen on *grid* (its CRS, transform and shape), resampled by *resampling*:
+    auxiliary rasters (a DEM, a meteorological GRIB) in any CRS onto the atmosphere's grid."""
+    return WarpedVRT(
+        dataset,
+        crs=f"EPSG:{grid.epsg}",
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=resampling,
+    )
+
+
 def output_grid(
     product: L1CProduct,
     band: str,

@@ -22,12 +22,11 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 
 from component.core.grid import Grid
 from component.core.settings import Settings
 from component.io.l1c import L1CProduct
-from component.io.load import gdal
+from component.io.load import gdal, warped_onto
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +89,7 @@ def read_ecmwf(href: str, grid: Grid, settings: Settings) -> Meteorology:
                     names[field] = (index, str(tags.get("GRIB_UNIT", "")))
         if not names:
             raise ValueError("no ECMWF water vapour, pressure or ozone field in it")
-        with WarpedVRT(
-            dataset,
-            crs=f"EPSG:{grid.epsg}",
-            transform=grid.transform,
-            width=grid.width,
-            height=grid.height,
-            resampling=Resampling.bilinear,
-        ) as vrt:
+        with warped_onto(dataset, grid, Resampling.bilinear) as vrt:
             for field, (index, unit) in names.items():
                 values = vrt.read(index, masked=True).astype(np.float64)
                 if values.mask.all():
