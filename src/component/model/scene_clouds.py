@@ -91,18 +91,51 @@ def preload() -> None:
             _loading = in_background(_load_booster, name="cloud-model")
 
 
+class _InterruptedImportError(Exception):
+    """lightgbm is installed but its import failed in the loading thread."""
+
+
 def _booster() -> Booster:
+    """The loaded detector: the background load's result, or, when that import failed
+    although lightgbm is installed, a load here in the calling thread.
+
+    Importing in a second thread while the first imports the same packages (lightgbm
+    imports pandas, as xarray does) can see a partially initialised module: Python's
+    import locks give it up rather than deadlock. The package is whole once both imports
+    end, so the retry here succeeds and only a real failure reaches the user.
+    """
+    global _loading
     preload()
     assert _loading is not None
-    return _loading.result()
-
-
-def _load_booster() -> Booster:
     try:
-        from lightgbm import Booster
-    except ImportError:
+        return _loading.result()
+    except _InterruptedImportError:
+        with _loading_lock:
+            future: Future[Booster] = Future()
+            try:
+                future.set_result(_load_booster(retry=False))
+            except ModelError as error:
+                future.set_exception(error)
+            _loading = future
+        return future.result()
+
+
+def _load_booster(retry: bool = True) -> Booster:
+    """The detector read from the s2cloudless wheel; :class:`ModelError` when lightgbm is
+    missing or fails to import (with its error), :class:`_InterruptedImportError` for a failed
+    import worth retrying when *retry*."""
+    if importlib.util.find_spec("lightgbm") is None:
         raise ModelError(
             f"the cloud detector needs lightgbm (pip install '{S2CLOUDLESS_REQUIREMENT}')"
+        )
+    try:
+        from lightgbm import Booster
+    except ImportError as error:
+        if retry:
+            raise _InterruptedImportError(str(error)) from error
+        raise ModelError(
+            f"lightgbm is installed but does not import ({error}): "
+            f"reinstall it (pip install --force-reinstall 'lightgbm>=4')"
         ) from None
     return Booster(model_file=str(model_path()))
 
