@@ -7,17 +7,27 @@ go through the same HTTP, STAC and GDAL code paths as production against CDSE.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from component.core.settings import LOCAL_HREF_ROOTS_ENV
 from support.s3 import S3Server, start_s3_server
 from support.stac_api import StacApiServer, start_stac_api
 from support.synthetic import make_l1c_product
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The loopback STAC APIs serve items whose assets are local files (the test products): an
+# operator's opt-in, as for an API indexing a shared mount. Subprocesses inherit it;
+# tests of the default refusal remove it (tests/io/test_trust.py).
+os.environ.setdefault(
+    LOCAL_HREF_ROOTS_ENV, os.pathsep.join([tempfile.gettempdir(), str(REPO_ROOT)])
+)
 
 
 @pytest.fixture(scope="session")

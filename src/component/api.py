@@ -69,7 +69,7 @@ _BAND_NAME = re.compile(r"^B(0?[1-9]|1[0-2]|8A)(_\d+M)?$")
 def _item_dict(item: Any, settings: Settings) -> tuple[dict[str, Any], str | None]:
     """An item as a dict with absolute hrefs, and where it came from, from a dict, a pystac
     Item or a path/URL."""
-    from component.io import search, zarr_product
+    from component.io import search, trust, zarr_product
 
     if isinstance(item, (str, Path)):
         zarr_product.install_stac_io(settings)
@@ -84,6 +84,7 @@ def _item_dict(item: Any, settings: Settings) -> tuple[dict[str, Any], str | Non
         item = clone.to_dict(include_self_link=False, transform_hrefs=False)
     if not isinstance(item, dict) or item.get("type") != "Feature":
         raise InvalidItemError("load_l1c: give a STAC Item (dict, pystac.Item, path or URL)")
+    trust.check_item(item, href, settings.local_href_roots)  # remote: remote data only
     return search.require_l1c(zarr_product.expand(item, settings, href)), href
 
 

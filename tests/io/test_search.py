@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from component.core.settings import Settings
+from component.core.settings import LOCAL_HREF_ROOTS_ENV, Settings
 from component.errors import InvalidItemError, NoItemsFoundError, StacApiError
 from component.io.search import read_item, require_l1c, search
 from component.params import SearchParams, parse_bbox, parse_datetime
@@ -33,7 +34,7 @@ def base_item(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return make_l1c_product(tmp_path_factory.mktemp("l1c"), size_10m=60)
 
 
-SETTINGS = Settings()
+SETTINGS = Settings.from_environ({LOCAL_HREF_ROOTS_ENV: os.environ[LOCAL_HREF_ROOTS_ENV]})
 
 
 def _variant(base: dict[str, Any], day: int, cloud: float) -> dict[str, Any]:

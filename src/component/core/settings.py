@@ -34,6 +34,7 @@ STAC_BACKOFF_MAX_ENV = "COMPONENT_STAC_BACKOFF_MAX_S"
 STAC_TIMEOUT_ENV = "COMPONENT_STAC_TIMEOUT_S"
 LOCK_TIMEOUT_ENV = "COMPONENT_LOCK_TIMEOUT_S"
 PROGRESS_INTERVAL_ENV = "COMPONENT_PROGRESS_INTERVAL_S"
+LOCAL_HREF_ROOTS_ENV = "COMPONENT_LOCAL_HREF_ROOTS"
 BAND_EXTENSIONS = ".jp2,.tif,.tiff,.xml"
 """What GDAL may fetch remotely for a SAFE product (it then never probes S3 for side-cars)."""
 DEFAULT_LOCK_TIMEOUT_S = 600.0
@@ -116,6 +117,10 @@ class Settings:
     dem_stac_url: str = CDSE_STAC_URL
     """STAC API holding the Copernicus DEM (empty: do not look for it)."""
     dem_collection: str = DEM_COLLECTION
+    local_href_roots: tuple[str, ...] = ()
+    """Folders whose files a remote document (an item from a STAC API or a URL) may name by
+    local path: a shared mount its API indexes, such as ``/eodata`` on a CDSE machine. Empty:
+    remote documents name only remote data (:mod:`component.io.trust`)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +148,11 @@ class Settings:
             progress_interval_s=_number(env, PROGRESS_INTERVAL_ENV, 10.0),
             dem_stac_url=env.get(DEM_STAC_ENV, CDSE_STAC_URL).strip(),
             dem_collection=env.get(DEM_COLLECTION_ENV, "").strip() or DEM_COLLECTION,
+            local_href_roots=tuple(
+                os.path.realpath(root)
+                for root in env.get(LOCAL_HREF_ROOTS_ENV, "").split(os.pathsep)
+                if root.strip()
+            ),
         )
 
     def with_keys(self, access_key_id: str | None, secret_access_key: str | None) -> Settings:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from component.errors import InvalidParameterError, NoItemsFoundError
+from component.io import trust
 
 CATALOG_FILE = "catalog.json"
 MAX_DEPTH = 16
@@ -57,6 +58,7 @@ def catalog_items(folder: str | Path) -> list[str]:
         if document.get("type") == "Feature":  # a folder may hold a single item
             items.append(str(resolved))
             return
+        trust.check_links(document.get("links"), str(catalog))
         for link in document.get("links", []):
             href = link.get("href") if isinstance(link, dict) else None
             if not isinstance(href, str) or not href:

@@ -31,6 +31,7 @@ from urllib3.util.retry import Retry
 
 from component.core.settings import Settings
 from component.errors import InvalidItemError, NoItemsFoundError, StacApiError
+from component.io import trust
 from component.params import SearchParams
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def read_item(source: str) -> InputItem:
         raise InvalidItemError(f"cannot read item {source} ({error}): check --item") from None
     item.make_asset_hrefs_absolute()
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
+    data["id"] = trust.product_id(data.get("id"))
     href = source if "://" in source else str(Path(source).resolve())
     return InputItem(require_l1c(data), href)
 
@@ -184,11 +186,21 @@ def search(params: SearchParams, settings: Settings) -> list[InputItem]:
     from component.io import zarr_product  # EOPF Zarr items get band assets like SAFE ones
 
     result = []
+    refused: list[InvalidItemError] = []
     for item in items:
         data = item.to_dict(include_self_link=False, transform_hrefs=False)
         href = item.get_self_href() or (
             f"{params.stac_url.rstrip('/')}/collections/{params.collection}/items/{item.id}"
         )
+        try:
+            trust.check_item(data, href, settings.local_href_roots)  # before a Zarr is opened
+            data["id"] = trust.product_id(data.get("id"))
+        except InvalidItemError as error:  # one untrusted item must not stop the others
+            log.warning("%s: refused: %s", str(item.id)[:80], error)
+            refused.append(error)
+            continue
         result.append(InputItem(require_l1c(zarr_product.expand(data, settings, href)), href))
+    if refused and not result:
+        raise refused[0]
     log.info("found %d item(s) in %s", len(result), params.collection)
     return result

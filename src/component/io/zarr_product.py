@@ -35,6 +35,7 @@ from urllib.parse import urljoin, urlparse
 from component.core.bands import L1C_BANDS, NATIVE_RESOLUTION
 from component.core.settings import Settings
 from component.errors import AssetReadError, CredentialsError, InvalidItemError
+from component.io import trust
 from component.io.l1c import epsg_code
 
 REFLECTANCE_GROUP = "measurements/reflectance"
@@ -337,6 +338,7 @@ def install_stac_io(settings: Settings) -> None:
             except ValueError:
                 return text
             if isinstance(document, dict) and document.get("type") == "Feature":
+                trust.check_item(document, href, settings.local_href_roots)  # before it is opened
                 expanded = expand(document, settings, href)
                 if expanded is not document:
                     return json.dumps(expanded)
