@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from affine import Affine
 
 from component.core.bands import L1C_BANDS, NATIVE_RESOLUTION
+from component.core.grid import Grid
 from component.core.settings import ZARR_EXTENSIONS, Settings
-from component.io import l1c, load, zarr_product
+from component.io import geometry, l1c, load, meteorology, trust, zarr_product
 from component.io.search import read_item
 from component.sample import item_path as sample_item_path
 from support.eopf import BAND_GROUPS, write_eopf_zarr
 from support.nrt import component_env, models_dir, run_cli  # noqa: F401 (fixture)
 from support.s3 import S3Server
+from support.synthetic import make_l1c_product, mgrs_tile_grid, synthetic_angles
 
 pytest.importorskip("zarr")
 
@@ -187,3 +190,110 @@ def test_zarr_on_s3_and_an_item_naming_it(
     done = run_cli(["--item", href, "--output", str(tmp_path / "nokeys")], no_keys)
     assert done.returncode == 7, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.fixture(scope="module")
+def angled_product(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic product with its MTD_TL.xml angle grids: its CDSE item's path."""
+    root = tmp_path_factory.mktemp("angled")
+    item = make_l1c_product(root / "safe", size_10m=120)
+    path = root / "item.json"
+    path.write_text(json.dumps(item))
+    return path
+
+
+def _real_layout(item_path: Path, folder: Path, layout: str, crs_key: str) -> Path:
+    """The product as ESA publishes it, with its own ``conditions/geometry``."""
+    item = json.loads(item_path.read_text())
+    _, ulx, uly = mgrs_tile_grid(item["properties"]["grid:code"].removeprefix("MGRS-"))
+    granule = Path(item["assets"]["granule_metadata"]["href"]).parent
+    return write_eopf_zarr(
+        item_path,
+        folder,
+        layout=layout,
+        angles=synthetic_angles(),
+        angle_origin=(ulx, uly),
+        crs_key=crs_key,
+        ecmwf_grib=granule / "AUX_DATA" / "AUX_ECMWFT",
+    )
+
+
+@pytest.mark.parametrize(
+    ("layout", "crs_key"),
+    [
+        ("cpm-2.5", "horizontal_CRS_code"),
+        ("cpm-2.6", "horizontal_CRS_code"),
+        ("cpm-2.6", "horizontal_crs_code"),
+    ],
+)
+def test_real_layouts_read_like_the_safe_item_with_their_own_angle_grids(
+    angled_product: Path, tmp_path: Path, layout: str, crs_key: str
+) -> None:
+    """ESA's metadata ("null" datetime, a .SAFE id, swapped bbox, the CRS only in
+    other_metadata from CPM 2.6.2) give the SAFE item's time, footprint, grids and product
+    id; the angles come from conditions/geometry and equal MTD_TL.xml's."""
+    safe_item = json.loads(angled_product.read_text())
+    store = _real_layout(angled_product, tmp_path, layout, crs_key)
+    item = zarr_product.item_from_zarr(str(store), LOCAL)
+    assert item["properties"]["datetime"][:19] == safe_item["properties"]["datetime"][:19]
+    assert item["bbox"] == pytest.approx(safe_item["bbox"], abs=1e-6)
+    assert trust.product_id(item["id"]) == safe_item["id"]
+    zarr_input, safe_input = l1c.from_item(item), l1c.from_item(safe_item)
+    assert zarr_input.granule_metadata is None and zarr_input.eopf_conditions == str(store)
+    for band in safe_input.bands:
+        assert zarr_input.bands[band].grid == safe_input.bands[band].grid, band
+    coarse = Grid(safe_input.epsg, Affine(120, 0, *safe_input.origin[:1], 0, -120,
+                                          safe_input.origin[1]), 10, 10)  # fmt: skip
+    from_zarr, notes = geometry.resolve(zarr_input, coarse, LOCAL)
+    from_mtd, _ = geometry.resolve(safe_input, coarse, LOCAL)
+    assert notes == [] and from_zarr is not None and from_mtd is not None
+    assert "conditions/geometry" in from_zarr.source
+    for name in ("sun_zenith", "view_zenith", "relative_azimuth", "sun_azimuth"):
+        np.testing.assert_allclose(getattr(from_zarr, name), getattr(from_mtd, name), atol=1e-9)
+    weather, notes = meteorology.resolve(zarr_input, coarse, LOCAL)
+    from_grib, _ = meteorology.resolve(safe_input, coarse, LOCAL)
+    assert notes == [] and weather is not None and from_grib is not None
+    assert "conditions/meteorology" in weather.source
+    for name in ("water_cm", "msl_hpa", "ozone_atm_cm"):
+        np.testing.assert_allclose(getattr(weather, name), getattr(from_grib, name), rtol=1e-5)
+
+
+def test_a_product_without_angle_grids_says_so(angled_product: Path, tmp_path: Path) -> None:
+    store = write_eopf_zarr(angled_product, tmp_path, layout="cpm-2.6")
+    product = l1c.from_item(zarr_product.item_from_zarr(str(store), LOCAL))
+    safe = l1c.from_item(json.loads(angled_product.read_text()))
+    coarse = Grid(safe.epsg, Affine(120, 0, safe.origin[0], 0, -120, safe.origin[1]), 10, 10)
+    found, notes = geometry.resolve(product, coarse, LOCAL)
+    assert len(notes) == 1 and "conditions/geometry" in notes[0] and "scene-mean" in notes[0]
+    assert found is not None and "scene means" in found.source
+
+
+@pytest.mark.slow
+def test_a_real_layout_product_on_s3_gives_the_safe_l2a(
+    angled_product: Path,
+    tmp_path: Path,
+    s3_server: S3Server,
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """CPM 2.6.2 metadata and angle grids read from the loopback S3 (zarr-python through the
+    signed reader): the SAFE item's L2A to one DN, with no default-angle note."""
+    store = _real_layout(angled_product, tmp_path / "store", "cpm-2.6", "horizontal_CRS_code")
+    prefix = f"Sentinel-2/MSI/L1C-zarr/real/{store.name}/"
+    s3_server.upload_tree(store, prefix)
+    env = component_env(models_dir, **s3_server.gdal_env())
+    outputs = {}
+    for name, source in (
+        ("safe", str(angled_product)),
+        ("zarr", f"s3://{s3_server.bucket}/{prefix}".rstrip("/")),
+    ):
+        outputs[name] = tmp_path / name
+        args = ["--resolution", "60", "--item", source, "--output", str(outputs[name])]
+        done = run_cli(args, env)
+        assert done.returncode == 0, done.stderr
+    _assert_same_l2a(outputs["safe"], outputs["zarr"])
+    summary = json.loads((outputs["zarr"] / "run-summary.json").read_text())
+    assert "default angles" not in json.dumps(summary)
+    (item_file,) = outputs["zarr"].glob("*/*_s2-l1c2l2a-*.json")
+    lineage = json.loads(item_file.read_text())["properties"]["processing:lineage"]
+    assert "default angles" not in lineage and "climatological ozone" not in lineage
+    assert "conditions/geometry" in lineage and "conditions/meteorology" in lineage

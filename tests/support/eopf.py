@@ -28,8 +28,37 @@ def product_name(item: dict[str, Any]) -> str:
     return f"{item['id']}.zarr"
 
 
-def write_eopf_zarr(item_path: Path, folder: Path, zarr_format: int = 2) -> Path:
-    """The product of the item at *item_path* as ``folder/<id>.zarr``; returns its path."""
+LAYOUTS = ("cpm-2.5", "cpm-2.6")
+"""Root and band metadata as ESA's products carry them (``../shared/docs/atmosphere-inputs.md``,
+"EOPF Zarr, as ESA publishes it", from dumps of real products' metadata): CPM 2.5 keeps a
+``proj:epsg`` on each band; from CPM 2.6.2 the CRS is only in ``other_metadata`` (spelled
+``horizontal_CRS_code``, or ``horizontal_crs_code`` in some products). Both carry
+``stac_discovery.properties.datetime`` as the string ``"null"``, an id ending in ``.SAFE`` and
+a bbox with its longitudes swapped."""
+
+
+def write_eopf_zarr(
+    item_path: Path,
+    folder: Path,
+    zarr_format: int = 2,
+    layout: str | None = None,
+    angles: dict[str, Any] | None = None,
+    angle_origin: tuple[float, float] | None = None,
+    crs_key: str = "horizontal_CRS_code",
+    ecmwf_grib: Path | None = None,
+) -> Path:
+    """The product of the item at *item_path* as ``folder/<id>.zarr``; returns its path.
+
+    *layout* None writes the tidy metadata a converter would guess (a real datetime, the
+    plain id, a right bbox, per-band ``proj:epsg``); one of :data:`LAYOUTS` writes ESA's.
+    *angles* (``support.synthetic.synthetic_angles``'s grids, nodes 5 km apart from
+    *angle_origin*, the tile's upper-left corner) become ``conditions/geometry`` as ESA
+    writes it: ``sun_angles`` (angle, y, x) and ``viewing_incidence_angles`` (band,
+    detector, angle, y, x), with ``angle``/``band``/``detector``/``x``/``y`` coordinates.
+    *ecmwf_grib* (a granule's AUX_ECMWFT) becomes ``conditions/meteorology/ecmwf`` as ESA
+    writes it: ``tcwv``, ``msl``, ``tco3`` (latitude, longitude) in the GRIB1 units.
+    """
+    assert layout in (None, *LAYOUTS), layout
     item = json.loads(item_path.read_text())
     baseline = tuple(int(v) for v in item["properties"]["processing:version"].split("."))
     offset = -0.1 if baseline >= (4, 0) else 0.0
@@ -56,29 +85,101 @@ def write_eopf_zarr(item_path: Path, folder: Path, zarr_format: int = 2) -> Path
                 "add_offset": offset,
                 "valid_min": 1,
                 "valid_max": 65535,
-                "proj:epsg": epsg,
             }
+            if layout in (None, "cpm-2.5"):
+                attrs["proj:epsg"] = epsg
             variables[band.lower()] = xr.Variable(("y", "x"), dn, attrs)
         dataset = xr.Dataset(variables, coords=coords)
         for name in dataset.data_vars:
             dataset[name].encoding.update({"_FillValue": 0, "chunks": (256, 256)})
         tree[f"/measurements/reflectance/{group}"] = dataset
+    if angles is not None:
+        assert angle_origin is not None, "angle grids need the tile's upper-left corner"
+        tree["/conditions/geometry"] = _geometry_group(angles, angle_origin)
+    if ecmwf_grib is not None:
+        tree["/conditions/meteorology/ecmwf"] = _ecmwf_group(ecmwf_grib)
     datatree = xr.DataTree.from_dict(tree)
     properties = {k: v for k, v in item["properties"].items() if not k.startswith("proj:")}
-    properties.update({"product:type": "S02MSIL1C", "proj:code": f"EPSG:{epsg}"})
+    properties.update({"product:type": "S02MSIL1C"})
+    product_id, bbox = item["id"], list(item["bbox"])
+    if layout is None:
+        properties["proj:code"] = f"EPSG:{epsg}"
+    else:
+        properties["datetime"] = "null"
+        product_id = f"{product_id}.SAFE"
+        bbox = [bbox[2], bbox[1], bbox[0], bbox[3]]
     datatree.attrs.update(
         {
             "stac_discovery": {
                 "type": "Feature",
                 "stac_version": "1.1.0",
-                "id": item["id"],
+                "id": product_id,
                 "geometry": item["geometry"],
-                "bbox": item["bbox"],
+                "bbox": bbox,
                 "properties": properties,
             },
-            "other_metadata": {"horizontal_CRS_code": f"EPSG:{epsg}"},
+            "other_metadata": {crs_key: f"EPSG:{epsg}"},
         }
     )
     target = folder / product_name(item)
     datatree.to_zarr(target, mode="w", consolidated=True, zarr_format=zarr_format)
     return target
+
+
+ANGLE_STEP_M = 5000
+
+
+def _geometry_group(angles: dict[str, Any], origin: tuple[float, float]) -> xr.Dataset:
+    """``conditions/geometry`` of an EOPF L1C product from MTD_TL-style grids."""
+    sun = np.stack([angles["sun_zenith"], angles["sun_azimuth"]])
+    rows, cols = sun.shape[1:]
+    bands = sorted(angles["view"])
+    detectors = sorted({d for per_band in angles["view"].values() for d in per_band})
+    view = np.full((len(bands), len(detectors), 2, rows, cols), np.nan)
+    for b, band in enumerate(bands):
+        for d, detector in enumerate(detectors):
+            if detector in angles["view"][band]:
+                zenith, azimuth = angles["view"][band][detector]
+                view[b, d] = np.stack([zenith, azimuth])
+    ulx, uly = origin
+    coords = {
+        "angle": ["zenith", "azimuth"],
+        "band": [band.lower() for band in bands],
+        "detector": np.asarray(detectors, np.int64),
+        "x": (ulx + ANGLE_STEP_M * np.arange(cols)).astype(np.int64),
+        "y": (uly - ANGLE_STEP_M * np.arange(rows)).astype(np.int64),
+    }
+    return xr.Dataset(
+        {
+            "sun_angles": (("angle", "y", "x"), sun, {"units": "deg"}),
+            "viewing_incidence_angles": (
+                ("band", "detector", "angle", "y", "x"),
+                view,
+                {"units": "deg"},
+            ),
+            "mean_sun_angles": (("angle",), np.nanmean(sun.reshape(2, -1), axis=1)),
+        },
+        coords=coords,
+    )
+
+
+DOBSON_KG_M2 = 2.1415e-5
+_GRIB2_TO_EOPF = {"PWAT": ("tcwv", 1.0, "kg m**-2"), "PRMSL": ("msl", 1.0, "Pa")}
+_GRIB2_TO_EOPF["TOZNE"] = ("tco3", DOBSON_KG_M2, "kg m**-2")  # Dobson units -> kg/m²
+
+
+def _ecmwf_group(grib: Path) -> xr.Dataset:
+    """``conditions/meteorology/ecmwf`` from a GRIB as :func:`write_ecmwf_grib` writes it."""
+    with rasterio.open(grib) as dataset:
+        transform, height, width = dataset.transform, dataset.height, dataset.width
+        variables = {}
+        for index in range(1, dataset.count + 1):
+            element = dataset.tags(index).get("GRIB_ELEMENT", "")
+            name, scale, unit = _GRIB2_TO_EOPF[element]
+            values = dataset.read(index).astype(np.float64) * scale
+            variables[name] = (("latitude", "longitude"), values, {"units": unit})
+    coords = {
+        "latitude": transform.f + (np.arange(height) + 0.5) * transform.e,
+        "longitude": transform.c + (np.arange(width) + 0.5) * transform.a,
+    }
+    return xr.Dataset(variables, coords=coords)

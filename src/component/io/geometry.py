@@ -75,6 +75,8 @@ class TileAngles:
     view_zenith: np.ndarray
     """Mean over bands and detectors (NaN-aware); NaN where no detector sees the node."""
     view_azimuth: np.ndarray
+    source: str = "MTD_TL.xml angle grids"
+    """Where the grids came from, in the lineage's words."""
 
 
 def _values(element: ET.Element) -> np.ndarray:
@@ -166,6 +168,58 @@ def _filled(values: np.ndarray) -> np.ndarray:
     return values[tuple(index)]
 
 
+def eopf_tile_angles(root: str, settings: Settings) -> TileAngles:
+    """The angle grids of an EOPF Zarr product at *root* (``conditions/geometry``).
+
+    ``sun_angles`` is (angle, y, x) and ``viewing_incidence_angles`` (band, detector, angle,
+    y, x), on the same 23 x 23 nodes as MTD_TL.xml's grids, whose map coordinates ``x`` and
+    ``y`` give; the ``angle`` coordinate names the zenith and azimuth planes (in that order
+    when it is absent). Reduced as :func:`parse_tile_angles` reduces MTD_TL.xml's: one viewing
+    grid, the NaN-aware mean over bands and detectors. Raises ``ValueError`` when the group
+    is absent or its arrays disagree.
+    """
+    from zarr.errors import BaseZarrError
+
+    from component.io.zarr_product import open_group
+
+    try:
+        group = open_group(root, settings)["conditions/geometry"]
+        sun = np.asarray(group["sun_angles"][...], dtype=np.float64)
+        view = np.asarray(group["viewing_incidence_angles"][...], dtype=np.float64)
+        x = np.asarray(group["x"][...], dtype=np.float64)
+        y = np.asarray(group["y"][...], dtype=np.float64)
+        names = ["zenith", "azimuth"]
+        if "angle" in group:
+            names = [str(name).strip().lower() for name in group["angle"][...]]
+    except (KeyError, IndexError, BaseZarrError) as error:
+        raise ValueError(f"no conditions/geometry angle grids ({error})") from None
+    if "zenith" not in names or "azimuth" not in names:
+        raise ValueError(f"conditions/geometry angle names {names}: no zenith/azimuth")
+    zenith, azimuth = names.index("zenith"), names.index("azimuth")
+    nodes = (len(y), len(x))
+    if sun.shape != (len(names), *nodes) or view.ndim != 5 or view.shape[2:] != sun.shape:
+        raise ValueError(f"angle grids of shapes {sun.shape} and {view.shape} disagree")
+    if min(nodes) < 2:
+        raise ValueError(f"angle grids of {nodes} nodes")
+    zeniths = view[:, :, zenith].reshape(-1, *nodes)
+    azimuths = view[:, :, azimuth].reshape(-1, *nodes)
+    with np.errstate(invalid="ignore"), _quiet_nanmean():
+        view_zenith = np.nanmean(zeniths, axis=0)
+    view_azimuth = _circular_mean(azimuths, axis=0)
+    view_azimuth = np.where(np.isnan(view_zenith), np.nan, view_azimuth)
+    return TileAngles(
+        float(x[0]),
+        float(y[0]),
+        float(x[1] - x[0]),
+        float(y[0] - y[1]),
+        sun[zenith],
+        sun[azimuth],
+        view_zenith,
+        view_azimuth,
+        "the EOPF product's conditions/geometry angle grids",
+    )
+
+
 def angles_on_grid(angles: TileAngles, grid: Grid) -> Geometry:
     """The angle grids interpolated (bilinear) at the pixel centres of *grid*."""
     from scipy.ndimage import map_coordinates  # on use: see component.pipeline
@@ -192,7 +246,7 @@ def angles_on_grid(angles: TileAngles, grid: Grid) -> Geometry:
         sun_azimuth=sample_azimuth(angles.sun_azimuth),
         view_zenith=sample(angles.view_zenith),
         view_azimuth=sample_azimuth(angles.view_azimuth),
-        source="MTD_TL.xml angle grids",
+        source=angles.source,
     )
 
 
@@ -221,10 +275,13 @@ def resolve(
     stand in, and the note says why.
     """
     notes: list[str] = []
-    if product.granule_metadata:
+    if product.granule_metadata or product.eopf_conditions:
         try:
-            document = read_text(product.granule_metadata, settings)
-            return angles_on_grid(parse_tile_angles(document), grid), notes
+            if product.granule_metadata:
+                tile = parse_tile_angles(read_text(product.granule_metadata, settings))
+            else:
+                tile = eopf_tile_angles(str(product.eopf_conditions), settings)
+            return angles_on_grid(tile, grid), notes
         except (OSError, ValueError, requests.RequestException) as error:
             reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
             notes.append(

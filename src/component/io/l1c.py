@@ -194,6 +194,9 @@ class L1CProduct:
     aux_ecmwf: str | None = None
     """Href of the granule's ``AUX_DATA/AUX_ECMWFT`` (ECMWF ozone, pressure, water vapour):
     an ``aux_ecmwft`` asset, else beside the granule metadata of a SAFE layout."""
+    eopf_conditions: str | None = None
+    """Root of the EOPF Zarr product (its ``product`` asset) whose ``conditions`` group holds
+    the angle grids (``geometry``) and the ECMWF forecasts (``meteorology/ecmwf``)."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -255,4 +258,13 @@ def from_item(item: dict[str, Any], href: str | None = None) -> L1CProduct:
         granule_metadata=str(metadata) if metadata else None,
         view={k: float(v) for k, v in zip(VIEW_KEYS, values, strict=True)} if finite else {},
         aux_ecmwf=str(aux) if aux else None,
+        eopf_conditions=_zarr_root(assets),
     )
+
+
+def _zarr_root(assets: dict[str, Any]) -> str | None:
+    """The href of a ``product`` asset that is an EOPF Zarr product, if any."""
+    product = assets.get("product") or {}
+    href = product.get("href")
+    zarr_type = "zarr" in str(product.get("type", "")).lower()
+    return str(href) if href and (zarr_type or str(href).rstrip("/").endswith(".zarr")) else None

@@ -19,6 +19,15 @@ The layout read here is the one ``xarray-eopf`` (0.3) reads: the groups above, t
 ``other_metadata``'s ``horizontal_CRS_code``, a band's ``proj:epsg`` or ``stac_discovery``'s
 ``proj:code``.
 
+The product's ``conditions`` (the 5 km sun and viewing angle grids, band x detector x angle x
+y x x, and the ECMWF forecasts) are small arrays that GDAL's classic raster API does not
+expose: zarr-python reads them (:func:`open_group`; remote products through the same signed
+reader as the granule metadata), for :mod:`component.io.geometry` and
+:mod:`component.io.meteorology`. ESA's root metadata is taken as published: the ``"null"``
+datetime gives way to the sensing time, the swapped bbox to the footprint's bounds, the CRS
+is looked for in ``other_metadata`` under both spellings; the ``.SAFE`` id suffix is dropped
+where an id names a product (:func:`component.io.trust.product_id`).
+
 Radiometry follows the processing baseline as for SAFE (:func:`component.io.l1c.radiometry`), not
 the arrays' ``scale_factor``/``add_offset``: one rule for both formats.
 """
@@ -148,8 +157,9 @@ class ZarrProduct:
 
     def epsg(self) -> int:
         """The product's EPSG code, looked up where the EOPF reader looks for it."""
-        code = self.attrs.get("other_metadata", {}).get("horizontal_CRS_code")
-        candidates: list[Any] = [code]
+        other = self.attrs.get("other_metadata", {})
+        # Spelled horizontal_CRS_code, or horizontal_crs_code in some products.
+        candidates: list[Any] = [other.get("horizontal_CRS_code"), other.get("horizontal_crs_code")]
         for band in L1C_BANDS:
             path = self.band_array(band)
             if path:
@@ -170,6 +180,89 @@ class ZarrProduct:
         if isinstance(discovered, str) and discovered:
             return discovered
         return Path(urlparse(self.root).path).name.removesuffix(".zarr")
+
+
+def open_group(root: str, settings: Settings) -> Any:
+    """The product at *root* (local, ``s3://`` or ``http(s)://``) as a read-only zarr-python
+    group, its metadata consolidated: the small arrays GDAL's classic raster API does not
+    expose (the 5-D viewing-angle grids) are read through it."""
+    import zarr
+
+    if "://" not in root:
+        return zarr.open_group(root, mode="r")
+    return zarr.open_group(store=_href_store(root.rstrip("/"), settings), mode="r")
+
+
+def _href_store(root: str, settings: Settings) -> Any:
+    """A read-only zarr store of the product at *root* over
+    :func:`component.io.geometry.read_text` (HTTP, and S3 signed as GDAL's /vsis3 is): zarr
+    is imported only when a remote product's small arrays are read."""
+    from zarr.abc.store import Store
+
+    class HrefStore(Store):
+        supports_writes = False
+        supports_deletes = False
+        supports_partial_writes = False
+        supports_listing = False
+
+        def __init__(self) -> None:
+            super().__init__(read_only=True)
+            self.root = root
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, HrefStore) and other.root == self.root
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            import asyncio
+
+            from component.io.geometry import read_text
+
+            try:
+                data = await asyncio.to_thread(read_text, f"{root}/{key}", settings)
+            except FileNotFoundError:
+                return None
+            except OSError as error:  # read_text's HTTP (requests) and S3 failures
+                status = getattr(getattr(error, "response", None), "status_code", None)
+                if status == 404 or "HTTP 404" in str(error):
+                    return None  # an absent key: zarr's fill value, or no such node
+                raise
+            return prototype.buffer.from_bytes(_slice(data, byte_range))
+
+        async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list[Any]:
+            return [await self.get(key, prototype, wanted) for key, wanted in key_ranges]
+
+        async def exists(self, key: str) -> bool:
+            from zarr.core.buffer import default_buffer_prototype
+
+            return await self.get(key, default_buffer_prototype()) is not None
+
+        async def set(self, key: str, value: Any) -> None:
+            raise PermissionError("read-only store")
+
+        async def delete(self, key: str) -> None:
+            raise PermissionError("read-only store")
+
+        def list(self) -> Any:
+            raise NotImplementedError("no listing over HTTP/S3")
+
+        def list_prefix(self, prefix: str) -> Any:
+            raise NotImplementedError("no listing over HTTP/S3")
+
+        def list_dir(self, prefix: str) -> Any:
+            raise NotImplementedError("no listing over HTTP/S3")
+
+    return HrefStore()
+
+
+def _slice(data: bytes, wanted: Any) -> bytes:
+    """*data* cut to a zarr byte request (a range, an offset or a suffix), or whole."""
+    if wanted is None:
+        return data
+    if hasattr(wanted, "start") and hasattr(wanted, "end"):
+        return data[wanted.start : wanted.end]
+    if hasattr(wanted, "offset"):
+        return data[wanted.offset :]
+    return data[-wanted.suffix :]
 
 
 def _v2_nodes(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -220,6 +313,45 @@ def _grid(href: str, settings: Settings) -> tuple[list[float], list[int]]:
     return [float(v) for v in transform], shape
 
 
+_SENSING_IN_NAME = re.compile(r"_MSIL1C_(\d{8}T\d{6})_")
+
+
+def _sensing_time(props: dict[str, Any], name: str) -> str | None:
+    """The item's datetime: a real ``datetime``, else ``start_datetime``, else the sensing
+    time in the product name (EOPF L1C products carry ``datetime`` as the string "null")."""
+    for key in ("datetime", "start_datetime"):
+        value = props.get(key)
+        if isinstance(value, str) and re.match(r"\d{4}-\d{2}-\d{2}T", value):
+            return value
+    match = _SENSING_IN_NAME.search(name)
+    if match is None:
+        return None
+    stamp = match[1]
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:]}Z"
+
+
+def _bounds(geometry: dict[str, Any]) -> list[float] | None:
+    """``[west, south, east, north]`` of a GeoJSON polygon's coordinates, if it has any."""
+    points: list[tuple[float, float]] = []
+
+    def walk(value: Any) -> None:
+        if (
+            isinstance(value, (list, tuple))
+            and len(value) >= 2
+            and all(isinstance(v, (int, float)) for v in value[:2])
+        ):
+            points.append((float(value[0]), float(value[1])))
+        elif isinstance(value, (list, tuple)):
+            for part in value:
+                walk(part)
+
+    walk(geometry.get("coordinates"))
+    if not points:
+        return None
+    lons, lats = [p[0] for p in points], [p[1] for p in points]
+    return [min(lons), min(lats), max(lons), max(lats)]
+
+
 def _baseline(props: dict[str, Any], name: str) -> str | None:
     version = props.get("processing:version")
     if isinstance(version, str) and re.fullmatch(r"\d{1,2}\.\d{1,2}", version.strip()):
@@ -253,7 +385,7 @@ def item_from_zarr(
             "_Nxxxx_ in its name): give an EOPF Zarr L1C product"
         )
     properties["processing:version"] = baseline
-    properties.setdefault("datetime", properties.get("start_datetime"))
+    properties["datetime"] = _sensing_time(properties, item_id) or _sensing_time({}, product.name())
     epsg = product.epsg()
     assets: dict[str, Any] = {}
     grids: dict[str, tuple[list[float], list[int]]] = {}
@@ -295,6 +427,9 @@ def item_from_zarr(
     for key in ("geometry", "bbox"):
         if key not in item and key in discovered:
             item[key] = discovered[key]
+    if isinstance(item.get("geometry"), dict):
+        # The bbox of ESA's products has its longitudes swapped: the footprint's own bounds.
+        item["bbox"] = _bounds(item["geometry"]) or item.get("bbox")
     if "geometry" not in item:
         raise InvalidItemError(
             f"Zarr product {root} has no footprint (stac_discovery geometry): give an EOPF "
