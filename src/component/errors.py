@@ -63,7 +63,13 @@ class ModelError(ComponentError):
 
 
 class OutputError(ComponentError):
-    """The output folder cannot be written, or another run holds it."""
+    """The output folder cannot be written, or another run holds it.
+
+    Cannot be written: no space left (or a quota, or a file too large for its file system), a
+    read-only or vanished mount, no permission, or ``--output`` naming a file
+    (:mod:`component.io.output_faults`). Such a fault stops the whole run: it would fail every
+    item alike.
+    """
 
     exit_code = 9
 

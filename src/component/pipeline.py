@@ -34,8 +34,17 @@ from component.distribute import process_many
 from component.engine.assemble import Product, job_names, write_product
 from component.engine.decode import decode_bands, scene_grid, strip_count
 from component.engine.scene import classify_scene, estimate_atmosphere, has_valid_pixel
-from component.errors import ComponentError, ModelError, PartialFailureError
-from component.io import catalog, elevation, geometry, l1c, load, meteorology, search
+from component.errors import ComponentError, ModelError, OutputError, PartialFailureError
+from component.io import (
+    catalog,
+    elevation,
+    geometry,
+    l1c,
+    load,
+    meteorology,
+    output_faults,
+    search,
+)
 from component.io.describe import describe, lineage, output_id
 from component.io.write import ProductWriter
 from component.model import scene_clouds
@@ -184,42 +193,63 @@ def find_inputs(params: RunParams) -> list[search.InputItem]:
 
 
 def run(params: RunParams) -> RunSummary:
-    """The whole job; raises the item's own error when the only input fails."""
+    """The whole job; raises the item's own error when the only input fails.
+
+    A fault of the output's environment (no space left, a read-only mount, no permission:
+    :mod:`component.io.output_faults`) stops the run at once, however many items it has:
+    it would fail every one of them alike. It raises :class:`OutputError` (exit code 9, one
+    line); the items not done are listed as failed, "not processed", nothing staged is left,
+    and ``catalog.json`` keeps linking what was published before.
+    """
     started = time.perf_counter()
+    output_faults.check_output(params.output)  # a file, a read-only mount: before any work
     summary = RunSummary()
     inputs = find_inputs(params)
     summary.found = len(inputs)
     summary.seconds["search"] = round(time.perf_counter() - started, 3)
     # The lock comes before the model so that a run refused by it costs nothing.
     with catalog.locked(params.output, params.settings.lock_timeout_s):
-        catalog.clear_staging(params.output)
-        catalog.rebuild(params.output)  # links what a run killed before its update published
+        try:
+            catalog.clear_staging(params.output)
+            catalog.rebuild(params.output)  # links what a run killed before its update published
 
-        def record(source: search.InputItem, outcome: ItemResult | BaseException) -> None:
-            if isinstance(outcome, BaseException):
-                reason = f"worker failed ({type(outcome).__name__}: {str(outcome)[:200]})"
-                outcome = ItemResult(source.id, "", "failed", reason, 1)
-            summary.results.append(outcome)
-            if outcome.status == "processed":
-                summary.processed.append(outcome.output_id)
-                catalog.rebuild(params.output)  # a run killed later keeps this product
-            elif outcome.status == "skipped":
-                summary.skipped.append({"id": outcome.output_id, "reason": outcome.reason})
+            def record(source: search.InputItem, outcome: ItemResult | BaseException) -> None:
+                if isinstance(outcome, BaseException):
+                    fault = output_faults.environment_fault(outcome, params.output)
+                    reason = str(fault) if fault is not None else (
+                        f"worker failed ({type(outcome).__name__}: {str(outcome)[:200]})"
+                    )  # fmt: skip
+                    code = fault.exit_code if fault is not None else 1
+                    outcome = ItemResult(source.id, "", "failed", reason, code)
+                summary.results.append(outcome)
+                if outcome.status == "processed":
+                    summary.processed.append(outcome.output_id)
+                    catalog.rebuild(params.output)  # a run killed later keeps this product
+                elif outcome.status == "skipped":
+                    summary.skipped.append({"id": outcome.output_id, "reason": outcome.reason})
+                else:
+                    summary.failed.append({"id": source.id, "reason": outcome.reason})
+                    if outcome.exit_code == OutputError.exit_code:
+                        raise OutputError(outcome.reason)  # stops the run (and its workers)
+
+            if params.dask_scheduler or len(inputs) > 1:
+                process_many(inputs, params, process_on_worker, record)
             else:
-                summary.failed.append({"id": source.id, "reason": outcome.reason})
-
-        if params.dask_scheduler or len(inputs) > 1:
-            process_many(inputs, params, process_on_worker, record)
-        else:
-            model = load_model(params)
-            display = Progress(params.progress, interval=params.settings.progress_interval_s)
-            for index, source in enumerate(inputs, 1):
-                record(source, process(source, model, params, display, (index, len(inputs))))
-        catalog.rebuild(params.output)
-        summary.seconds["total"] = round(time.perf_counter() - started, 3)
-        catalog.write_json_atomic(params.output / "run-summary.json", summary.to_dict())
-        if params.archive is not None:
-            write_archive(params.output, params.archive)
+                model = load_model(params)
+                display = Progress(params.progress, interval=params.settings.progress_interval_s)
+                for index, source in enumerate(inputs, 1):
+                    record(source, process(source, model, params, display, (index, len(inputs))))
+            catalog.rebuild(params.output)
+            summary.seconds["total"] = round(time.perf_counter() - started, 3)
+            catalog.write_json_atomic(params.output / "run-summary.json", summary.to_dict())
+            if params.archive is not None:
+                write_archive(params.output, params.archive)
+        except Exception as error:
+            fault = output_faults.environment_fault(error, params.output)
+            if fault is None:
+                raise
+            _stop(params, inputs, summary, fault, started)
+            raise fault from None
     if summary.failed:
         failures = [r for r in summary.results if r.status == "failed"]
         broken_model = next((r for r in failures if r.exit_code == ModelError.exit_code), None)
@@ -234,6 +264,34 @@ def run(params: RunParams) -> RunSummary:
         error.summary = summary.to_dict()
         raise error
     return summary
+
+
+def _stop(
+    params: RunParams,
+    inputs: list[search.InputItem],
+    summary: RunSummary,
+    fault: OutputError,
+    started: float,
+) -> None:
+    """A run stopped by *fault*: the items not done listed, staging cleared, the catalog and
+    the summary written if the output now lets them be (best effort: *fault* is the error)."""
+    done = {result.input_id for result in summary.results}
+    for source in inputs:
+        if source.id not in done:
+            reason = "not processed: the run stopped at a fault of its output (exit code 9)"
+            summary.results.append(ItemResult(source.id, "", "failed", reason, fault.exit_code))
+            summary.failed.append({"id": source.id, "reason": reason})
+    summary.seconds["total"] = round(time.perf_counter() - started, 3)
+    fault.summary = summary.to_dict()
+    if not params.dask_scheduler:  # every worker of this run is gone: what it staged is junk
+        catalog.clear_staging(params.output)
+    try:
+        catalog.rebuild(params.output)
+        catalog.write_json_atomic(params.output / "run-summary.json", fault.summary)
+    except Exception as error:
+        if output_faults.environment_fault(error, params.output) is None:
+            raise
+        log.info("run-summary.json not written (the summary is on stdout): %s", error)
 
 
 def _reraise(result: ItemResult) -> ComponentError:
@@ -268,17 +326,27 @@ def process(
         return result
     if problem != "absent":
         log.warning("%s: republishing: the published product is invalid (%s)", out_id, problem)
-    staged = catalog.new_staging_folder(params.output, out_id)
+    try:
+        staged = catalog.new_staging_folder(params.output, out_id)
+    except OSError as error:
+        fault = output_faults.environment_fault(error, params.output)
+        if fault is None:
+            raise
+        return _failed(source, result, fault)
     catalog.pause_point("staged")
     try:
         published = _produce(source, model, params, out_id, staged, result, display, position)
     except ComponentError as error:
         catalog.discard(staged)
-        result.status, result.reason, result.exit_code = "failed", str(error), error.exit_code
-        log.error("%s: %s", source.id, error)
-        return result
+        return _failed(source, result, error)
     except Exception as error:  # one item's bug must not lose the other items
+        # A full disk, a read-only mount...: named, not a bug (judged before the discard
+        # frees the space a GDAL "Write failed" is judged by).
+        fault = output_faults.environment_fault(error, params.output)
         catalog.discard(staged)
+        if fault is not None:
+            log.debug("%s: %s", source.id, fault, exc_info=error)
+            return _failed(source, result, fault)
         reason = f"internal error ({type(error).__name__}: {str(error)[:200]})"
         result.status, result.reason, result.exit_code = "failed", reason, 1
         log.exception("%s: %s", source.id, reason)
@@ -293,6 +361,16 @@ def process(
     else:
         result.item = str(published)
         log.info("%s: published %s", source.id, published)
+    return result
+
+
+def _failed(source: search.InputItem, result: ItemResult, error: ComponentError) -> ItemResult:
+    result.status, result.reason, result.exit_code = "failed", str(error), error.exit_code
+    if isinstance(error, OutputError):
+        # The run stops on it and its error line says it: not said twice on stderr.
+        log.info("%s: %s", source.id, error)
+    else:
+        log.error("%s: %s", source.id, error)
     return result
 
 

@@ -20,6 +20,11 @@ each publish (a long run killed half-way keeps what it finished).
 Scheduled runs may overlap when one overruns its slot: the second waits for the first's lock
 for a bounded time (``COMPONENT_LOCK_TIMEOUT_S``, default 600 s) and then skips what the first
 published; past the timeout it fails with exit code 9. ``0`` restores fail-fast.
+
+A full disk, a read-only mount or missing permissions are exit code 9 too, in one line
+(:mod:`component.io.output_faults`): a failed write leaves the previous ``catalog.json`` in
+place, and what was staged is discarded (or, on a file system gone read-only, cleared by the
+next run).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import pystac
 from component.core.files import multihash_sha256
 from component.core.settings import LOCK_TIMEOUT_ENV
 from component.errors import OutputError
+from component.io.output_faults import environment_fault
 
 CATALOG_ID = "s2-l1c2l2a"
 CATALOG_DESCRIPTION = "Sentinel-2 L2A bottom-of-atmosphere reflectance predicted from L1C"
@@ -118,7 +124,8 @@ def locked(output: Path, timeout_s: float) -> Iterator[None]:
         output.mkdir(parents=True, exist_ok=True)
         handle = (output / LOCK).open("a+")
     except OSError as error:
-        raise OutputError(
+        fault = environment_fault(error, output)
+        raise fault or OutputError(
             f"cannot write to {output} ({error.strerror}): choose a writable --output"
         ) from None
     deadline = time.monotonic() + timeout
@@ -193,14 +200,20 @@ def _fsync_dir(folder: Path) -> None:
 def write_json_atomic(path: Path, data: object, stage: str | None = None) -> None:
     """Write to a temporary file beside *path*, fsync, then rename over it.
 
-    *stage* names a :func:`pause_point` between the write and the rename.
+    *stage* names a :func:`pause_point` between the write and the rename. A write that fails
+    (no space left) removes its temporary file and leaves *path* as it was.
     """
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with temporary.open("w") as stream:
-        json.dump(data, stream, indent=2)
-        stream.write("\n")
-        stream.flush()
-        os.fsync(stream.fileno())
+    try:
+        with temporary.open("w") as stream:
+            json.dump(data, stream, indent=2)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:  # a full disk: no half-written file left beside *path*
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
     if stage is not None:
         pause_point(stage)
     temporary.replace(path)
