@@ -357,3 +357,19 @@ def test_search_s3_at_10m_then_skip_and_archive(
     assert f"out/{item_path.parent.name}/{item_path.name}" in names
     assert f"out/{item_path.parent.name}/B05_20m.tif" in names
     assert not any(".lock" in name or ".staging" in name for name in names)
+
+
+def test_saved_search_results_given_as_an_item_are_each_an_input(
+    tmp_path: Path, l1c_product: Callable[..., dict[str, Any]]
+) -> None:
+    """``--item results.geojson`` (a FeatureCollection) runs every feature, as a search
+    would have found them."""
+    from component.params import RunParams
+    from component.pipeline import find_inputs
+
+    first = l1c_product(size_10m=60)
+    second = l1c_product(size_10m=60, date=datetime(2024, 1, 19, 10, 53, 29, tzinfo=timezone.utc))
+    saved = tmp_path / "results.geojson"
+    saved.write_text(json.dumps({"type": "FeatureCollection", "features": [first, second]}))
+    inputs = find_inputs(RunParams(output=tmp_path / "out", items=(str(saved),), resolution=60))
+    assert [source.id for source in inputs] == [first["id"], second["id"]]

@@ -185,7 +185,9 @@ def process_on_worker(
 def find_inputs(params: RunParams) -> list[search.InputItem]:
     """Items named on the command line, else a search, else the embedded sample."""
     if params.items:
-        return [search.read_item(source) for source in params.items]
+        return [
+            item for source in params.items for item in search.read_items(source, params.settings)
+        ]
     if params.search is not None:
         return search.search(params.search, params.settings)
     log.info("no input given: processing the embedded sample")

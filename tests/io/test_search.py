@@ -16,7 +16,7 @@ import pytest
 
 from component.core.settings import LOCAL_HREF_ROOTS_ENV, Settings
 from component.errors import InvalidItemError, NoItemsFoundError, StacApiError
-from component.io.search import read_item, require_l1c, search
+from component.io.search import read_item, read_items, require_l1c, search
 from component.params import SearchParams, parse_bbox, parse_datetime
 from support.stac_api import absolute_hrefs
 from support.synthetic import make_l1c_product
@@ -225,3 +225,33 @@ def test_non_l1c_item_file_refused(tmp_path: Path, l1c_product: Callable[..., An
     path.write_text(json.dumps(item))
     with pytest.raises(InvalidItemError, match="not a Sentinel-2 L1C"):
         read_item(str(path))
+
+
+def test_saved_search_results_are_read_item_by_item(
+    base_item: dict[str, Any], tmp_path: Path
+) -> None:
+    """A FeatureCollection (saved results) gives each feature as an input, checked as a
+    search result is; a file with a bad feature, or none, is refused in one line."""
+    features = [_variant(base_item, day, cloud) for day, cloud in SCHEDULE[:2]]
+    saved = tmp_path / "results.geojson"
+    saved.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    found = read_items(str(saved), SETTINGS)
+    assert [f.id for f in found] == [f["id"] for f in features]
+    assert all(f.href.startswith(str(saved)) for f in found)
+    assert found[0].data["assets"]["B02"]["href"] == features[0]["assets"]["B02"]["href"]
+    single = tmp_path / "item.json"
+    single.write_text(json.dumps(features[0]))
+    assert [f.id for f in read_items(str(single), SETTINGS)] == [features[0]["id"]]
+
+    bad = copy.deepcopy(features)
+    bad[1]["assets"]["B02"]["href"] = "/vsicurl/http://127.0.0.1:9/B02.jp2"
+    saved.write_text(json.dumps({"type": "FeatureCollection", "features": bad}))
+    with pytest.raises(InvalidItemError, match="GDAL virtual file"):
+        read_items(str(saved), SETTINGS)
+    bad[1] = {"type": "Feature", "id": "x"}
+    saved.write_text(json.dumps({"type": "FeatureCollection", "features": bad}))
+    with pytest.raises(InvalidItemError, match=r"feature 1 of .* is not a valid STAC item"):
+        read_items(str(saved), SETTINGS)
+    saved.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    with pytest.raises(InvalidItemError, match="without items"):
+        read_items(str(saved), SETTINGS)

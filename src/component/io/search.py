@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pystac
 import requests
@@ -109,6 +110,67 @@ def read_item(source: str) -> InputItem:
     return InputItem(require_l1c(data), href)
 
 
+def read_items(source: str, settings: Settings) -> list[InputItem]:
+    """The items *source* names: one item document (:func:`read_item`), or every feature of
+    saved search results (a GeoJSON FeatureCollection of items, as STAC Browser and
+    pystac-client save them), each checked as a search result is. A feature that is not a
+    valid item refuses the whole file (one line, exit 4)."""
+    document = _json_document(source)
+    if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
+        return [read_item(source)]
+    features = document.get("features")
+    if not isinstance(features, list) or not features:
+        raise InvalidItemError(
+            f"{source} is a FeatureCollection without items: save the search with its results"
+        )
+    origin = source if "://" in source else str(Path(source).resolve())
+    result = []
+    for index, feature in enumerate(features):
+        try:
+            item = pystac.Item.from_dict(feature)
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            pystac.STACError,
+            pystac.STACTypeError,
+        ) as error:
+            raise InvalidItemError(
+                f"feature {index} of {source} is not a valid STAC item ({type(error).__name__})"
+                ": pass a FeatureCollection of STAC Items"
+            ) from None
+        self_link = item.get_self_href()
+        item.set_self_href(self_link or origin)
+        item.make_asset_hrefs_absolute()
+        data = item.to_dict(include_self_link=False, transform_hrefs=False)
+        href = self_link or f"{origin}#{item.id}"
+        result.append(_admitted(data, self_link or origin, href, settings))
+    return result
+
+
+def _admitted(data: dict[str, Any], origin: str, href: str, settings: Settings) -> InputItem:
+    """A remote or saved item document as an input: its hrefs checked against *origin* (before
+    a Zarr product is opened), its id made a product id, its Zarr product expanded."""
+    from component.io import zarr_product  # EOPF Zarr items get band assets like SAFE ones
+
+    trust.check_item(data, origin, settings.local_href_roots)
+    data["id"] = trust.product_id(data.get("id"))
+    return InputItem(require_l1c(zarr_product.expand(data, settings, href)), href)
+
+
+def _json_document(source: str) -> Any:
+    """The parsed JSON of *source* when it names a ``.json``/``.geojson`` document that can
+    be read, else None (:func:`read_item` then reports what is wrong with it)."""
+    path = urlparse(source).path if "://" in source else source
+    if not path.lower().endswith((".json", ".geojson")):
+        return None
+    try:
+        return json.loads(pystac.StacIO.default().read_text(source))
+    except (OSError, ValueError, requests.RequestException, pystac.STACError):
+        return None
+
+
 def require_l1c(item: dict[str, Any]) -> dict[str, Any]:
     """The model was trained on L1C TOA reflectance: refuse anything else."""
     props = item.get("properties", {})
@@ -183,8 +245,6 @@ def search(params: SearchParams, settings: Settings) -> list[InputItem]:
             "--max-cloud-cover"
         )
     items.sort(key=lambda item: (item.datetime.isoformat() if item.datetime else "", item.id))
-    from component.io import zarr_product  # EOPF Zarr items get band assets like SAFE ones
-
     result = []
     refused: list[InvalidItemError] = []
     for item in items:
@@ -193,13 +253,10 @@ def search(params: SearchParams, settings: Settings) -> list[InputItem]:
             f"{params.stac_url.rstrip('/')}/collections/{params.collection}/items/{item.id}"
         )
         try:
-            trust.check_item(data, href, settings.local_href_roots)  # before a Zarr is opened
-            data["id"] = trust.product_id(data.get("id"))
-        except InvalidItemError as error:  # one untrusted item must not stop the others
+            result.append(_admitted(data, href, href, settings))
+        except InvalidItemError as error:  # one bad or untrusted item must not stop the others
             log.warning("%s: refused: %s", str(item.id)[:80], error)
             refused.append(error)
-            continue
-        result.append(InputItem(require_l1c(zarr_product.expand(data, settings, href)), href))
     if refused and not result:
         raise refused[0]
     log.info("found %d item(s) in %s", len(result), params.collection)
