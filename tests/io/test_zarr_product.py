@@ -21,6 +21,7 @@ from component.io.search import read_item
 from component.sample import item_path as sample_item_path
 from support.eopf import BAND_GROUPS, write_eopf_zarr
 from support.nrt import component_env, models_dir, run_cli  # noqa: F401 (fixture)
+from support.products import assert_same_l2a
 from support.s3 import S3Server
 from support.synthetic import make_l1c_product, mgrs_tile_grid, synthetic_angles
 
@@ -88,23 +89,6 @@ def test_not_a_zarr_product_is_an_invalid_item(tmp_path: Path) -> None:
         zarr_product.item_from_zarr(str(empty), LOCAL)
 
 
-def _products(output: Path) -> dict[str, np.ndarray]:
-    (folder,) = [p for p in output.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    rasters = {}
-    for path in sorted(folder.glob("*.tif")):
-        with rasterio.open(path) as dataset:
-            rasters[path.name] = dataset.read().astype(np.int32)
-    return rasters
-
-
-def _assert_same_l2a(one: Path, other: Path) -> None:
-    a, b = _products(one), _products(other)
-    assert sorted(a) == sorted(b) and len(a) >= 15
-    for name in a:
-        assert a[name].shape == b[name].shape, name
-        assert np.abs(a[name] - b[name]).max() <= 1, name
-
-
 @pytest.fixture(scope="module")
 def safe_10m(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Path:  # noqa: F811
     output = tmp_path_factory.mktemp("safe") / "out"
@@ -126,7 +110,7 @@ def test_zarr_and_safe_give_the_same_l2a(
     args = ["--resolution", "10", "--item", str(zarr_store), "--output", str(output)]
     done = run_cli(args, component_env(models_dir))
     assert done.returncode == 0, done.stderr
-    _assert_same_l2a(safe_10m, output)
+    assert_same_l2a(safe_10m, output)
     (item_file,) = output.glob("*/*_s2-l1c2l2a-*.json")
     links = json.loads(item_file.read_text())["links"]
     assert [link["href"] for link in links if link["rel"] == "derived_from"] == [str(zarr_store)]
@@ -151,7 +135,7 @@ def test_zarr_on_s3_and_an_item_naming_it(
     output = tmp_path / "s3"
     done = run_cli(["--resolution", "10", "--item", href, "--output", str(output)], env)
     assert done.returncode == 0, done.stderr
-    _assert_same_l2a(safe_10m, output)
+    assert_same_l2a(safe_10m, output)
 
     safe = json.loads(SAFE_ITEM.read_text())
     document = {
@@ -171,7 +155,7 @@ def test_zarr_on_s3_and_an_item_naming_it(
     output = tmp_path / "item"
     done = run_cli(["--resolution", "10", "--item", str(item_file), "--output", str(output)], env)
     assert done.returncode == 0, done.stderr
-    _assert_same_l2a(safe_10m, output)
+    assert_same_l2a(safe_10m, output)
 
     # the same item found by a STAC API search (the EOPF STAC API serves Zarr items so)
     url = stac_api([document])
@@ -181,7 +165,7 @@ def test_zarr_on_s3_and_an_item_naming_it(
     output = tmp_path / "search"
     done = run_cli(["--resolution", "10", *search, "--output", str(output)], env)
     assert done.returncode == 0, done.stderr
-    _assert_same_l2a(safe_10m, output)
+    assert_same_l2a(safe_10m, output)
 
     no_keys = {k: v for k, v in env.items() if not k.startswith("AWS_") or "KEY" not in k}
     no_keys = {
@@ -290,7 +274,7 @@ def test_a_real_layout_product_on_s3_gives_the_safe_l2a(
         args = ["--resolution", "60", "--item", source, "--output", str(outputs[name])]
         done = run_cli(args, env)
         assert done.returncode == 0, done.stderr
-    _assert_same_l2a(outputs["safe"], outputs["zarr"])
+    assert_same_l2a(outputs["safe"], outputs["zarr"])
     summary = json.loads((outputs["zarr"] / "run-summary.json").read_text())
     assert "default angles" not in json.dumps(summary)
     (item_file,) = outputs["zarr"].glob("*/*_s2-l1c2l2a-*.json")

@@ -5,6 +5,11 @@ The layout is the one ESA's EOPF products and the ``xarray-eopf`` reader use: ea
 pixel-centre ``x``/``y`` coordinates, ``scale_factor``/``add_offset`` for the reflectance,
 the CRS in ``other_metadata.horizontal_CRS_code`` and the STAC metadata in
 ``stac_discovery``; Zarr v2 with consolidated metadata, as the EOPF sample service publishes.
+With ``zarr_format=3`` the store is laid out as ESA's ``sentinel-2-l1c-zarr3`` products: one
+shard per band (``sharding_indexed``, blosc/zstd inner chunks), a ``spatial_ref`` variable in
+each resolution group, and multiscale levels: each coarser group also holds the finer bands,
+their DN averaged over 2x2, 3x3 or 6x6 blocks (0 = nodata left out), and the reflectance group
+a ``multiscales`` attribute naming the levels.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ def write_eopf_zarr(
     angle_origin: tuple[float, float] | None = None,
     crs_key: str = "horizontal_CRS_code",
     ecmwf_grib: Path | None = None,
+    inner_chunk: int = 256,
 ) -> Path:
     """The product of the item at *item_path* as ``folder/<id>.zarr``; returns its path.
 
@@ -57,6 +63,8 @@ def write_eopf_zarr(
     detector, angle, y, x), with ``angle``/``band``/``detector``/``x``/``y`` coordinates.
     *ecmwf_grib* (a granule's AUX_ECMWFT) becomes ``conditions/meteorology/ecmwf`` as ESA
     writes it: ``tcwv``, ``msl``, ``tco3`` (latitude, longitude) in the GRIB1 units.
+    *inner_chunk*: the inner chunk side of a v3 store's shards (ESA's is 1024; the sample's
+    bands are smaller).
     """
     assert layout in (None, *LAYOUTS), layout
     item = json.loads(item_path.read_text())
@@ -64,15 +72,20 @@ def write_eopf_zarr(
     offset = -0.1 if baseline >= (4, 0) else 0.0
     epsg = int(str(item["properties"].get("proj:code", "EPSG:32633")).split(":")[1])
     tree: dict[str, xr.Dataset] = {}
+    levels: dict[str, dict[str, tuple[np.ndarray, Any]]] = {}  # group -> band -> (DN, grid)
     for group, bands in BAND_GROUPS.items():
-        variables = {}
-        coords: dict[str, np.ndarray] = {}
+        levels[group] = {}
         for band in bands:
             href = item["assets"][band]["href"]
             with rasterio.open(item_path.parent / href) as dataset:
-                dn = dataset.read(1)
-                transform = dataset.transform
+                levels[group][band] = (dataset.read(1), dataset.transform)
                 epsg = dataset.crs.to_epsg() or epsg
+    if zarr_format >= 3:
+        _add_multiscale_levels(levels)
+    for group, per_band in levels.items():
+        variables = {}
+        coords: dict[str, np.ndarray] = {}
+        for band, (dn, transform) in per_band.items():
             height, width = dn.shape
             coords = {
                 "x": transform.c + (np.arange(width) + 0.5) * transform.a,
@@ -91,8 +104,15 @@ def write_eopf_zarr(
             variables[band.lower()] = xr.Variable(("y", "x"), dn, attrs)
         dataset = xr.Dataset(variables, coords=coords)
         for name in dataset.data_vars:
-            dataset[name].encoding.update({"_FillValue": 0, "chunks": (256, 256)})
+            dataset[name].encoding.update(_encoding(dataset[name].shape, zarr_format, inner_chunk))
+        if zarr_format >= 3:
+            wkt = rasterio.crs.CRS.from_epsg(epsg).to_wkt()
+            dataset["spatial_ref"] = xr.Variable(
+                (), np.int64(0), {"crs_wkt": wkt, "spatial_ref": wkt}
+            )
         tree[f"/measurements/reflectance/{group}"] = dataset
+    if zarr_format >= 3:
+        tree["/measurements/reflectance"] = xr.Dataset(attrs={"multiscales": _multiscales(levels)})
     if angles is not None:
         assert angle_origin is not None, "angle grids need the tile's upper-left corner"
         tree["/conditions/geometry"] = _geometry_group(angles, angle_origin)
@@ -124,6 +144,65 @@ def write_eopf_zarr(
     target = folder / product_name(item)
     datatree.to_zarr(target, mode="w", consolidated=True, zarr_format=zarr_format)
     return target
+
+
+def _encoding(shape: tuple[int, ...], zarr_format: int, inner_chunk: int) -> dict[str, Any]:
+    """v2: 256 px chunks; v3: one shard per band of *inner_chunk* px blosc/zstd chunks."""
+    if zarr_format < 3:
+        return {"_FillValue": 0, "chunks": (256, 256)}
+    from zarr.codecs import BloscCodec
+
+    chunks = tuple(min(inner_chunk, side) for side in shape)
+    shards = tuple(-(-side // chunk) * chunk for side, chunk in zip(shape, chunks, strict=True))
+    return {
+        "_FillValue": 0,
+        "chunks": chunks,
+        "shards": shards,
+        "compressors": (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),),
+    }
+
+
+RESOLUTIONS = {"r10m": 10, "r20m": 20, "r60m": 60}
+
+
+def block_mean(dn: np.ndarray, factor: int) -> np.ndarray:
+    """*dn* averaged over *factor* x *factor* blocks, rounded, DN 0 (nodata) left out."""
+    height, width = dn.shape[0] // factor, dn.shape[1] // factor
+    blocks = dn[: height * factor, : width * factor].reshape(height, factor, width, factor)
+    valid = blocks != 0
+    total = (blocks.astype(np.float64) * valid).sum(axis=(1, 3))
+    count = valid.sum(axis=(1, 3))
+    mean = np.where(count > 0, np.floor(total / np.maximum(count, 1) + 0.5), 0)
+    return mean.astype(np.uint16)
+
+
+def _add_multiscale_levels(levels: dict[str, dict[str, tuple[np.ndarray, Any]]]) -> None:
+    """Each coarser group gets the finer groups' bands, averaged onto its grid."""
+    from affine import Affine
+
+    for coarse, resolution in RESOLUTIONS.items():
+        for fine, fine_resolution in RESOLUTIONS.items():
+            if fine_resolution >= resolution:
+                continue
+            factor = resolution // fine_resolution
+            for band, (dn, transform) in list(levels[fine].items()):
+                if band in levels[coarse]:
+                    continue
+                grid = transform @ Affine.scale(factor)
+                levels[coarse][band] = (block_mean(dn, factor), grid)
+
+
+def _multiscales(levels: dict[str, Any]) -> dict[str, Any]:
+    """The reflectance group's ``multiscales`` attribute: the levels, finest first."""
+    layout: list[dict[str, Any]] = []
+    for group, resolution in RESOLUTIONS.items():
+        entry: dict[str, Any] = {"asset": group, "resolution": resolution}
+        if layout:
+            entry["derived_from"] = "r10m"
+            entry["transform"] = {"scale": [resolution / 10, resolution / 10]}
+            entry["resampling_method"] = "average"
+        layout.append(entry)
+    return {"layout": layout, "resampling_method": "average"}
 
 
 ANGLE_STEP_M = 5000

@@ -336,11 +336,15 @@ def describe(
     for written in assets:
         item.add_asset(written.key, _asset(written))
     if l1c_href:
+        from component.io import safe_product
+
+        # A SAFE product (folder or .zip) is named as itself, not as an item document.
+        is_safe = safe_product.is_safe_source(l1c_href)
         item.add_link(
             pystac.Link(
                 rel="derived_from",
                 target=l1c_href,
-                media_type="application/geo+json",
+                media_type=safe_product.media_type(l1c_href) if is_safe else "application/geo+json",
                 title=f"Sentinel-2 L1C input {l1c.get('id')}",
             )
         )

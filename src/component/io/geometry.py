@@ -292,7 +292,12 @@ def resolve(
 
 
 def read_text(href: str, settings: Settings) -> bytes:
-    """A small file by href: a local path, ``file://``, ``http(s)://`` or ``s3://``."""
+    """A small file by href: a local path, ``file://``, ``http(s)://``, ``s3://`` or a GDAL
+    ``/vsi`` name (inside a SAFE ``.zip``: :func:`component.io.vsi.read`)."""
+    if href.startswith("/vsi"):  # only the component writes these: trust refuses them in items
+        from component.io import vsi
+
+        return vsi.read(href, settings)
     parsed = urlparse(href)
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path) if parsed.scheme else href).read_bytes()

@@ -20,6 +20,8 @@ from pathlib import Path
 import rasterio
 from rasterio.enums import Resampling
 
+from component.io import vsi
+
 GA_UPDATE = 1
 CE_FAILURE = 3
 _CLOSE_REPORTS = tuple(int(x) for x in rasterio.__gdal_version__.split(".")[:2]) >= (3, 7)
@@ -29,16 +31,9 @@ _CLOSE_REPORTS = tuple(int(x) for x in rasterio.__gdal_version__.split(".")[:2])
 @functools.cache
 def _gdal() -> ctypes.CDLL | None:
     """rasterio's own libgdal with the few signatures used here, or None."""
-    import rasterio._io  # noqa: F401  (loads libgdal)
-
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
+    library = vsi.library()
+    if library is None:  # none, or two GDALs in one process: leave it to rasterio
         return None
-    paths = {line.split()[-1] for line in maps.splitlines() if "/libgdal" in line}
-    if len(paths) != 1:  # none, or two GDALs in one process: leave it to rasterio
-        return None
-    library = ctypes.CDLL(paths.pop())
     library.GDALAllRegister.restype = None
     library.GDALOpen.restype = ctypes.c_void_p
     library.GDALOpen.argtypes = [ctypes.c_char_p, ctypes.c_int]

@@ -13,11 +13,14 @@ product: no second code path to drift, and the same data give the same L2A.
 
 Why not ``xarray-eopf``: it pins ``zarr<3`` and pulls numba, dask-image and s3fs, whose
 aiobotocore would downgrade the botocore this project already uses; GDAL, which the component
-reads every band with anyway, reads Zarr itself: v2, the format EOPF publishes (the GDAL 3.10
-in rasterio's wheels refuses the v3 ``bytes`` codec; a v3 product then fails with exit 5).
-The layout read here is the one ``xarray-eopf`` (0.3) reads: the groups above, the CRS from
-``other_metadata``'s ``horizontal_CRS_code``, a band's ``proj:epsg`` or ``stac_discovery``'s
-``proj:code``.
+reads every band with anyway, reads Zarr itself: v2, the format EOPF publishes. The GDAL 3.10
+in rasterio's wheels refuses Zarr v3's ``bytes`` codec and ``sharding_indexed`` (ESA's
+``sentinel-2-l1c-zarr3``): the band arrays of a v3 product GDAL cannot open are read with
+zarr-python into local GeoTIFFs, with the product's coarser multiscale levels as their
+overviews (:mod:`component.io.zarr_v3`), and those files are the bands' hrefs, so the reading
+path downstream stays the same one. The layout read here is the one ``xarray-eopf`` (0.3)
+reads: the groups above, the CRS from ``other_metadata``'s ``horizontal_CRS_code``, a band's
+``proj:epsg``, ``stac_discovery``'s ``proj:code`` or (v3) the ``spatial_ref`` variable.
 
 The product's ``conditions`` (the 5 km sun and viewing angle grids, band x detector x angle x
 y x x, and the ECMWF forecasts) are small arrays that GDAL's classic raster API does not
@@ -51,6 +54,9 @@ REFLECTANCE_GROUP = "measurements/reflectance"
 ZARR_MEDIA_TYPES = ("application/vnd+zarr", "application/vnd.zarr")
 PRODUCT_ASSET = "product"
 _BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})_")
+PROBED_RESOLUTIONS = (10, 20, 60, 120, 360, 720)
+"""Reflectance groups (``r<N>m``) looked for in a v3 product without consolidated metadata:
+the native groups and the multiscale levels of ``sentinel-2-l1c-zarr3``."""
 
 
 def is_zarr_source(source: str) -> bool:
@@ -114,6 +120,7 @@ class ZarrProduct:
 
     def _read_nodes(self) -> dict[str, dict[str, Any]]:
         """``{node path: {"attributes": ..., "shape": ...}}`` from the consolidated metadata."""
+        self.zarr_format = 2
         try:
             return _v2_nodes(json.loads(self._read(".zmetadata")))
         except FileNotFoundError:
@@ -133,13 +140,52 @@ class ZarrProduct:
                     f"cannot read Zarr product {self.root} ({str(error)[:200]}): check the path, "
                     "the keys and endpoint"
                 ) from None
+        self.zarr_format = 3
         try:
-            return _v3_nodes(json.loads(self._read("zarr.json")))
+            document = json.loads(self._read("zarr.json"))
+            if document.get("zarr_format") == 3 and not document.get("consolidated_metadata"):
+                return self._probe_v3(document)
+            return _v3_nodes(document)
         except (OSError, ValueError) as error:
             raise InvalidItemError(
                 f"{self.root} is not a consolidated Zarr product ({str(error)[:160]}): give an "
                 "EOPF Zarr L1C product"
             ) from None
+
+    def _probe_v3(self, document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The nodes of a v3 product without consolidated metadata, from the ``zarr.json`` of
+        each group and band array this module reads (no listing: HTTP and S3 have none)."""
+        nodes = {"": {"attributes": document.get("attributes", {})}}
+        reflectance = self._maybe_json(f"{REFLECTANCE_GROUP}/zarr.json")
+        if reflectance is not None:
+            nodes[REFLECTANCE_GROUP] = {"attributes": reflectance.get("attributes", {})}
+        names = [band.lower() for band in L1C_BANDS] + ["spatial_ref"]
+        for resolution in PROBED_RESOLUTIONS:
+            group = f"{REFLECTANCE_GROUP}/r{resolution}m"
+            if self._maybe_json(f"{group}/zarr.json") is None:
+                continue
+            nodes[group] = {"attributes": {}}
+            for name in names:
+                meta = self._maybe_json(f"{group}/{name}/zarr.json")
+                if meta is not None:
+                    nodes[f"{group}/{name}"] = {
+                        "attributes": meta.get("attributes", {}),
+                        "shape": meta.get("shape"),
+                    }
+        return nodes
+
+    def _maybe_json(self, name: str) -> dict[str, Any] | None:
+        """The JSON document *name* of the product, or None where it has none."""
+        try:
+            value = json.loads(self._read(name))
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            if status == 404 or "404" in str(error) or "does not exist" in str(error):
+                return None
+            raise
+        return value if isinstance(value, dict) else None
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -154,6 +200,27 @@ class ZarrProduct:
             if path in self.nodes:
                 return path
         return None
+
+    def band_levels(self, band: str) -> dict[int, str]:
+        """The product's coarser multiscale copies of *band*: ``{resolution: array path}``
+        for every ``r<N>m`` reflectance group coarser than the band's own array."""
+        native = self.band_array(band)
+        if native is None:
+            return {}
+        own = _resolution_of(native)
+        levels: dict[int, str] = {}
+        for path in self.nodes:
+            folder, _, leaf = path.rpartition("/")
+            resolution = _resolution_of(path)
+            if (
+                leaf == band.lower()
+                and folder.rpartition("/")[0] == REFLECTANCE_GROUP
+                and resolution is not None
+                and own is not None
+                and resolution > own
+            ):
+                levels[resolution] = path
+        return dict(sorted(levels.items()))
 
     def epsg(self) -> int:
         """The product's EPSG code, looked up where the EOPF reader looks for it."""
@@ -170,10 +237,32 @@ class ZarrProduct:
             epsg = epsg_code(candidate)
             if epsg is not None:
                 return epsg
+        epsg = self._spatial_ref_epsg()
+        if epsg is not None:
+            return epsg
         raise InvalidItemError(
             f"Zarr product {self.root} states no CRS (other_metadata.horizontal_CRS_code, "
             "proj:epsg or proj:code): give an EOPF Zarr L1C product"
         )
+
+    def _spatial_ref_epsg(self) -> int | None:
+        """The EPSG code of a v3 product's ``spatial_ref`` variable (``crs_wkt``)."""
+        from rasterio.crs import CRS
+        from rasterio.errors import CRSError
+
+        for path, node in self.nodes.items():
+            if not path.startswith(REFLECTANCE_GROUP) or not path.endswith("/spatial_ref"):
+                continue
+            attrs = node.get("attributes", {})
+            for key in ("crs_wkt", "spatial_ref"):
+                if isinstance(attrs.get(key), str):
+                    try:
+                        epsg = CRS.from_user_input(attrs[key]).to_epsg()
+                    except CRSError:
+                        continue
+                    if epsg:
+                        return int(epsg)
+        return None
 
     def name(self) -> str:
         discovered = self.attrs.get("stac_discovery", {}).get("id")
@@ -290,6 +379,24 @@ def _v3_nodes(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return nodes
 
 
+def _resolution_of(path: str) -> int | None:
+    """The resolution of a ``.../r<N>m/<band>`` array path, if it names one."""
+    match = re.search(r"/r(\d+)m/[^/]+$", path)
+    return int(match[1]) if match else None
+
+
+def _gdal_reads(product: ZarrProduct, href: str) -> bool:
+    """Whether GDAL opens the band array at *href* (never a v3 ``sharding_indexed`` or
+    ``bytes`` array with the GDAL 3.10 in rasterio's wheels)."""
+    if product.zarr_format < 3:
+        return True  # v2: GDAL's errors are the ones to report
+    try:
+        _grid(href, product.settings)
+    except AssetReadError:
+        return False
+    return True
+
+
 def _grid(href: str, settings: Settings) -> tuple[list[float], list[int]]:
     """``(proj:transform, proj:shape)`` of one band array as GDAL sees it (from x/y)."""
     import rasterio
@@ -389,23 +496,42 @@ def item_from_zarr(
     epsg = product.epsg()
     assets: dict[str, Any] = {}
     grids: dict[str, tuple[list[float], list[int]]] = {}
-    for band in L1C_BANDS:
-        array = product.band_array(band)
+    arrays = {band: product.band_array(band) for band in L1C_BANDS}
+    first = next((a for a in arrays.values() if a), None)
+    through_zarr = first is not None and not _gdal_reads(product, band_href(root, first, epsg))
+    local: dict[str, tuple[str, list[float], list[int]]] = {}
+    if through_zarr:
+        from component.io import zarr_v3
+
+        wanted = {b: (a, product.band_levels(b)) for b, a in arrays.items() if a is not None}
+        local = zarr_v3.materialise_all(root, settings, wanted, epsg)
+    for band, array in arrays.items():
         if array is None:
             continue
-        href = band_href(root, array, epsg)
-        group = array.rsplit("/", 1)[0]
-        if group not in grids:
-            grids[group] = _grid(href, settings)
-        transform, shape = grids[group]
+        levels = product.band_levels(band)
+        if through_zarr:
+            href, transform, shape = local[band]
+            media = "image/tiff; application=geotiff"
+        else:
+            href = band_href(root, array, epsg)
+            group = array.rsplit("/", 1)[0]
+            if group not in grids:
+                grids[group] = _grid(href, settings)
+            transform, shape = grids[group]
+            media = "application/vnd+zarr"
         assets[band] = {
             "href": href,
-            "type": "application/vnd+zarr",
+            "type": media,
             "roles": ["data", "reflectance"],
             "proj:code": f"EPSG:{epsg}",
             "proj:transform": transform,
             "proj:shape": shape,
+            "eopf:array": array,
         }
+        if levels:
+            # The product's coarser multiscale copies of the band (read as its overviews
+            # when the band is materialised from a v3 product).
+            assets[band]["eopf:levels"] = {f"{r}m": path for r, path in levels.items()}
     if not assets:
         raise InvalidItemError(
             f"{root} holds no band under {REFLECTANCE_GROUP}/r10m|r20m|r60m: give an EOPF "
@@ -465,6 +591,10 @@ def install_stac_io(settings: Settings) -> None:
     class ZarrStacIO(DefaultStacIO):
         def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
             href = str(source)
+            from component.io import safe_product  # a .SAFE folder or its .zip, read in place
+
+            if safe_product.is_safe_source(href):
+                return json.dumps(safe_product.item_from_safe(href, settings))
             if is_zarr_source(href):
                 return json.dumps(item_from_zarr(href, settings))
             text = super().read_text(source, *args, **kwargs)
