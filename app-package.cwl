@@ -11,8 +11,9 @@ $graph:
     id: s2-l1c2l2a
     label: Sentinel-2 L1C to L2A (physics-informed network)
     doc: >-
-      Corrects every Sentinel-2 L1C item of the input STAC catalog (SAFE JPEG 2000 bands or
-      EOPF Zarr products) into an L2A product: the twelve L2A bands on their native grids,
+      Corrects every Sentinel-2 L1C input the input STAC catalog links (items of SAFE JPEG
+      2000 bands or EOPF Zarr products, SAFE folders or zips, Zarr products) into an L2A
+      product: the twelve L2A bands on their native grids,
       AOT, WVP, TCI, SCL and CLD as Cloud-Optimized GeoTIFFs, described by STAC 1.1 Items in
       the output catalog.
     requirements: []

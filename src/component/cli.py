@@ -51,7 +51,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATH_OR_URL",
-        help="an L1C STAC Item or an EOPF Zarr product (.zarr path or s3:// URL); repeatable; "
+        help="an L1C STAC Item, saved search results (FeatureCollection), a SAFE product "
+        "(.SAFE folder or .zip) or an EOPF Zarr product (.zarr path or s3:// URL); repeatable; "
         "takes precedence over a search",
     )
     inputs.add_argument(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from component.core.settings import (
@@ -16,7 +19,7 @@ VARIABLES = (
     "AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_DEFAULT_REGION",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "GDAL_HTTP_MAX_RETRY", "GDAL_HTTP_RETRY_DELAY",
     "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_CONNECTTIMEOUT", "GDAL_CACHEMAX",
-    "COMPONENT_MAX_CONNECTIONS", "COMPONENT_ENGINE_THREADS",
+    "COMPONENT_MAX_CONNECTIONS", "COMPONENT_ENGINE_THREADS", "COMPONENT_LOCAL_HREF_ROOTS",
 )  # fmt: skip
 """Every variable :meth:`Settings.from_environ` reads."""
 
@@ -35,6 +38,7 @@ def test_defaults_are_cdse_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.http_timeout_s, settings.http_connect_timeout_s) == (60, 20)
     assert settings.engine_threads == 0 and settings.threads >= 1
     assert not settings.has_s3_keys and settings.key_environment() == {}
+    assert settings.local_href_roots == ()  # remote documents name no local file by default
 
 
 def test_values_come_from_the_mapping_given(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,3 +116,11 @@ def test_gdal_options_hold_no_key() -> None:
     assert set(ZARR_EXTENSIONS.split(",")) <= set(extensions), "Zarr names always allowed"
     assert {"zarr.json", ".zarray", "0", "9"} <= set(extensions)
     assert options == Settings(s3_endpoint="127.0.0.1:9000", s3_https=False).gdal_options()
+
+
+def test_local_href_roots_are_real_paths_separated_as_path_is(tmp_path: Path) -> None:
+    (tmp_path / "eodata").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "eodata")
+    value = os.pathsep.join([str(tmp_path / "link"), " ", "/data"])
+    settings = Settings.from_environ({"COMPONENT_LOCAL_HREF_ROOTS": value})
+    assert settings.local_href_roots == (str((tmp_path / "eodata").resolve()), "/data")
