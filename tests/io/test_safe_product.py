@@ -210,35 +210,20 @@ def test_footprint_and_malformed_metadata(tmp_path: Path) -> None:
         safe_product.item_from_safe(str(safe), LOCAL)
 
 
-def test_a_zip_on_s3_is_read_in_place_once_gdal_may_fetch_zips(
-    tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The settings let GDAL fetch only band and Zarr names remotely: a ``.zip`` on S3 is
-    refused in one line saying what to give instead; with ``.zip`` allowed it is read through
-    ``/vsizip//vsis3/`` like a local one. ``s3://`` without keys: the credentials error."""
+def test_a_zip_on_s3_is_read_in_place(tmp_path: Path, s3_server: S3Server) -> None:
+    """A ``.zip`` on S3 is read through ``/vsizip//vsis3/`` like a local one (the same
+    pixels); ``s3://`` without keys: the credentials error."""
     safe, _ = _write(tmp_path / "p", size_10m=60)
     archive = zip_safe(safe)
     href = s3_server.upload_file(archive, f"zips/{archive.name}")
     settings = Settings.from_environ(s3_server.gdal_env())
-    with pytest.raises(InvalidItemError, match="read in place only from a local disk"):
-        safe_product.item_from_safe(href, settings)
     with pytest.raises(CredentialsError, match="AWS_SECRET_ACCESS_KEY"):
         safe_product.item_from_safe(href, Settings())
-
-    real = Settings.gdal_options
-
-    def with_zips(self: Settings) -> dict[str, str | int]:
-        options = real(self)
-        options["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = (
-            f"{options['CPL_VSIL_CURL_ALLOWED_EXTENSIONS']},.zip"
-        )
-        return options
-
-    monkeypatch.setattr(Settings, "gdal_options", with_zips)
     item = safe_product.item_from_safe(href, settings)
     remote = l1c.from_item(item, href)
     local = l1c.from_item(safe_product.item_from_safe(str(safe), LOCAL))
     assert remote.bands["B02"].href.startswith(f"/vsizip//vsis3/eodata/zips/{archive.name}/")
+    assert remote.granule_metadata and remote.granule_metadata.startswith("/vsizip//vsis3/")
     grid = load.output_grid(local, "B8A", 20)
     np.testing.assert_array_equal(
         load.read_band(remote, "B8A", grid, settings), load.read_band(local, "B8A", grid, LOCAL)
@@ -315,8 +300,9 @@ def test_the_cli_corrects_a_safe_on_s3_as_its_item(
     s3_server: S3Server,
     models_dir: Path,  # noqa: F811
 ) -> None:
-    """``run --item s3://eodata/.../X.SAFE`` (as on CDSE): bands through ``/vsis3/``, the
-    metadata signed as GDAL signs; the item's product to one DN. Without keys: exit 7."""
+    """``run --item s3://eodata/.../X.SAFE`` (as on CDSE) and its ``.zip`` on S3: bands
+    through ``/vsis3/`` (``/vsizip//vsis3/``), the metadata signed as GDAL signs; the item's
+    product to one DN. Without keys: exit 7."""
     safe = cli_product[0]
     prefix = f"Sentinel-2/MSI/L1C/2024/01/16/{safe.name}/"
     s3_server.upload_tree(safe, prefix)
@@ -326,6 +312,15 @@ def test_the_cli_corrects_a_safe_on_s3_as_its_item(
     done = run_cli(args, component_env(models_dir, **s3_server.gdal_env()))
     assert done.returncode == 0, done.stderr
     _assert_same_product(output, item_output, href, safe_product.SAFE_MEDIA_TYPE)
+
+    # the .zip CDSE's OData delivers, on S3 and read there in place
+    archive = zip_safe(safe, tmp_path / f"{safe.name}.zip")
+    zipped = s3_server.upload_file(archive, f"zips/{archive.name}")
+    output = tmp_path / "zip"
+    args = ["--resolution", "60", "--item", zipped, "--output", str(output)]
+    done = run_cli(args, component_env(models_dir, **s3_server.gdal_env()))
+    assert done.returncode == 0, done.stderr
+    _assert_same_product(output, item_output, zipped, safe_product.ZIP_MEDIA_TYPE)
 
     keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     env = {k: v for k, v in component_env(models_dir).items() if k not in keys}

@@ -35,8 +35,9 @@ STAC_TIMEOUT_ENV = "COMPONENT_STAC_TIMEOUT_S"
 LOCK_TIMEOUT_ENV = "COMPONENT_LOCK_TIMEOUT_S"
 PROGRESS_INTERVAL_ENV = "COMPONENT_PROGRESS_INTERVAL_S"
 LOCAL_HREF_ROOTS_ENV = "COMPONENT_LOCAL_HREF_ROOTS"
-BAND_EXTENSIONS = ".jp2,.tif,.tiff,.xml"
-"""What GDAL may fetch remotely for a SAFE product (it then never probes S3 for side-cars)."""
+BAND_EXTENSIONS = ".jp2,.tif,.tiff,.xml,.zip"
+"""What GDAL may fetch remotely for a SAFE product, folder or zip (it then never probes S3 for
+side-cars)."""
 DEFAULT_LOCK_TIMEOUT_S = 600.0
 ZARR_EXTENSIONS = ".zarray,.zattrs,.zgroup,.zmetadata,zarr.json,{noext}," + ",".join(
     str(digit) for digit in range(10)

@@ -23,8 +23,8 @@ those through ``/vsis3/`` and ``/vsicurl/`` with :func:`component.io.load.gdal`'
 keys, which are asked for up front, as for any ``s3://`` item). The metadata files are read by
 :func:`component.io.geometry.read_text` (local files; S3 signed as GDAL signs it; HTTP) and,
 inside a zip, through GDAL's virtual file systems (:mod:`component.io.vsi`, Linux), so a zip's
-metadata and its bands are read by the same code. A zip on S3 or HTTP is refused while the
-settings do not let GDAL fetch ``.zip`` files remotely (``CPL_VSIL_CURL_ALLOWED_EXTENSIONS``).
+metadata and its bands are read by the same code, a zip on S3 or HTTP too (GDAL reads the
+ranges it needs: the zip's directory, then each member).
 
 Only the compact naming is read (products since December 2016, and every reprocessed one):
 one granule, ``MTD_MSIL1C.xml`` and ``MTD_TL.xml``.
@@ -244,13 +244,7 @@ def locate(source: str, settings: Settings) -> SafeLocation:
         )
     text = text.rstrip("/")
     if text.lower().endswith(ZIP_SUFFIX):
-        if scheme:
-            allowed = str(settings.gdal_options().get("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ""))
-            if ZIP_SUFFIX not in allowed.lower().split(","):
-                raise InvalidItemError(
-                    f"SAFE product {source}: a .zip is read in place only from a local disk: "
-                    "give the .SAFE folder (CDSE's /eodata holds them) or download the .zip"
-                )
+        if scheme:  # read in place through /vsizip//vsis3/ (or /vsicurl/): ranges, no download
             archive = vsi.name(text)
         else:
             path = Path(text).resolve()
