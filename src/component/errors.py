@@ -8,6 +8,8 @@ them.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ComponentError(Exception):
     """Base class: ``str(error)`` is the one-line message shown to the user.
@@ -19,50 +21,41 @@ class ComponentError(Exception):
     exit_code = 1
     summary: dict[str, object] | None = None
 
+    def __init_subclass__(cls, *, exit_code: int, **kwargs: Any) -> None:
+        """A subclass states its code in its header: ``class X(ComponentError, exit_code=3)``."""
+        super().__init_subclass__(**kwargs)
+        cls.exit_code = exit_code
 
-class InvalidParameterError(ComponentError):
+
+class InvalidParameterError(ComponentError, exit_code=2):
     """A command-line or DeltaTwin input value is malformed (bbox, datetime, resolution...)."""
 
-    exit_code = 2
 
-
-class NoItemsFoundError(ComponentError):
+class NoItemsFoundError(ComponentError, exit_code=3):
     """The search matched no L1C item."""
 
-    exit_code = 3
 
-
-class InvalidItemError(ComponentError):
+class InvalidItemError(ComponentError, exit_code=4):
     """An input item is not usable: malformed JSON, not L1C, a required band missing."""
 
-    exit_code = 4
 
-
-class AssetReadError(ComponentError):
+class AssetReadError(ComponentError, exit_code=5):
     """A band asset is missing, unreadable or corrupt."""
 
-    exit_code = 5
 
-
-class StacApiError(ComponentError):
+class StacApiError(ComponentError, exit_code=6):
     """The STAC API cannot be reached or keeps failing."""
 
-    exit_code = 6
 
-
-class CredentialsError(ComponentError):
+class CredentialsError(ComponentError, exit_code=7):
     """An ``s3://`` asset needs CDSE S3 keys and none were given."""
 
-    exit_code = 7
 
-
-class ModelError(ComponentError):
+class ModelError(ComponentError, exit_code=8):
     """The weights or the model card are missing, tampered with or incompatible."""
 
-    exit_code = 8
 
-
-class OutputError(ComponentError):
+class OutputError(ComponentError, exit_code=9):
     """The output folder cannot be written, or another run holds it.
 
     Cannot be written: no space left (or a quota, or a file too large for its file system), a
@@ -71,10 +64,6 @@ class OutputError(ComponentError):
     item alike.
     """
 
-    exit_code = 9
 
-
-class PartialFailureError(ComponentError):
+class PartialFailureError(ComponentError, exit_code=10):
     """Some items of a multi-item run failed while others succeeded (see the run summary)."""
-
-    exit_code = 10
