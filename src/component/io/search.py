@@ -70,6 +70,17 @@ def retry_policy(settings: Settings) -> Retry:
     )
 
 
+_NOT_AN_ITEM = (
+    ValueError,  # json.JSONDecodeError among them
+    KeyError,
+    TypeError,
+    AttributeError,
+    pystac.STACError,
+    pystac.STACTypeError,
+)
+"""What pystac raises on a document (or a feature) that is not a valid STAC item."""
+
+
 @dataclass(frozen=True)
 class InputItem:
     """An L1C item and where it came from (the output's ``derived_from`` link)."""
@@ -88,15 +99,7 @@ def read_item(source: str) -> InputItem:
         item = pystac.Item.from_file(source)
     except FileNotFoundError:
         raise InvalidItemError(f"item file {source} does not exist: check --item") from None
-    except (
-        json.JSONDecodeError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        pystac.STACError,
-        pystac.STACTypeError,
-    ) as error:
+    except _NOT_AN_ITEM as error:
         raise InvalidItemError(
             f"{source} is not a valid STAC item ({type(error).__name__}): pass a STAC Item "
             "JSON document"
@@ -106,8 +109,7 @@ def read_item(source: str) -> InputItem:
     item.make_asset_hrefs_absolute()
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     data["id"] = trust.product_id(data.get("id"))
-    href = source if "://" in source else str(Path(source).resolve())
-    return InputItem(require_l1c(data), href)
+    return InputItem(require_l1c(data), _location(source))
 
 
 def read_items(source: str, settings: Settings) -> list[InputItem]:
@@ -123,19 +125,12 @@ def read_items(source: str, settings: Settings) -> list[InputItem]:
         raise InvalidItemError(
             f"{source} is a FeatureCollection without items: save the search with its results"
         )
-    origin = source if "://" in source else str(Path(source).resolve())
+    origin = _location(source)
     result = []
     for index, feature in enumerate(features):
         try:
             item = pystac.Item.from_dict(feature)
-        except (
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            pystac.STACError,
-            pystac.STACTypeError,
-        ) as error:
+        except _NOT_AN_ITEM as error:
             raise InvalidItemError(
                 f"feature {index} of {source} is not a valid STAC item ({type(error).__name__})"
                 ": pass a FeatureCollection of STAC Items"
@@ -147,6 +142,11 @@ def read_items(source: str, settings: Settings) -> list[InputItem]:
         href = self_link or f"{origin}#{item.id}"
         result.append(_admitted(data, self_link or origin, href, settings))
     return result
+
+
+def _location(source: str) -> str:
+    """Where *source* lies: a URL as given, a path made absolute."""
+    return source if "://" in source else str(Path(source).resolve())
 
 
 def _admitted(data: dict[str, Any], origin: str, href: str, settings: Settings) -> InputItem:
