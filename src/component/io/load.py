@@ -81,16 +81,26 @@ def gdal(settings: Settings) -> rasterio.Env:
     return rasterio.Env(session=keys, **settings.gdal_options())
 
 
-def warped_onto(dataset: Any, grid: Grid, resampling: Resampling) -> WarpedVRT:
+def warped_onto(
+    dataset: Any, grid: Grid, resampling: Resampling, crs: Any = None, nodata: int | None = None
+) -> WarpedVRT:
     """*dataset* seen on *grid* (its CRS, transform and shape), resampled by *resampling*:
-    auxiliary rasters (a DEM, a meteorological GRIB) in any CRS onto the atmosphere's grid."""
+    auxiliary rasters (a DEM, a meteorological GRIB) in any CRS onto the atmosphere's grid, a
+    band file onto its product grid.
+
+    *crs* stands for the grid's CRS where the caller knows it is the file's own (a band on
+    its tile's grid: no reprojection); *nodata* marks the pixels left out of the resampling
+    and those the VRT gives where it has no data.
+    """
+    missing = {} if nodata is None else {"src_nodata": nodata, "nodata": nodata}
     return WarpedVRT(
         dataset,
-        crs=f"EPSG:{grid.epsg}",
+        crs=f"EPSG:{grid.epsg}" if crs is None else crs,
         transform=grid.transform,
         width=grid.width,
         height=grid.height,
         resampling=resampling,
+        **missing,
     )
 
 
@@ -191,15 +201,8 @@ class BandReader:
                     round((dataset.transform.f - grid.transform.f) / grid.resolution),
                 )
             else:
-                self._source = WarpedVRT(
-                    dataset,
-                    crs=dataset.crs,
-                    transform=grid.transform,
-                    width=grid.width,
-                    height=grid.height,
-                    resampling=Resampling.average,
-                    src_nodata=NODATA_DN,
-                    nodata=NODATA_DN,
+                self._source = warped_onto(
+                    dataset, grid, Resampling.average, crs=dataset.crs, nodata=NODATA_DN
                 )
                 self._datasets.append(self._source)
 
