@@ -360,30 +360,21 @@ def _estimate(
     return estimate_atmosphere(corrector, means, coarse, angles, classified, heights, forecast)
 
 
-def _correct_block(
-    toa: np.ndarray,
-    state: AtmosphereState,
-    band: str,
-    grid: Grid,
-    model: Model,
-    block_info: dict[Any, Any] | None = None,
-) -> np.ndarray:
-    from component.engine.correct import correct_window
-
-    y0 = block_info[0]["array-location"][0][0] if block_info else 0
-    return correct_window(_corrector(*model), state, band, grid, y0, toa)
-
-
-def _field_block(
+def _output_block(
     toa: np.ndarray,
     state: AtmosphereState,
     name: str,
     grid: Grid,
+    model: Model,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
-    from component.engine.correct import field_window
+    """A dask block of the output variable *name*: an L2A band's BOA reflectance from its TOA
+    block, or the ``aot``/``water`` field of *state*, NaN where *toa* is."""
+    from component.engine.correct import correct_window, field_window
 
     y0 = block_info[0]["array-location"][0][0] if block_info else 0
+    if name in L2A_BANDS:
+        return correct_window(_corrector(*model), state, name, grid, y0, toa)
     return field_window(state, name, grid, y0, ~np.isfinite(toa), quantize=False)
 
 
@@ -446,7 +437,7 @@ def correct(
         if band not in bands:
             continue
         boa = da.map_blocks(
-            _correct_block, data[bands.index(band)], state, band, grid, model, meta=_META
+            _output_block, data[bands.index(band)], state, band, grid, model, meta=_META
         )
         variables[band] = (("y", "x"), boa, {"long_name": f"{band} BOA reflectance"})
     reference = data[bands.index("B02") if "B02" in bands else 0]
@@ -454,7 +445,7 @@ def correct(
         ("AOT", "aot", "aerosol optical thickness at 550 nm", "1"),
         ("WVP", "water", "water vapour column", "cm"),
     ):
-        values = da.map_blocks(_field_block, reference, state, name, grid, meta=_META)
+        values = da.map_blocks(_output_block, reference, state, name, grid, model, meta=_META)
         variables[key] = (("y", "x"), values, {"long_name": long_name, "units": unit})
     if not any(band in bands for band in L2A_BANDS):
         raise InvalidParameterError("correct: the array holds no L2A band (B01..B12 but B10)")
