@@ -288,13 +288,9 @@ class ProductWriter:
         self._pool = ThreadPoolExecutor(max(1, threads or (os.cpu_count() or 1)), "cog")
 
     def open(
-        self,
-        key: str,
-        grid: Grid,
-        kind: str,
-        bands: tuple[str, ...],
-        sampling: str = "original",
+        self, key: str, grid: Grid, kind: str, bands: tuple[str, ...], sampling: str = "original"
     ) -> Draft:
+        """A new :class:`Draft` of the product (the same arguments, in its folder)."""
         draft = Draft(self.folder, key, grid, kind, bands, sampling)
         self._drafts.append(draft)
         return draft
