@@ -25,11 +25,27 @@ import pytest
 from component.core.bands import L1C_BANDS, NATIVE_RESOLUTION
 from component.core.settings import Settings
 from component.errors import CredentialsError, InvalidItemError
-from component.io import catalog_input, geometry, l1c, load, safe_product, search, zarr_product
+from component.io import (
+    catalog_input,
+    geometry,
+    l1c,
+    load,
+    safe_product,
+    search,
+    trust,
+    zarr_product,
+)
 from support.nrt import component_env, models_dir, run_cli  # noqa: F401 (fixture)
 from support.products import product_rasters
 from support.s3 import S3Server
-from support.safe import copy_without, product_folder, with_footprint, zip_safe
+from support.safe import (
+    ODATA_HREF,
+    copy_without,
+    product_folder,
+    product_only_item,
+    with_footprint,
+    zip_safe,
+)
 from support.synthetic import make_l1c_product
 
 LOCAL = Settings()
@@ -144,6 +160,64 @@ def test_item_paths_name_the_safe_itself(tmp_path: Path, monkeypatch: pytest.Mon
     toa = load_l1c(str(archive), bands=["B02", "B8A"], resolution=60).values
     expected = load_l1c(str(item_file), bands=["B02", "B8A"], resolution=60).values
     np.testing.assert_array_equal(toa, expected)
+
+
+def test_an_item_whose_product_is_a_zip_reads_as_the_zip(tmp_path: Path) -> None:
+    """A catalog of downloaded products: each item has no band assets, only CDSE's
+    ``Product`` asset naming the zip (relative to the item, or absolute) or the ``.SAFE``
+    folder. It reads as that product given to ``--item`` (bands, grids, radiometry, footprint,
+    angles from the SAFE's metadata), under the item's own id where that is a valid product
+    id (else the SAFE's); its ``Product`` asset stays, made absolute. An item with band
+    assets is read by its bands, whatever its ``Product``."""
+    safe, item_file = _write(tmp_path / "p", size_10m=60, baseline="03.01")
+    archive = zip_safe(safe)
+    direct = search.read_item(str(archive))
+    expected = l1c.from_item(direct.data, direct.href)
+    item_path = product_only_item(tmp_path / "cat" / "item.json", direct.id, f"../p/{archive.name}")
+    (linked,) = catalog_input.catalog_items(item_path.parent)
+    (found,) = search.read_items(linked, LOCAL)
+    assert found.href == str(item_path)  # derived_from: the item document the run was given
+    assert found.id == direct.id
+    assert found.data["assets"]["Product"]["href"] == str(archive)
+    assert found.data["geometry"] == direct.data["geometry"]
+    assert found.data["properties"] == direct.data["properties"]
+    product = l1c.from_item(found.data, found.href)
+    assert dataclasses.replace(product, href=direct.href) == expected
+    assert product.radiometry.add_offset == 0.0 and product.view == expected.view
+
+    # an absolute href, and an id of the item's own: kept
+    read = search.read_item(str(product_only_item(tmp_path / "a" / "i.json", "mine", str(archive))))
+    assert read.id == "mine" and l1c.from_item(read.data).bands == expected.bands
+    # the .SAFE folder, and an id that cannot name a product: the SAFE's id
+    read = search.read_item(str(product_only_item(tmp_path / "b" / "i.json", "a/../b", str(safe))))
+    assert read.id == direct.id
+    assert read.data["assets"]["B02"]["href"].startswith(f"{safe}/GRANULE/")
+
+    with_bands = json.loads(item_file.read_text())
+    with_bands["assets"]["Product"] = {"href": ODATA_HREF, "type": "application/zip"}
+    assert zarr_product.expand(with_bands, LOCAL, str(item_file)) is with_bands
+    # a remote document may not name the user's local zip (the trust rules, before anything)
+    remote = json.loads(item_path.read_text())
+    remote["assets"]["Product"]["href"] = str(archive)
+    with pytest.raises(InvalidItemError, match="may not name local files"):
+        trust.check_item(remote, "https://stac.example.org/items/x")
+
+
+def test_a_product_download_link_is_refused_in_one_line(tmp_path: Path) -> None:
+    """CDSE's OData ``$value`` URL (a redirect to a download that needs a bearer token) is no
+    zip GDAL reads in place: refused (exit 4) in one line saying to download the zip and pass
+    it to ``--item``, before anything is read. A local href that is neither: said so."""
+    item = json.loads(product_only_item(tmp_path / "i.json", "x", ODATA_HREF).read_text())
+    trust.check_item(item, "https://stac.dataspace.copernicus.eu/v1/x")  # an allowed href
+    with pytest.raises(InvalidItemError) as refused:
+        zarr_product.expand(item, LOCAL, "https://stac.dataspace.copernicus.eu/v1/x")
+    message = str(refused.value)
+    assert "\n" not in message and "download the zip and pass it to --item" in message
+    assert refused.value.exit_code == 4
+    (tmp_path / "download.bin").write_bytes(b"PK")
+    item["assets"]["Product"]["href"] = "download.bin"
+    with pytest.raises(InvalidItemError, match=r"is not a \.zip or \.SAFE: name the product"):
+        zarr_product.expand(item, LOCAL, str(tmp_path / "i.json"))
 
 
 def test_what_is_a_safe_source(tmp_path: Path) -> None:
@@ -331,6 +405,42 @@ def test_the_cli_corrects_a_safe_on_s3_as_its_item(
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
+@pytest.mark.slow
+def test_the_cli_corrects_a_catalog_of_downloaded_zips_as_the_zip(
+    cli_product: tuple[Path, Path],
+    tmp_path: Path,
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """``run --catalog DIR`` whose item has only a ``Product`` asset naming the downloaded zip
+    publishes what ``run --item X.SAFE.zip`` publishes: every COG the same, the same item
+    (id, properties, assets' checksums), but ``derived_from`` names the item document the run
+    was given (which names the zip)."""
+    safe = cli_product[0]
+    archive = zip_safe(safe, tmp_path / f"{safe.name}.zip")
+    env = component_env(models_dir)
+    direct = tmp_path / "direct"
+    done = run_cli(["--resolution", "60", "--item", str(archive), "--output", str(direct)], env)
+    assert done.returncode == 0, done.stderr
+    item_id = safe.name.removesuffix(".SAFE")
+    item_path = product_only_item(
+        tmp_path / "downloads" / f"{item_id}.json", item_id, f"../{archive.name}"
+    )
+    output = tmp_path / "out"
+    args = ["--resolution", "60", "--catalog", str(item_path.parent), "--output", str(output)]
+    done = run_cli(args, env)
+    assert done.returncode == 0, done.stderr
+    _assert_same_product(output, direct, str(item_path), "application/geo+json")
+    ours, theirs = _published_item(output), _published_item(direct)
+    assert ours["id"] == theirs["id"]
+    timeless = {"processing:datetime", "created", "updated"}
+    assert {k: v for k, v in ours["properties"].items() if k not in timeless} == {
+        k: v for k, v in theirs["properties"].items() if k not in timeless
+    }
+    assert {k: a.get("file:checksum") for k, a in ours["assets"].items()} == {
+        k: a.get("file:checksum") for k, a in theirs["assets"].items()
+    }
+
+
 # Faults: one CLI subprocess each, run concurrently (mostly start-up time).
 
 FAULTS = {
@@ -341,6 +451,7 @@ FAULTS = {
     "safe_without_mtd": (4, "has no MTD_MSIL1C.xml", True),
     "safe_without_b03": (5, "B03", False),
     "zip_without_b03": (5, "B03", False),
+    "odata_product": (4, "download the zip and pass it to --item", True),
 }
 
 
@@ -359,6 +470,10 @@ def _faulty_inputs(safe: Path, folder: Path) -> dict[str, Path]:
         "safe_without_mtd": nomtd,
         "safe_without_b03": nob03,
         "zip_without_b03": zip_safe(nob03, folder / "nob03.zip"),
+        # an item whose only data is CDSE's Product asset: an OData download URL
+        "odata_product": product_only_item(
+            folder / "odata" / "item.json", safe.name.removesuffix(".SAFE"), ODATA_HREF
+        ),
     }
     assert set(inputs) == set(FAULTS)
     return inputs
@@ -390,7 +505,8 @@ def test_a_broken_safe_is_one_error_line(
     fault_runs: dict[str, tuple[subprocess.CompletedProcess[str], Path]], name: str
 ) -> None:
     """A missing path, a truncated zip, a zip without a SAFE product, a SAFE without
-    ``MTD_MSIL1C.xml`` (exit 4, before any work: nothing written) and a SAFE or zip lacking a
+    ``MTD_MSIL1C.xml``, an item whose ``Product`` is an OData download URL (exit 4, before any
+    work: nothing written) and a SAFE or zip lacking a
     band file (exit 5 when its bands are opened, the band named, no product): one ``error:``
     line, last, that says what is wrong; no traceback."""
     done, output = fault_runs[name]

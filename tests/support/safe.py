@@ -4,15 +4,25 @@ writes, zipped as ESA delivers it, or damaged in one known way.
 ESA's (and the Copernicus Browser's, and CDSE OData's) ``.zip`` holds the ``X.SAFE`` folder as
 its one top-level entry, directories included; :func:`zip_safe` writes that layout with
 Python's :mod:`zipfile` (deflate), so the component reads a zip it did not make itself.
+:func:`product_only_item` writes the item a catalog of downloaded products holds for one: no
+band assets, only CDSE's ``Product`` asset naming the zip (or an OData download URL).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["copy_without", "product_folder", "with_footprint", "zip_safe"]
+__all__ = ["copy_without", "product_folder", "product_only_item", "with_footprint", "zip_safe"]
+
+ODATA_HREF = (
+    "https://download.dataspace.copernicus.eu/odata/v1/"
+    "Products(0f7e2f3a-5b7e-4d2c-9a57-1c3f1f6e8a21)/$value"
+)
+"""A CDSE item's ``Product`` href: OData's download URL, which redirects and needs a token."""
 
 
 def product_folder(root: Path) -> Path:
@@ -68,3 +78,43 @@ def with_footprint(safe: Path, ring: list[tuple[float, float]]) -> None:
     mtd.write_text(
         text.replace("  <n1:Quality_Indicators_Info>", block + "  <n1:Quality_Indicators_Info>")
     )
+
+
+def product_only_item(path: Path, item_id: str, href: str, *, catalog: bool = True) -> Path:
+    """Write at *path* a STAC item whose only asset is CDSE's ``Product`` (``type``
+    ``application/zip``, as CDSE's items carry it) at *href* (relative to *path*, absolute, or
+    a URL); with *catalog*, a ``catalog.json`` beside it links it. The item states only its
+    datetime and level: everything else must come from the product."""
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [],
+        "id": item_id,
+        "geometry": None,
+        "properties": {
+            "datetime": "2024-01-16T10:53:29Z",
+            "processing:level": "L1",
+            "product:type": "S2MSI1C",
+        },
+        "links": [],
+        "assets": {
+            "Product": {
+                "href": href,
+                "type": "application/zip",
+                "title": "Zipped product",
+                "roles": ["data", "metadata", "archive"],
+            }
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(item))
+    if catalog:
+        document = {
+            "type": "Catalog",
+            "stac_version": "1.1.0",
+            "id": "downloads",
+            "description": "products downloaded from the Copernicus Browser",
+            "links": [{"rel": "item", "href": f"./{path.name}", "type": "application/geo+json"}],
+        }
+        (path.parent / "catalog.json").write_text(json.dumps(document))
+    return path

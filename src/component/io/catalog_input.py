@@ -3,7 +3,8 @@
 An OGC EO Application Package hands its application a ``Directory`` holding a
 ``catalog.json`` (the platform's stage-in); the run mode ``--catalog DIR`` reads it here. Only
 the links are followed (``item`` and, recursively, ``child``), so the items are then read by
-the same code as ``--item``: the same checks, the same Zarr expansion, the same
+the same code as ``--item``: the same checks, the same expansion of an item whose data is a
+Zarr ``product`` or a SAFE ``Product`` asset (a downloaded ``.zip``), the same
 ``derived_from`` hrefs.
 """
 

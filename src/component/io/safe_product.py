@@ -26,6 +26,13 @@ inside a zip, through GDAL's virtual file systems (:mod:`component.io.vsi`, Linu
 metadata and its bands are read by the same code, a zip on S3 or HTTP too (GDAL reads the
 ranges it needs: the zip's directory, then each member).
 
+A STAC item whose only data is the product itself, CDSE's ``Product`` asset (the OData zip)
+in a catalog of downloaded products, is read the same way (:func:`product_asset`,
+:func:`item_from_product`, dispatched where :func:`component.io.zarr_product.expand` expands an
+item whose ``product`` is a Zarr): its zip or ``.SAFE`` is read in place, the item keeping its
+own id. An href GDAL cannot read in place (an OData ``$value`` URL redirects and needs a
+bearer token) is refused, asking for the zip to be downloaded.
+
 Only the compact naming is read (products since December 2016, and every reprocessed one):
 one granule, ``MTD_MSIL1C.xml`` and ``MTD_TL.xml``.
 
@@ -38,6 +45,7 @@ translating its item would cost more than reading the two files here.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -60,6 +68,10 @@ AUX_FILE = "AUX_DATA/AUX_ECMWFT"
 SAFE_MEDIA_TYPE = "application/x-safe"
 """No media type is registered for a SAFE folder: a private (``x-``) one says what it is."""
 ZIP_MEDIA_TYPE = "application/zip"
+PRODUCT_ASSETS = ("Product", "product")
+"""Keys of an item's asset holding the whole product: CDSE's items call the OData zip
+``Product``; EOPF items call their Zarr ``product`` (:mod:`component.io.zarr_product`)."""
+_PRODUCT_MEDIA_TYPES = (ZIP_MEDIA_TYPE, "application/x-zip-compressed", SAFE_MEDIA_TYPE)
 STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
@@ -219,6 +231,98 @@ def item_from_safe(source: str, settings: Settings) -> dict[str, Any]:
     for band in L1C_BANDS:
         if band in assets:
             assets[band]["raster:offset"] = offset * scale
+    return item
+
+
+def _names_safe(href: str) -> bool:
+    """Whether *href* (a path or URL) ends in ``.zip`` or ``.SAFE``: a product GDAL reads in
+    place, as opposed to a download link (OData's ``.../Products(<uuid>)/$value``)."""
+    return href.strip().rstrip("/").lower().endswith((ZIP_SUFFIX, SAFE_SUFFIX.lower()))
+
+
+def _product_key(item: dict[str, Any]) -> str | None:
+    """The key of *item*'s SAFE product asset (a zip or a SAFE folder), when it has one and
+    no band assets (an item with bands is read by its bands)."""
+    assets = item.get("assets")
+    if not isinstance(assets, dict) or any(band in assets for band in L1C_BANDS):
+        return None
+    for key in PRODUCT_ASSETS:
+        asset = assets.get(key)
+        href = asset.get("href") if isinstance(asset, dict) else None
+        if not isinstance(href, str) or not href.strip():
+            continue
+        media = str(asset.get("type", "")).split(";")[0].strip().lower()
+        if media in _PRODUCT_MEDIA_TYPES or _names_safe(href):
+            return key
+    return None
+
+
+def product_asset(item: dict[str, Any]) -> dict[str, Any] | None:
+    """*item*'s ``Product`` asset when its data is a SAFE product (a ``.zip``, a ``.SAFE``, or
+    an href typed ``application/zip``) and it has no band assets; else None."""
+    key = _product_key(item)
+    return item["assets"][key] if key is not None else None
+
+
+def item_from_product(root: str, settings: Settings, base: dict[str, Any]) -> dict[str, Any]:
+    """The item *base*, whose data is its SAFE ``Product`` asset at *root* (made absolute),
+    read as that product: bands, grids, radiometry, footprint and scene-mean angles from the
+    SAFE's metadata (:func:`item_from_safe`), the item's own id where it is a valid product id
+    (else the SAFE's), its links and its other properties kept, the ``Product`` asset kept.
+
+    An href GDAL cannot read in place (an OData ``$value`` download URL, which redirects and
+    needs a bearer token; any URL not ending in ``.zip`` or ``.SAFE``) is refused
+    (:class:`~component.errors.InvalidItemError`, exit 4), asking for the zip to be
+    downloaded and given to ``--item``.
+    """
+    from component.io import trust
+
+    key = _product_key(base) or PRODUCT_ASSETS[0]
+    text = root.strip()
+    local = "://" not in text or text.lower().startswith("file://")
+    if "://" not in text and not text.startswith("/vsi"):
+        text = str(Path(text).resolve())
+    if not _names_safe(text) and not (local and is_safe_source(text)):
+        why, fix = (
+            ("is not a .zip or .SAFE", "name the product's .zip or .SAFE folder")
+            if local
+            else (
+                "is not a .zip or .SAFE GDAL can read in place (a download link such as CDSE's "
+                "OData $value redirects and needs a token)",
+                "download the zip and pass it to --item",
+            )
+        )
+        raise InvalidItemError(
+            f"item {str(base.get('id'))[:80]!r}: its {key} asset {text[:120]!r} {why}: {fix}"
+        )
+    safe = item_from_safe(text, settings)
+    try:
+        item_id = trust.product_id(base.get("id"))
+    except InvalidItemError:
+        item_id = str(safe["id"])
+    item = copy.deepcopy(base)
+    # The item's own properties under the SAFE's; its view:* left out (the scene means are
+    # the SAFE's MTD_TL.xml's, or none).
+    properties = {
+        k: v for k, v in (item.get("properties") or {}).items() if not k.startswith("view:")
+    }
+    original = (base.get("assets") or {}).get(key) or {}
+    extensions = list(safe["stac_extensions"])
+    extensions += [e for e in item.get("stac_extensions") or [] if e not in extensions]
+    item.update(
+        {
+            "type": "Feature",
+            "stac_version": safe["stac_version"],
+            "stac_extensions": extensions,
+            "id": item_id,
+            "geometry": safe["geometry"],
+            "bbox": safe["bbox"],
+            "properties": properties | safe["properties"],
+            "assets": safe["assets"]
+            | {key: {**original, "href": text, "type": original.get("type", media_type(text))}},
+        }
+    )
+    item.setdefault("links", [])
     return item
 
 

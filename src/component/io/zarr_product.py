@@ -565,16 +565,22 @@ def item_from_zarr(
 
 
 def expand(item: dict[str, Any], settings: Settings, href: str | None = None) -> dict[str, Any]:
-    """*item* with band assets when its data is an EOPF Zarr ``product`` asset, else as is.
+    """*item* with band assets when its data is an EOPF Zarr ``product`` asset or a SAFE
+    ``Product`` asset (a ``.zip`` or ``.SAFE``, :mod:`component.io.safe_product`), else as is.
 
     A relative product href is taken relative to *href*, the item document's own location.
     """
-    asset = zarr_asset(item)
+    from component.io import safe_product
+
+    zarr = zarr_asset(item)
+    asset = zarr or safe_product.product_asset(item)
     if asset is None:
         return item
-    root = str(asset["href"])
+    root = str(asset["href"]).strip()
     if href and "://" not in root and not Path(root).is_absolute():
         root = urljoin(href, root) if "://" in href else str(Path(href).parent / root)
+    if zarr is None:
+        return safe_product.item_from_product(root, settings, item)
     return item_from_zarr(root, settings, item)
 
 
