@@ -82,6 +82,7 @@ def _with_hrefs(product: l1c.L1CProduct, old: str, new: str) -> l1c.L1CProduct:
         bands=bands,
         granule_metadata=moved(product.granule_metadata),
         aux_ecmwf=moved(product.aux_ecmwf),
+        aux_camsfo=moved(product.aux_camsfo),
         view={},
     )
 

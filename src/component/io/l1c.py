@@ -38,7 +38,10 @@ SATURATED_DN = 65535
 _BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
 GRANULE_METADATA = "granule_metadata"
 AUX_ECMWF = "aux_ecmwft"
-"""The asset of the granule's ``MTD_TL.xml`` (the 5 km sun and view angle grids)."""
+"""The asset of the granule's ``AUX_DATA/AUX_ECMWFT`` (ECMWF forecasts)."""
+AUX_CAMS = "aux_camsfo"
+"""The asset of the granule's ``AUX_DATA/AUX_CAMSFO`` (CAMS aerosol forecasts, baseline 04.00
+on)."""
 VIEW_KEYS = ("view:sun_elevation", "view:sun_azimuth", "view:incidence_angle", "view:azimuth")
 
 
@@ -196,7 +199,12 @@ class L1CProduct:
     an ``aux_ecmwft`` asset, else beside the granule metadata of a SAFE layout."""
     eopf_conditions: str | None = None
     """Root of the EOPF Zarr product (its ``product`` asset) whose ``conditions`` group holds
-    the angle grids (``geometry``) and the ECMWF forecasts (``meteorology/ecmwf``)."""
+    the angle grids (``geometry``), the ECMWF forecasts (``meteorology/ecmwf``) and the CAMS
+    ones (``meteorology/cams``)."""
+    aux_camsfo: str | None = None
+    """Href of the granule's ``AUX_DATA/AUX_CAMSFO`` (CAMS aerosol optical depths), found as
+    :attr:`aux_ecmwf` is: an ``aux_camsfo`` asset, else beside the granule metadata (older
+    baselines have none: the file may be absent)."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -239,9 +247,8 @@ def from_item(item: dict[str, Any], href: str | None = None) -> L1CProduct:
         bands[band] = BandAsset(str(assets[band]["href"]), grid)
     baseline = processing_baseline(item)
     metadata = (assets.get(GRANULE_METADATA) or {}).get("href")
-    aux = (assets.get(AUX_ECMWF) or {}).get("href")
-    if not aux and metadata and str(metadata).endswith("/MTD_TL.xml"):
-        aux = str(metadata)[: -len("MTD_TL.xml")] + "AUX_DATA/AUX_ECMWFT"
+    aux = _aux_file(assets, AUX_ECMWF, metadata, "AUX_ECMWFT")
+    cams = _aux_file(assets, AUX_CAMS, metadata, "AUX_CAMSFO")
     properties = item.get("properties", {})
     values = [properties.get(key) for key in VIEW_KEYS]
     finite = all(
@@ -257,9 +264,19 @@ def from_item(item: dict[str, Any], href: str | None = None) -> L1CProduct:
         baseline=baseline,
         granule_metadata=str(metadata) if metadata else None,
         view={k: float(v) for k, v in zip(VIEW_KEYS, values, strict=True)} if finite else {},
-        aux_ecmwf=str(aux) if aux else None,
+        aux_ecmwf=aux,
         eopf_conditions=_zarr_root(assets),
+        aux_camsfo=cams,
     )
+
+
+def _aux_file(assets: dict[str, Any], key: str, metadata: Any, name: str) -> str | None:
+    """The href of the granule's ``AUX_DATA/<name>``: the *key* asset, else beside the
+    granule metadata (*metadata*, its ``MTD_TL.xml``) of a SAFE layout."""
+    href = (assets.get(key) or {}).get("href")
+    if not href and metadata and str(metadata).endswith("/MTD_TL.xml"):
+        href = str(metadata)[: -len("MTD_TL.xml")] + f"AUX_DATA/{name}"
+    return str(href) if href else None
 
 
 def _zarr_root(assets: dict[str, Any]) -> str | None:
