@@ -15,6 +15,7 @@ a ``multiscales`` attribute naming the levels.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def write_eopf_zarr(
     crs_key: str = "horizontal_CRS_code",
     ecmwf_grib: Path | None = None,
     inner_chunk: int = 256,
+    cams_grib: Path | None = None,
 ) -> Path:
     """The product of the item at *item_path* as ``folder/<id>.zarr``; returns its path.
 
@@ -63,6 +65,10 @@ def write_eopf_zarr(
     detector, angle, y, x), with ``angle``/``band``/``detector``/``x``/``y`` coordinates.
     *ecmwf_grib* (a granule's AUX_ECMWFT) becomes ``conditions/meteorology/ecmwf`` as ESA
     writes it: ``tcwv``, ``msl``, ``tco3`` (latitude, longitude) in the GRIB1 units.
+    *cams_grib* (a granule's AUX_CAMSFO, GRIB1 as ``support.synthetic.write_cams_grib``
+    writes it) becomes ``conditions/meteorology/cams``: ``aod550``, ``aod469``, ...,
+    ``suaod550`` (unitless) and ``z`` (m²/s²) on the same coordinates, with cfgrib's scalar
+    coordinates (``number``, ``step``, ``surface``, ``time``, ``valid_time``).
     *inner_chunk*: the inner chunk side of a v3 store's shards (ESA's is 1024; the sample's
     bands are smaller).
     """
@@ -118,6 +124,8 @@ def write_eopf_zarr(
         tree["/conditions/geometry"] = _geometry_group(angles, angle_origin)
     if ecmwf_grib is not None:
         tree["/conditions/meteorology/ecmwf"] = _ecmwf_group(ecmwf_grib)
+    if cams_grib is not None:
+        tree["/conditions/meteorology/cams"] = _cams_group(cams_grib)
     datatree = xr.DataTree.from_dict(tree)
     properties = {k: v for k, v in item["properties"].items() if not k.startswith("proj:")}
     properties.update({"product:type": "S02MSIL1C"})
@@ -260,5 +268,40 @@ def _ecmwf_group(grib: Path) -> xr.Dataset:
     coords = {
         "latitude": transform.f + (np.arange(height) + 0.5) * transform.e,
         "longitude": transform.c + (np.arange(width) + 0.5) * transform.a,
+    }
+    return xr.Dataset(variables, coords=coords)
+
+
+def _cams_group(grib: Path) -> xr.Dataset:
+    """``conditions/meteorology/cams`` from a GRIB1 AUX_CAMSFO (ECMWF's table 210 aerosols
+    and table 128's ``z``), its arrays float32 and attributed as cfgrib decodes them."""
+    from support.synthetic import CAMS_TABLE_210
+
+    with rasterio.open(grib) as dataset:
+        transform, height, width = dataset.transform, dataset.height, dataset.width
+        variables: dict[str, Any] = {}
+        for index in range(1, dataset.count + 1):
+            tags = dataset.tags(index)
+            element = tags.get("GRIB_ELEMENT", "")
+            match = re.match(r"var(\d+) of table 210\b", element)
+            if match:
+                name, unit, param = CAMS_TABLE_210[int(match[1])], "~", 210000 + int(match[1])
+            else:
+                assert element == "Z", element
+                name, unit, param = "z", "m**2 s**-2", 129
+            attrs = {"units": unit, "GRIB_units": unit, "GRIB_shortName": name}
+            attrs["GRIB_paramId"] = param
+            values = dataset.read(index).astype(np.float32)
+            variables[name] = (("latitude", "longitude"), values, attrs)
+        reference = int(tags["GRIB_REF_TIME"])
+        valid = int(tags["GRIB_VALID_TIME"])
+    coords: dict[str, Any] = {
+        "latitude": transform.f + (np.arange(height) + 0.5) * transform.e,
+        "longitude": transform.c + (np.arange(width) + 0.5) * transform.a,
+        "number": np.int64(0),
+        "surface": np.float64(0.0),
+        "time": np.datetime64(reference, "s"),
+        "step": np.timedelta64(valid - reference, "s"),
+        "valid_time": np.datetime64(valid, "s"),
     }
     return xr.Dataset(variables, coords=coords)

@@ -507,6 +507,145 @@ def write_ecmwf_grib(path: Path, centre: tuple[float, float], **values: float) -
     return path
 
 
+CAMS = {
+    "aod550": 0.123,
+    "aod469": 0.151,
+    "aod670": 0.095,
+    "aod865": 0.068,
+    "aod1240": 0.043,
+    "bcaod550": 0.004,
+    "duaod550": 0.020,
+    "omaod550": 0.030,
+    "ssaod550": 0.030,
+    "suaod550": 0.039,
+    "z": 1961.3,
+}
+"""A CAMS forecast of a rural scene at the centre of the synthetic grid: total aerosol optical
+depth at 550 nm (unitless; an Angstrom exponent of 1.3 across 469-1240 nm), its five
+components (black carbon, dust, organic matter, sea salt, sulphate: they add up to the total)
+and the surface geopotential (m²/s², 200 m)."""
+
+CAMS_TABLE_210 = {
+    207: "aod550",
+    208: "ssaod550",
+    209: "duaod550",
+    210: "omaod550",
+    211: "bcaod550",
+    212: "suaod550",
+    213: "aod469",
+    214: "aod670",
+    215: "aod865",
+    216: "aod1240",
+}
+"""ECMWF's GRIB1 local table 210 (CAMS aerosols): parameter number -> ECMWF short name. The
+geopotential ``z`` is table 128's parameter 129."""
+
+
+def write_cams_grib(
+    path: Path, centre: tuple[float, float], *, edition: int = 1, **values: float
+) -> Path:
+    """An AUX_CAMSFO as a SAFE granule holds it: CAMS forecasts on 9 x 9 points at 0.125 deg
+    around *centre* (lon, lat), the :data:`CAMS` fields (or *values*), the optical depths
+    rising gently eastwards.
+
+    Edition 1 is the real files' GRIB1, ECMWF's local table 210 (``aod550`` is its parameter
+    207) and ``z`` of table 128, written here byte by byte (GDAL writes GRIB2 only): GDAL
+    reads it back as ``var207 of table 210 of center ECMWF`` (unit ``[-]``) and ``Z``.
+    Edition 2 is written by GDAL as ECMWF encodes the aerosols in GRIB2: ``AOTK``
+    (discipline 0, category 20, number 102) with product template 4.48, an aerosol type
+    (62000 total, 62001 dust) and a wavelength (550 nm is ``11 9 550``: equal to 550e-9 m);
+    it holds dust AOD 550, total AOD 865, total AOD 550 and ``GP``, in that order, so that a
+    reader must tell them apart by type and wavelength."""
+    v = CAMS | values
+    ramp = np.linspace(-1.0, 1.0, 9)[None, :] * np.ones((9, 1))
+    lon, lat = centre
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if edition == 1:
+        messages = [(128, 129, v["z"] + 20.0 * ramp, 1)]
+        for number, name in CAMS_TABLE_210.items():
+            messages.append((210, number, v[name] * (1.0 + 0.1 * ramp), 4))
+        path.write_bytes(
+            b"".join(
+                _grib1_message(values, table, number, (lon, lat), 0.125, decimals)
+                for table, number, values, decimals in messages
+            )
+        )
+        return path
+    import rasterio.shutil
+
+    bands = [
+        ("20 102 62001 255 0 0 0 0 11 9 550 0 0", v["duaod550"]),
+        ("20 102 62000 255 0 0 0 0 11 9 865 0 0", v["aod865"]),
+        ("20 102 62000 255 0 0 0 0 11 9 550 0 0", v["aod550"]),
+    ]
+    fields = [value * (1.0 + 0.1 * ramp) for _, value in bands] + [v["z"] + 20.0 * ramp]
+    tail = " 2 0 0 0 0 1 0 1 0 0 255 0 0"  # generating process ... surface (template 4.0)
+    options: dict[str, Any] = {}
+    for index, (template, _) in enumerate(bands, start=1):
+        options[f"BAND_{index}_PDS_PDTN"] = 48
+        options[f"BAND_{index}_PDS_TEMPLATE_ASSEMBLED_VALUES"] = template + tail
+    options["BAND_4_PDS_PDTN"] = 0
+    options["BAND_4_PDS_TEMPLATE_ASSEMBLED_VALUES"] = "3 4" + tail  # geopotential
+    transform = from_origin(lon - 4.5 * 0.125, lat + 4.5 * 0.125, 0.125, 0.125)
+    source = path.with_name(f".{path.name}.tif")
+    profile = {"driver": "GTiff", "width": 9, "height": 9, "count": 4, "dtype": "float32"}
+    with rasterio.open(source, "w", crs="EPSG:4326", transform=transform, **profile) as target:
+        target.write(np.stack(fields).astype(np.float32))
+    rasterio.shutil.copy(source, path, driver="GRIB", DATA_ENCODING="SIMPLE_PACKING", **options)
+    source.unlink()
+    return path
+
+
+def _grib1_message(
+    values: np.ndarray,
+    table: int,
+    number: int,
+    centre: tuple[float, float],
+    step: float,
+    decimals: int,
+) -> bytes:
+    """One GRIB1 message as ECMWF writes it (centre 98): *values* (rows north first) on a
+    regular latitude/longitude grid of *step* degrees centred on *centre* (lon, lat), at the
+    surface, a 12 h forecast, simple packing of 16 bits after scaling by 10***decimals*."""
+
+    def signed(value: int, size: int) -> bytes:  # GRIB1's sign bit, not two's complement
+        return ((1 << (8 * size - 1)) | -value if value < 0 else value).to_bytes(size, "big")
+
+    def ibm(value: float) -> bytes:  # IBM single precision: base 16, excess-64 exponent
+        if value == 0:
+            return bytes(4)
+        sign, value, exponent = (0x80 if value < 0 else 0), abs(value), 64
+        while value >= 1:
+            value, exponent = value / 16, exponent + 1
+        while value < 1 / 16:
+            value, exponent = value * 16, exponent - 1
+        return bytes([sign | exponent]) + int(value * (1 << 24)).to_bytes(3, "big")
+
+    rows, columns = values.shape
+    lon, lat = centre
+    milli = round(step * 1000)  # GRIB1 states degrees in thousandths
+    north = round((lat + step * (rows - 1) / 2) * 1000)
+    west = round((lon - step * (columns - 1) / 2) * 1000)
+    south, east = north - milli * (rows - 1), west + milli * (columns - 1)
+    # Product definition: length, table version, centre, process, grid, GDS present,
+    # parameter, surface, 2024-01-16 00 UTC + 12 h, century 21, decimal scale factor.
+    pds = bytes([0, 0, 28, table, 98, 145, 255, 0x80, number, 1, 0, 0, 24, 1, 16, 0, 0, 1, 12])
+    pds += bytes([0, 0, 0, 0, 0, 21, 0]) + signed(decimals, 2)
+    # Grid description: regular lat/lon, Ni x Nj, first and last points, increments, north
+    # to south and west to east.
+    gds = bytes([0, 0, 32, 0, 255, 0]) + columns.to_bytes(2, "big") + rows.to_bytes(2, "big")
+    gds += signed(north, 3) + signed(west, 3) + bytes([0x80]) + signed(south, 3)
+    gds += signed(east, 3) + milli.to_bytes(2, "big") + milli.to_bytes(2, "big") + bytes(5)
+    scaled = np.round(np.asarray(values, np.float64) * 10.0**decimals)
+    reference = float(scaled.min())
+    packed = (scaled - reference).astype(">u2").tobytes()  # 16 bits a value
+    pad = (11 + len(packed)) % 2  # a section's length is even; the unused bits say so
+    bds = (11 + len(packed) + pad).to_bytes(3, "big") + bytes([8 * pad]) + signed(0, 2)
+    bds += ibm(reference) + bytes([16]) + packed + bytes(pad)
+    body = pds + gds + bds + b"7777"
+    return b"GRIB" + (8 + len(body)).to_bytes(3, "big") + bytes([1]) + body
+
+
 def write_dem(path: Path, bbox: list[float] | tuple[float, ...], metres: float) -> Path:
     """A flat DEM GeoTIFF in degrees (float32, 0.005 deg cells) over *bbox* (W, S, E, N), as
     the Copernicus DEM COGs are (EPSG:4326)."""
@@ -557,6 +696,7 @@ def make_l1c_product(
     relative_orbit: int = 51,
     angles: bool = True,
     ecmwf: bool = True,
+    cams: bool = False,
 ) -> dict[str, Any]:
     """Write a synthetic L1C product under ``root`` and return its CDSE-shaped STAC item.
 
@@ -578,7 +718,8 @@ def make_l1c_product(
     :func:`synthetic_angles`, and their scene means as ``view:*`` item properties as CDSE
     writes them. ``angles=False`` leaves both out (a product whose geometry is unknown).
     The granule also holds ``AUX_DATA/AUX_ECMWFT`` (:func:`write_ecmwf_grib`) unless
-    ``ecmwf=False``.
+    ``ecmwf=False``, and with ``cams=True`` ``AUX_DATA/AUX_CAMSFO`` (:func:`write_cams_grib`,
+    GRIB1), as products of baseline 04.00 on do (off by default: older baselines lack it).
     """
     if date.tzinfo is None:
         date = date.replace(tzinfo=timezone.utc)
@@ -637,13 +778,14 @@ def make_l1c_product(
         mtd_tl = safe / "GRANULE" / granule / "MTD_TL.xml"
         mtd_tl.parent.mkdir(parents=True, exist_ok=True)
         mtd_tl.write_text(tile_angles_xml(tile_id, date, epsg, ulx, uly, sizes, grids))
+        west, south, east, north = transform_bounds(
+            f"EPSG:{epsg}", "EPSG:4326", ulx, uly - extent, ulx + extent, uly
+        )
+        centre = ((west + east) / 2, (south + north) / 2)
         if ecmwf:
-            west, south, east, north = transform_bounds(
-                f"EPSG:{epsg}", "EPSG:4326", ulx, uly - extent, ulx + extent, uly
-            )
-            write_ecmwf_grib(
-                mtd_tl.parent / "AUX_DATA" / "AUX_ECMWFT", ((west + east) / 2, (south + north) / 2)
-            )
+            write_ecmwf_grib(mtd_tl.parent / "AUX_DATA" / "AUX_ECMWFT", centre)
+        if cams:
+            write_cams_grib(mtd_tl.parent / "AUX_DATA" / "AUX_CAMSFO", centre)
         assets["granule_metadata"] = {
             "href": href(mtd_tl),
             "type": "application/xml",
