@@ -15,19 +15,24 @@ import numpy as np
 import onnxruntime
 import torch
 
+from component.core.bands import L1C_BANDS
 from component.core.files import sha256_file
-from component.model.card import load_card
+from component.model.atmosphere import Geometry
+from component.model.card import ModelCard, load_card
 from component.model.engines import ONNX_OPSET, OnnxEngine, TorchEngine, export_onnx
+from component.model.estimator import Context, network_input
 from component.model.network import load_model
 
 # TOA reflectance of a vegetated field and of bare soil, B01..B12 with B10 (a clear sky)
 VEGETATION = [0.12, 0.10, 0.09, 0.07, 0.11, 0.20, 0.24, 0.26, 0.27, 0.09, 0.004, 0.17, 0.09]
 SOIL = [0.16, 0.15, 0.16, 0.19, 0.22, 0.25, 0.27, 0.28, 0.29, 0.10, 0.005, 0.33, 0.27]
-GEOMETRY = [0.7, 0.99, 0.0, 1.0]  # cos sun zenith, cos view zenith, cos rel. azimuth, known
+CONTEXT = Context(Geometry(45.6, 8.1, 90.0), elevation_m=300.0, water_prior_cm=1.5, aot_prior=0.15)
+"""A known geometry (cosines 0.7, 0.99, 0), a low plain, and forecasts of both priors."""
 
 
-def plausible_batch(channels: int) -> np.ndarray:
-    """Two 128 x 96 scenes, vegetation and soil, varying smoothly by up to 20 %.
+def plausible_batch(card: ModelCard) -> np.ndarray:
+    """Two 128 x 96 scenes, vegetation and soil, varying smoothly by up to 20 %, with the
+    card's context channels as :data:`CONTEXT` gives them.
 
     Noise in every channel (a thick cirrus in B10, spectra no surface has) is far outside what
     the network saw: there even torch in float32 and float64 disagree by 0.06 in AOT, so such
@@ -37,9 +42,8 @@ def plausible_batch(channels: int) -> np.ndarray:
     variation = 0.9 + 0.2 * (rows / 128.0 + cols / 96.0) / 2.0
     scenes = []
     for spectrum in (VEGETATION, SOIL):
-        toa = np.asarray(spectrum)[:, None, None] * variation
-        extra = np.broadcast_to(np.asarray(GEOMETRY)[:, None, None], (4, 128, 96))
-        scenes.append(np.concatenate([toa, extra])[:channels])
+        toa = (np.asarray(spectrum)[:, None, None] * variation).astype(np.float32)
+        scenes.append(network_input(toa, L1C_BANDS, CONTEXT, card))
     return np.stack(scenes).astype(np.float32)
 
 
@@ -50,7 +54,7 @@ def main() -> None:
     model = load_model(card)
     target = card.weights_path.with_suffix(".onnx")
     export_onnx(model, target, card.in_channels)
-    batch = plausible_batch(card.in_channels)
+    batch = plausible_batch(card)
     difference = float(np.abs(OnnxEngine(target)(batch) - TorchEngine(model, "cpu")(batch)).max())
     data = json.loads(card.card_path.read_text())
     data["onnx"] = {

@@ -45,7 +45,7 @@ def test_shipped_card_fields() -> None:
     assert len(card.input_bands) == 13 and "B10" in card.input_bands
     assert len(card.output_bands) == 12 and "B10" not in card.output_bands
     assert card.network_outputs == ("aot550", "water_vapour")
-    assert card.in_channels == 13 + len(card.geometry_channels)
+    assert card.in_channels == 13 + len(card.context_channels)
     assert card.tile_size % 32 == 0 and 0 <= card.tile_overlap < card.tile_size
     assert card.lut_path is not None and card.lut_path.parent == SHIPPED_CARD.parent
     assert card.lut_sha256 and card.atmosphere_grid_m >= 60

@@ -22,12 +22,14 @@ class FieldEstimator:
     def __init__(self, aot: np.ndarray, water: np.ndarray) -> None:
         self.aot, self.water = aot, water
 
-    def __call__(self, toa, bands, geometry):  # type: ignore[no-untyped-def]
+    def __call__(self, toa, bands, context):  # type: ignore[no-untyped-def]
         return self.aot.copy(), self.water.copy()
 
 
-@pytest.mark.parametrize("adjacency_m", [0.0, 300.0])
-def test_torch_inversion_equals_the_run_time_corrector(adjacency_m: float) -> None:
+@pytest.mark.parametrize(("adjacency_m", "elevation_m"), [(0.0, 0.0), (300.0, 0.0), (0.0, 1700.0)])
+def test_torch_inversion_equals_the_run_time_corrector(
+    adjacency_m: float, elevation_m: float
+) -> None:
     card = load_card()
     assert card.lut_path is not None
     out = Atmosphere.load(card.lut_path, None, L2A_BANDS)
@@ -43,7 +45,8 @@ def test_torch_inversion_equals_the_run_time_corrector(adjacency_m: float) -> No
         cirrus_correction=True, guard=False,  # random spectra: the inversion alone
     )  # fmt: skip
     grid = Grid(None, scene_transform(), size, size)
-    state = scene.estimate(toa, grid, geometry)
+    heights = np.full((size, size), elevation_m, np.float32) if elevation_m else None
+    state = scene.estimate(toa, grid, geometry, elevation=heights)
     expected = np.stack([scene.correct(b, toa[L1C_BANDS.index(b)], grid, state) for b in L2A_BANDS])
 
     cirrus = state.cirrus  # B10 taken whole (no clear-sky model), capped by the darkest band
@@ -52,7 +55,7 @@ def test_torch_inversion_equals_the_run_time_corrector(adjacency_m: float) -> No
         torch.from_numpy(np.asarray(cirrus, np.float32))[None],
         torch.from_numpy(aot)[None],
         torch.from_numpy(water)[None],
-        batch_curves(out, [geometry]),
+        batch_curves([out.curves(geometry, elevation_m=elevation_m)]),
         adjacency_m / 120.0,
     )[0].numpy()
     # the run time smooths with scipy (reflect, 4-sigma truncation), training with a conv:

@@ -126,17 +126,26 @@ def estimate_atmosphere(
     """The atmosphere on *coarse* from each input band's coarse TOA (a band absent from
     *coarse_toa* counts as missing), with *scene*'s clouds, shadows and snow left out, for
     the air above the terrain (*elevation* on *coarse*; None: sea level) under the product's
-    own sea-level pressure and ozone (*meteorology*; None: standard and climatological)."""
+    own sea-level pressure and ozone (*meteorology*; None: standard and climatological); its
+    water-vapour and aerosol forecasts, where it has them, are the estimator's priors."""
     shape = (coarse.height, coarse.width)
     missing = np.full(shape, np.nan, np.float32)
     toa = np.stack([coarse_toa.get(band, missing) for band in corrector.input_bands])
     metres = 0.0 if elevation is None else elevation.metres
-    msl = ozone = None
+    msl = ozone = water = aerosol = None
     if meteorology is not None:
         msl, ozone = meteorology.msl_hpa, meteorology.ozone_atm_cm
+        water, aerosol = meteorology.water_cm, meteorology.aod550
     heights = None
     if msl is not None or np.any(metres):
         heights = np.broadcast_to(effective_elevation(metres, msl), shape).astype(np.float32)
     return corrector.estimate(
-        toa, coarse, geometry, exclude=scene.exclude, elevation=heights, ozone=ozone
+        toa,
+        coarse,
+        geometry,
+        exclude=scene.exclude,
+        elevation=heights,
+        ozone=ozone,
+        water_prior=water,
+        aot_prior=aerosol,
     )

@@ -310,8 +310,11 @@ class Atmosphere:
         gain = np.moveaxis(self._gain(np.stack([a, v], -1)), -1, 0)
         return gain.reshape((len(self.bands), *shape)).astype(np.float32)
 
-    def curves(self, geometry: Geometry, ozone: float = DEFAULT_OZONE) -> dict[str, np.ndarray]:
-        """For one scalar geometry: every term at the table's AOT and water nodes.
+    def curves(
+        self, geometry: Geometry, ozone: float = DEFAULT_OZONE, elevation_m: float = 0.0
+    ) -> dict[str, np.ndarray]:
+        """For one scalar geometry and target *elevation_m*: every term at the table's AOT and
+        water nodes.
 
         Between nodes the table is linear in AOT and in water vapour, so these curves,
         interpolated linearly, give exactly :meth:`terms` (training uses them to invert in
@@ -340,6 +343,22 @@ class Atmosphere:
             self._log_t_other([[min(max(m, self._other_m_range[0]), self._other_m_range[1])]])
         )[0]
         t_ozone = np.exp(-self._ozone_k([[gas_m]])[0] * ozone * m / gas_m)
+        if elevation_m:  # as dry_terms: the altitude's changes to the sea-level terms
+            if self.altitude_range_m is None:
+                raise ModelError("the atmosphere table has no altitude axis: rebuild it")
+            p = min(max(float(elevation_m), self.altitude_range_m[0]), self.altitude_range_m[1])
+            other_m = min(max(m, self._other_m_range[0]), self._other_m_range[1])
+
+            def change(table: LinearTable, *axes: float) -> np.ndarray:
+                return table([[p, *axes]])[0] - table([[0.0, *axes]])[0]
+
+            path = path + change(self._r_path, sz, vz, az)[:, None]
+            spherical = spherical + change(self._r_spherical)[:, None]
+            t_other = t_other * np.exp(
+                change(self._r_log_t, sz)
+                + change(self._r_log_t, vz)
+                + change(self._r_log_t_other, other_m)
+            )
         return {
             "aot": a.astype(np.float32),
             "water": w.astype(np.float32),

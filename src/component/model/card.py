@@ -59,7 +59,7 @@ class ModelCard:
     network_outputs: tuple[str, ...] = ()
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
     """The U-Net decoder's widths, one per encoder stage (smp's default when absent)."""
-    geometry_channels: tuple[str, ...] = ()
+    context_channels: tuple[str, ...] = ()
     atmosphere_grid_m: int = 60
     adjacency_sigma_m: float = 0.0
     smoothing_m: float = 0.0
@@ -74,8 +74,8 @@ class ModelCard:
 
     @property
     def in_channels(self) -> int:
-        """Network input channels: the spectral bands, then the geometry channels."""
-        return len(self.input_bands) + len(self.geometry_channels)
+        """Network input channels: the spectral bands, then the context channels."""
+        return len(self.input_bands) + len(self.context_channels)
 
     @property
     def out_channels(self) -> int:
@@ -125,7 +125,7 @@ def card_from_dict(data: dict[str, Any], card_path: Path | None = None) -> Model
                 int(c) for c in data.get("decoder_channels", (256, 128, 64, 32, 16))
             ),
             input_bands=_spectral(channels),
-            geometry_channels=tuple(c for c in channels if c not in _spectral(channels)),
+            context_channels=tuple(c for c in channels if c not in _spectral(channels)),
             output_bands=product_bands or outputs,
             network_outputs=outputs if product_bands else (),
             atmosphere_grid_m=int(atmosphere.get("grid_m", 60)),

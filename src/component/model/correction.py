@@ -40,6 +40,7 @@ from component.model.atmosphere import (
     Terms,
     cirrus_transmittance,
 )
+from component.model.estimator import Context
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Estimator(Protocol):
     name: str
 
     def __call__(
-        self, toa: np.ndarray, bands: tuple[str, ...], geometry: Geometry
+        self, toa: np.ndarray, bands: tuple[str, ...], context: Context
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -91,7 +92,7 @@ class StandardAtmosphere:
         self.aot, self.water = aot, water
 
     def __call__(
-        self, toa: np.ndarray, bands: tuple[str, ...], geometry: Geometry
+        self, toa: np.ndarray, bands: tuple[str, ...], context: Context
     ) -> tuple[np.ndarray, np.ndarray]:
         shape = toa.shape[1:]
         return np.full(shape, self.aot, np.float32), np.full(shape, self.water, np.float32)
@@ -189,6 +190,8 @@ class SceneCorrector:
         exclude: np.ndarray | None = None,
         elevation: np.ndarray | None = None,
         ozone: np.ndarray | None = None,
+        water_prior: np.ndarray | None = None,
+        aot_prior: np.ndarray | None = None,
     ) -> AtmosphereState:
         """The atmosphere over the coarse grid from TOA of :attr:`input_bands` (NaN = invalid).
 
@@ -200,6 +203,9 @@ class SceneCorrector:
         *elevation* (h, w): the terrain's metres above sea level (None: sea level
         everywhere): the air above the target (Rayleigh scattering, gases) follows it.
         *ozone* (h, w): the ozone column, atm-cm (None: the climatological 0.33).
+        *water_prior* (cm) and *aot_prior* (h, w): the product's own forecasts of the water
+        vapour (ECMWF) and the aerosol (CAMS), NaN or None where unknown: the estimator sees
+        them (with the elevation and the geometry) where its card lists them as channels.
         """
         toa, notes = substitute_missing(toa, self.input_bands, self.cirrus_correction)
         if exclude is not None and exclude.any() and not exclude.all():
@@ -209,7 +215,8 @@ class SceneCorrector:
             notes.append(
                 "no sun/view geometry: default angles assumed (sun zenith 40, view zenith 5)"
             )
-        aot, water = self.estimator(toa, self.input_bands, geometry)
+        context = Context(geometry, elevation, water_prior, aot_prior)
+        aot, water = self.estimator(toa, self.input_bands, context)
         # Smoothing (if the card asks for it) also fills pixels the estimator left NaN (no
         # data, excluded clouds) from their surroundings; a scene without any estimate at all
         # gets the standard atmosphere.
