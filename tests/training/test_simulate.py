@@ -62,6 +62,33 @@ def test_geometry_is_withheld_in_the_stated_fraction(atmosphere: Atmosphere) -> 
     assert abs(unknown - Ranges().unknown_geometry_fraction) < 0.1
 
 
+def test_elevation_and_priors_are_drawn_as_stated(atmosphere: Atmosphere) -> None:
+    """Some samples lie at sea level, the rest up to the stated height; the forecasts the
+    network is told are off the truth by about the stated errors, and sometimes withheld."""
+    ranges = Ranges()
+    rng = np.random.default_rng(3)
+    samples = [simulate(surface(size=8), atmosphere, rng) for _ in range(300)]
+    heights = np.array([s.elevation_m for s in samples])
+    assert abs(np.mean(heights == 0) - ranges.sea_level_fraction) < 0.1
+    assert heights.max() <= ranges.elevation_max_m and heights.max() > 2000
+    water = [s for s in samples if s.water_prior_cm is not None]
+    assert abs(len(water) / len(samples) - ranges.water_prior_fraction) < 0.1
+    error = np.log([s.water_prior_cm / float(np.mean(s.water)) for s in water])
+    assert abs(np.std(error) - ranges.water_prior_error) < 0.05
+    aerosol = [s for s in samples if s.aot_prior is not None]
+    assert abs(len(aerosol) / len(samples) - ranges.aot_prior_fraction) < 0.1
+    assert all(s.aot_prior >= 0 for s in aerosol)
+
+
+def test_a_higher_target_sees_less_rayleigh_in_the_blue(atmosphere: Atmosphere) -> None:
+    flat = Ranges(high_fraction=0.0, cirrus_fraction=0.0, noise=0.0, sea_level_fraction=1.0)
+    high = replace(flat, sea_level_fraction=0.0, elevation_max_m=4000.0)
+    blue = L1C_BANDS.index("B02")
+    low = simulate(surface(0.02), atmosphere, np.random.default_rng(4), ranges=flat)
+    up = simulate(surface(0.02), atmosphere, np.random.default_rng(4), ranges=high)
+    assert up.elevation_m > 0 and up.toa[blue].mean() < low.toa[blue].mean() - 0.005
+
+
 def test_smooth_field_and_patches() -> None:
     field = smooth_field(np.random.default_rng(0), 40, 8.0)
     assert abs(field.mean()) < 1e-5 and field.std() == pytest.approx(1.0, rel=1e-3)

@@ -121,3 +121,23 @@ def test_no_surfaces_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidParameterError, match="surfaces"):
         train.run(_args(tmp_path, tmp_path / "x.safetensors"))
+
+
+def test_widened_weights_compute_what_the_narrower_network_did() -> None:
+    """Weights trained on fewer context channels start a card with more: the new channels'
+    first-layer weights are zero, so the outputs are unchanged whatever those channels say."""
+    from dataclasses import replace
+
+    from component.model.network import build_model
+
+    card = replace(load_card(), encoder="resnet18", decoder_channels=(32, 16, 16, 8, 8))
+    narrow = build_model(card).eval()
+    wide_card = replace(card, context_channels=(*card.context_channels, "elevation_km"))
+    wide = build_model(wide_card).eval()
+    wide.unet.load_state_dict(train.widened(narrow.unet.state_dict(), wide.unet))
+    x = torch.rand(1, card.in_channels, 64, 64)
+    extra = torch.rand(1, 1, 64, 64) * 4
+    with torch.inference_mode():
+        np.testing.assert_allclose(
+            wide(torch.cat([x, extra], 1)).numpy(), narrow(x).numpy(), atol=1e-6
+        )

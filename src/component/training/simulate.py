@@ -8,8 +8,10 @@ reflectance is computed with :meth:`component.model.atmosphere.Atmosphere.forwar
 table the component inverts at run time, plus sensor noise and 1e-4 quantization.
 
 Nothing here is specific to one network: the sample records the true state (for losses on the
-atmosphere itself) and which geometry the network is told (for a third of the samples none:
-the default angles, as for chips without metadata).
+atmosphere itself), the target's altitude (the table's altitude axis) and what the network is
+told: the geometry (for a third of the samples none: the default angles, as for chips without
+metadata), and sometimes forecasts of the water vapour and the aerosol with realistic errors
+(ECMWF's about 20 %, CAMS's about 50 %), as the product's own meteorology gives them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,17 @@ class Ranges:
     cirrus_max: float = 0.08
     unknown_geometry_fraction: float = 0.35
     noise: float = 0.0015
+    sea_level_fraction: float = 0.4
+    """Samples at sea level; the rest lie uniformly between 0 and :attr:`elevation_max_m`."""
+    elevation_max_m: float = 4000.0
+    water_prior_fraction: float = 0.6
+    """Samples told a water-vapour forecast (ECMWF's, as every SAFE carries)..."""
+    water_prior_error: float = 0.2
+    """...off the patch mean by a log-normal factor of this sigma (about 20 %)."""
+    aot_prior_fraction: float = 0.5
+    """Samples told an aerosol forecast (CAMS, in newer products)..."""
+    aot_prior_error: float = 0.45
+    """...off the patch mean by a log-normal factor of this sigma (about 50 %), plus 0.03."""
 
 
 @dataclass
@@ -53,6 +66,9 @@ class Sample:
     water: np.ndarray  # (P, P)
     geometry: Geometry  # the true one
     told: Geometry  # what the network is given (the default when "unknown")
+    elevation_m: float = 0.0  # the target's altitude (the whole patch)
+    water_prior_cm: float | None = None  # the forecast the network is told, if any
+    aot_prior: float | None = None
 
 
 def smooth_field(rng: np.random.Generator, size: int, scale_px: float) -> np.ndarray:
@@ -102,12 +118,15 @@ def simulate(
         rng.uniform(*ranges.water) * np.exp(0.1 * smooth_field(rng, size, scale)), 0.0, 6.5
     )
     ozone = rng.uniform(*ranges.ozone)
+    elevation = 0.0
+    if rng.random() >= ranges.sea_level_fraction:
+        elevation = float(rng.uniform(0.0, ranges.elevation_max_m))
     geometry = Geometry(
         float(rng.uniform(*ranges.sun_zenith)),
         float(rng.uniform(*ranges.view_zenith)),
         float(rng.uniform(0.0, 180.0)),
     )
-    terms = atmosphere.terms(aot, water, geometry, ozone)
+    terms = atmosphere.terms(aot, water, geometry, ozone, elevation_m=elevation)
     rho = np.nan_to_num(np.clip(surface, 0.0, 1.5), nan=0.0)
     if adjacency_sigma_m > 0:
         gain = atmosphere.adjacency_gain(aot, geometry.view_zenith)
@@ -124,4 +143,21 @@ def simulate(
     toa[:, ~np.isfinite(surface).all(axis=0)] = np.nan
     told = geometry if rng.random() >= ranges.unknown_geometry_fraction else DEFAULT_GEOMETRY
     target = surface[[L1C_BANDS.index(b) for b in L2A_BANDS]]
-    return Sample(toa, target, aot.astype(np.float32), water.astype(np.float32), geometry, told)
+    water_prior = aot_prior = None
+    if rng.random() < ranges.water_prior_fraction:
+        water_prior = float(np.mean(water) * np.exp(rng.normal(0.0, ranges.water_prior_error)))
+    if rng.random() < ranges.aot_prior_fraction:
+        error = np.exp(rng.normal(0.0, ranges.aot_prior_error))
+        aot_prior = float(np.mean(aot) * error + rng.uniform(-0.03, 0.03))
+        aot_prior = max(aot_prior, 0.0)
+    return Sample(
+        toa,
+        target,
+        aot.astype(np.float32),
+        water.astype(np.float32),
+        geometry,
+        told,
+        elevation,
+        water_prior,
+        aot_prior,
+    )

@@ -15,15 +15,14 @@ import torch
 from torch.nn import functional
 
 from component.model import atmosphere
-from component.model.atmosphere import Atmosphere, Geometry
 
 CURVE_KEYS = ("path", "t_down", "t_up", "spherical_albedo", "adjacency_gain")
 WATER_KEYS = ("log_t_water", "path_water")
 
 
-def batch_curves(atmosphere: Atmosphere, geometries: list[Geometry]) -> dict[str, torch.Tensor]:
-    """Stacked curves of a batch: (B, bands, nodes) tensors, plus the node tensors."""
-    curves = [atmosphere.curves(g) for g in geometries]
+def batch_curves(curves: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Stacked curves of a batch (:meth:`Atmosphere.curves` of each sample's geometry and
+    elevation): (B, bands, nodes) tensors, plus the node tensors."""
     out = {k: torch.from_numpy(np.stack([c[k] for c in curves])) for k in CURVE_KEYS + WATER_KEYS}
     out["t_fixed"] = torch.from_numpy(np.stack([c["t_fixed"] for c in curves]))
     out["aot"] = torch.from_numpy(curves[0]["aot"])

@@ -34,7 +34,7 @@ from component.errors import InvalidParameterError, ModelError
 from component.model.atmosphere import Atmosphere, Terms
 from component.model.card import ModelCard, load_card
 from component.model.correction import cirrus_reflectance
-from component.model.estimator import network_input
+from component.model.estimator import Context, network_input
 from component.model.network import build_model, read_state_dict, save_weights
 from component.training.simulate import Ranges, Sample, random_patch, simulate
 from component.training.surfaces import Surface, load_surfaces
@@ -120,14 +120,14 @@ class Batches:
     def cirrus(self, s: Sample) -> np.ndarray:
         """The run-time cirrus estimate, here with the true atmosphere (the network's estimate
         at run time)."""
-        terms = self.cirrus_table.terms(s.aot, s.water, s.geometry)
+        terms = self.cirrus_table.terms(s.aot, s.water, s.geometry, elevation_m=s.elevation_m)
         clear = Terms(terms.path[0], terms.transmittance[0], terms.spherical_albedo[0])
         b = {name: s.toa[L1C_BANDS.index(name)] for name in ("B10", "B8A", "B11")}
         cirrus = cirrus_reflectance(b["B10"], b["B8A"], b["B11"], clear)
         return np.broadcast_to(cirrus, s.toa.shape[1:]).astype(np.float32)
 
     def __call__(self, n: int, rng: np.random.Generator) -> dict[str, object]:
-        xs, toas, cirri, targets, aots, waters, known, told = [], [], [], [], [], [], [], []
+        xs, toas, cirri, targets, aots, waters, known, curves = [], [], [], [], [], [], [], []
         for _ in range(n):
             surface, _resolution = random_patch(self.surfaces, self.patch, rng)
             s = simulate(
@@ -138,14 +138,15 @@ class Batches:
                 self.adjacency_sigma_m,
                 self.ranges,
             )
-            xs.append(network_input(s.toa, L1C_BANDS, s.told, self.card))
+            context = Context(s.told, s.elevation_m, s.water_prior_cm, s.aot_prior)
+            xs.append(network_input(s.toa, L1C_BANDS, context, self.card))
             toas.append(s.toa[[L1C_BANDS.index(b) for b in L2A_BANDS]])
             cirri.append(self.cirrus(s))
             targets.append(s.surface)
             aots.append(s.aot)
             waters.append(s.water)
             known.append(s.told.known)
-            told.append(s.told)
+            curves.append(self.inversion.curves(s.told, elevation_m=s.elevation_m))
         target = np.stack(targets)
         toa = np.stack(toas)
         mask = np.isfinite(target).all(axis=1) & np.isfinite(toa).all(axis=1)
@@ -158,7 +159,7 @@ class Batches:
             "aot": torch.from_numpy(np.stack(aots)),
             "water": torch.from_numpy(np.stack(waters)),
             "known": torch.tensor(known),
-            "curves": batch_curves(self.inversion, told),
+            "curves": batch_curves(curves),
         }
 
 
@@ -261,6 +262,29 @@ def resolved_card(args: argparse.Namespace) -> ModelCard:
     return card_from_dict(raw, card.card_path)
 
 
+def widened(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """*state* for *model*, whose first layer may take more input channels (context channels
+    added to the card after the channels *state* was trained on): the new channels' weights
+    start at zero, so the widened network computes exactly what *state* did."""
+    own = model.state_dict()
+    out = dict(state)
+    for key, value in state.items():
+        target = own.get(key)
+        if (
+            target is not None
+            and value.dim() == 4
+            and target.dim() == 4
+            and value.shape[1] < target.shape[1]
+            and value.shape[0] == target.shape[0]
+            and value.shape[2:] == target.shape[2:]
+        ):
+            extra = target.shape[1] - value.shape[1]
+            out[key] = torch.cat(
+                [value, value.new_zeros(value.shape[0], extra, *value.shape[2:])], 1
+            )
+    return out
+
+
 def train_loop(
     args: argparse.Namespace, card: ModelCard, batches: Batches
 ) -> tuple[torch.nn.Module, dict[str, object]]:
@@ -279,7 +303,7 @@ def train_loop(
         torch.set_num_threads(args.threads)
     model = build_model(card)
     if args.init is not None:
-        model.unet.load_state_dict(read_state_dict(args.init, None))
+        model.unet.load_state_dict(widened(read_state_dict(args.init, None), model.unet))
     model.to(device).train()
     if args.steps <= 0:
         raise InvalidParameterError("nothing to do: --steps must be positive")
