@@ -320,3 +320,29 @@ def test_an_aerosol_estimate_that_blackens_clear_pixels_is_shrunk(tables) -> Non
         out, StandardAtmosphere(1.0, 1.5), L1C_BANDS, 0.0, 0.0, b10, 120.0, guard=False
     )
     np.testing.assert_allclose(unguarded.estimate(toa, grid(120, 12, 12), geometry).aot, 1.0)
+
+
+def test_the_guard_shrinks_toward_the_aerosol_forecast_where_there_is_one(tables) -> None:  # type: ignore[no-untyped-def]
+    """Clear water (0.005) under AOT 0.02 with an estimator saying 1.0: even the standard
+    atmosphere's 0.1 leaves it below zero, so the guard stops there without a forecast; with
+    a CAMS forecast of 0.03 it shrinks further, until the water is at or above zero."""
+    everything, out, b10 = tables
+    geometry = Geometry(35.0, 4.0, 70.0)
+    surface = np.full((len(L1C_BANDS), 12, 12), 0.005, np.float32)
+    terms = everything.terms(0.02, 1.5, geometry)
+    shape = (len(L1C_BANDS), 1, 1)
+    single = type(terms)(
+        *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
+    )
+    toa = Atmosphere.forward(surface, single)
+    scene = SceneCorrector(out, StandardAtmosphere(1.0, 1.5), L1C_BANDS, 0.0, 0.0, b10, 120.0)
+    alone = scene.estimate(toa, grid(120, 12, 12), geometry)
+    np.testing.assert_allclose(alone.aot, 0.1, atol=1e-6)
+    prior = np.full((12, 12), 0.03, np.float32)
+    guided = scene.estimate(toa, grid(120, 12, 12), geometry, aot_prior=prior)
+    assert 0.03 <= float(guided.aot.mean()) < 0.09  # below 0.1: the water is not blackened
+    assert any("CAMS forecast" in note for note in guided.notes)
+    index = [L1C_BANDS.index(b) for b in L2A_BANDS]
+    unclipped = Atmosphere.inverse(toa[index], guided.terms)
+    blue, red = L2A_BANDS.index("B02"), L2A_BANDS.index("B04")
+    assert float(unclipped[[blue, red]].min()) >= -0.002

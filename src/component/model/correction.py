@@ -228,7 +228,7 @@ class SceneCorrector:
         shape = toa.shape[1:]
         on_grid = _on_grid(geometry, shape)
         if self.guard:
-            aot, guarded = self._guarded(toa, aot, water, on_grid, elevation, ozone)
+            aot, guarded = self._guarded(toa, aot, water, on_grid, elevation, ozone, aot_prior)
             notes += guarded
         step = terms_step(self.smoothing_m, grid.resolution)
         if not self.cirrus_correction:
@@ -241,9 +241,7 @@ class SceneCorrector:
                 cirrus_job = background.submit(
                     self._cirrus, toa, aot, water, on_grid, step, elevation, ozone
                 )
-                terms = thinned_terms(
-                    self.atmosphere, aot, water, on_grid, step, elevation, ozone
-                )
+                terms = thinned_terms(self.atmosphere, aot, water, on_grid, step, elevation, ozone)
                 cirrus = cirrus_job.result()
             index = [self.input_bands.index(b) for b in self.output_bands]
             cirrus = capped_cirrus(cirrus, toa[index], terms)
@@ -265,12 +263,14 @@ class SceneCorrector:
         geometry: Geometry,
         elevation: np.ndarray | None,
         ozone: np.ndarray | None,
+        aot_prior: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[str]]:
         """*aot*, unless more than :data:`GUARD_FRACTION` of the clear cells (excluded cells
         are NaN in *toa*) invert below :data:`GUARD_FLOOR` in blue or red: a surface darker
         than nothing says the estimate took more aerosol than the scene's own dark pixels
-        allow. Then its excess over the standard atmosphere's AOT is scaled down until no more
-        than that share of the cells is below zero. The check runs on at most
+        allow. Then its excess over the prior (*aot_prior*, the CAMS forecast, where known,
+        else the standard atmosphere's AOT) is scaled down until no more than that share of
+        the cells is below zero. The check runs on at most
         :data:`GUARD_SAMPLE` cells; a note says what was done."""
         bands = [b for b in GUARD_BANDS if b in self.output_bands and b in self.input_bands]
         rows = [self.input_bands.index(b) for b in bands]
@@ -303,7 +303,10 @@ class SceneCorrector:
         if before <= GUARD_FRACTION:
             return aot, []
         # Shrunk until (nearly) every clear cell is at or above zero, not merely the floor.
-        prior = np.minimum(aot, np.float32(FALLBACK.aot))
+        floor = np.float32(FALLBACK.aot)
+        if aot_prior is not None:
+            floor = np.where(np.isfinite(aot_prior), aot_prior, floor).astype(np.float32)
+        prior = np.minimum(aot, floor)
         excess = aot - prior
         low, high = 0.0, 1.0
         for _ in range(7):
@@ -315,7 +318,9 @@ class SceneCorrector:
         shrunk = (prior + np.float32(low) * excess).astype(np.float32)
         return shrunk, [
             f"the aerosol estimate left {before:.0%} of clear cells darker than zero in "
-            f"{'/'.join(bands)}: its excess over AOT {FALLBACK.aot:g} scaled by {low:.2f}"
+            f"{'/'.join(bands)}: its excess over "
+            f"{'the CAMS forecast' if aot_prior is not None else f'AOT {FALLBACK.aot:g}'}"
+            f" scaled by {low:.2f}"
         ]
 
     def _cirrus(
@@ -344,9 +349,7 @@ class SceneCorrector:
         """*band*'s inversion on *grid*, applied run by run (see :class:`BandInversion`)."""
         return BandInversion(self.output_bands.index(band), grid, state)
 
-    def correct(
-        self, band: str, toa: np.ndarray, grid: Grid, state: AtmosphereState
-    ) -> np.ndarray:
+    def correct(self, band: str, toa: np.ndarray, grid: Grid, state: AtmosphereState) -> np.ndarray:
         """BOA reflectance of *band* on *grid* from its TOA (h, w); NaN stays NaN."""
         inversion = self.inversion(band, grid, state)
         toa = np.asarray(toa, np.float32)
