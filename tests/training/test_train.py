@@ -141,3 +141,15 @@ def test_widened_weights_compute_what_the_narrower_network_did() -> None:
         np.testing.assert_allclose(
             wide(torch.cat([x, extra], 1)).numpy(), narrow(x).numpy(), atol=1e-6
         )
+
+
+def test_context_channels_are_appended_to_the_card(data_root: Path, tmp_path: Path) -> None:
+    from component.errors import InvalidParameterError
+
+    args = _args(data_root, tmp_path / "c.safetensors", context_channels="elevation_km,aot_prior")
+    card = train.resolved_card(args)
+    assert card.context_channels[-2:] == ("elevation_km", "aot_prior")
+    assert card.raw["mlm:input"][0]["input"]["shape"][1] == card.in_channels
+    args.context_channels = "moon_phase"
+    with pytest.raises(InvalidParameterError, match="moon_phase"):
+        train.resolved_card(args)

@@ -34,7 +34,7 @@ from component.errors import InvalidParameterError, ModelError
 from component.model.atmosphere import Atmosphere, Terms
 from component.model.card import ModelCard, load_card
 from component.model.correction import cirrus_reflectance
-from component.model.estimator import Context, network_input
+from component.model.estimator import CONTEXT_CHANNELS, Context, network_input
 from component.model.network import build_model, read_state_dict, save_weights
 from component.training.simulate import Ranges, Sample, random_patch, simulate
 from component.training.surfaces import Surface, load_surfaces
@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default=None, help="override the card's encoder")
     parser.add_argument(
         "--decoder-channels", default=None, help="override the decoder widths, e.g. 128,64,32,16,8"
+    )
+    parser.add_argument(
+        "--context-channels",
+        default=None,
+        help="context channels to append to the card's input, e.g. elevation_km,water_prior_cm"
+        " (names of component.model.estimator.CONTEXT_CHANNELS)",
     )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--patch", type=int, default=64, help="patch size on the coarse grid")
@@ -252,6 +258,18 @@ def resolved_card(args: argparse.Namespace) -> ModelCard:
         raw["encoder"] = args.encoder
     if args.decoder_channels:
         raw["decoder_channels"] = [int(c) for c in args.decoder_channels.split(",")]
+    if args.context_channels:
+        entry = raw["mlm:input"][0]
+        names = [b["name"] if isinstance(b, dict) else str(b) for b in entry["bands"]]
+        for name in args.context_channels.split(","):
+            if name not in CONTEXT_CHANNELS:
+                raise InvalidParameterError(
+                    f"unknown context channel {name!r}; choose from {', '.join(CONTEXT_CHANNELS)}"
+                )
+            if name not in names:
+                entry["bands"].append({"name": name})
+                names.append(name)
+        entry.setdefault("input", {}).setdefault("shape", [-1, 0, -1, -1])[1] = len(names)
     atmosphere = raw.setdefault("atmosphere", {})
     if args.adjacency_sigma_m is not None:
         atmosphere["adjacency_sigma_m"] = args.adjacency_sigma_m
