@@ -124,11 +124,13 @@ def read_ecmwf(href: str, grid: Grid, settings: Settings) -> Meteorology:
     """The ECMWF fields of the GRIB at *href* on *grid*; raises ``ValueError`` when it holds
     none of them (a GRIB of something else) and RasterioError when it cannot be read."""
     fields = _read_grib(href, grid, settings, _ecmwf_field, "ECMWF water vapour, pressure or ozone")
+    return _ecmwf(fields, "ECMWF forecast of the granule (AUX_ECMWFT)")
+
+
+def _ecmwf(fields: dict[str, np.ndarray], source: str) -> Meteorology:
+    """The ECMWF *fields* (by :data:`ELEMENTS`' names; absent ones None) from *source*."""
     return Meteorology(
-        fields.get("water_cm"),
-        fields.get("msl_hpa"),
-        fields.get("ozone_atm_cm"),
-        "ECMWF forecast of the granule (AUX_ECMWFT)",
+        fields.get("water_cm"), fields.get("msl_hpa"), fields.get("ozone_atm_cm"), source
     )
 
 
@@ -249,12 +251,7 @@ def read_eopf_ecmwf(root: str, grid: Grid, settings: Settings) -> Meteorology:
     coordinates are not a regular grid, ``FileNotFoundError`` when there is no such group.
     """
     fields = _eopf_fields(root, "conditions/meteorology/ecmwf", EOPF_ECMWF, grid, settings)
-    return Meteorology(
-        fields.get("water_cm"),
-        fields.get("msl_hpa"),
-        fields.get("ozone_atm_cm"),
-        "ECMWF forecast of the product (conditions/meteorology/ecmwf)",
-    )
+    return _ecmwf(fields, "ECMWF forecast of the product (conditions/meteorology/ecmwf)")
 
 
 def read_eopf_cams(root: str, grid: Grid, settings: Settings) -> np.ndarray:
