@@ -163,7 +163,9 @@ def test_item_paths_name_the_safe_itself(tmp_path: Path, monkeypatch: pytest.Mon
     np.testing.assert_array_equal(toa, expected)
 
 
-def test_an_item_whose_product_is_a_zip_reads_as_the_zip(tmp_path: Path) -> None:
+def test_an_item_whose_product_is_a_zip_reads_as_the_zip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A catalog of downloaded products: each item has no band assets, only CDSE's
     ``Product`` asset naming the zip (relative to the item, or absolute) or the ``.SAFE``
     folder. It reads as that product given to ``--item`` (bands, grids, radiometry, footprint,
@@ -176,7 +178,16 @@ def test_an_item_whose_product_is_a_zip_reads_as_the_zip(tmp_path: Path) -> None
     expected = l1c.from_item(direct.data, direct.href)
     item_path = product_only_item(tmp_path / "cat" / "item.json", direct.id, f"../p/{archive.name}")
     (linked,) = catalog_input.catalog_items(item_path.parent)
+    reads = []
+    real = safe_product.item_from_product
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(safe_product, "item_from_product", counted)
     (found,) = search.read_items(linked, LOCAL)
+    assert len(reads) == 1  # the zip's metadata read once, not again for the item
     assert found.href == str(item_path)  # derived_from: the item document the run was given
     assert found.id == direct.id
     assert found.data["assets"]["Product"]["href"] == str(archive)

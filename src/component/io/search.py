@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import pystac
 import requests
+from pystac.utils import make_absolute_href
 from pystac_client import Client, ConformanceClasses
 from pystac_client.exceptions import APIError
 from pystac_client.stac_api_io import StacApiIO
@@ -93,10 +94,16 @@ class InputItem:
         return str(self.data["id"])
 
 
-def read_item(source: str) -> InputItem:
-    """An item from a local path or URL, with asset hrefs made absolute."""
+def read_item(source: str, document: dict[str, Any] | None = None) -> InputItem:
+    """An item from a local path or URL, with asset hrefs made absolute; *document*: its JSON
+    as the installed reader already gave it (a product it names already expanded), so that
+    nothing is read twice."""
     try:
-        item = pystac.Item.from_file(source)
+        if document is None:
+            item = pystac.Item.from_file(source)
+        else:
+            href = make_absolute_href(source)
+            item = pystac.Item.from_dict(document, href=href, migrate=True, preserve_dict=False)
     except FileNotFoundError:
         raise InvalidItemError(f"item file {source} does not exist: check --item") from None
     except _NOT_AN_ITEM as error:
@@ -118,8 +125,10 @@ def read_items(source: str, settings: Settings) -> list[InputItem]:
     pystac-client save them), each checked as a search result is. A feature that is not a
     valid item refuses the whole file (one line, exit 4)."""
     document = _json_document(source)
-    if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
+    if not isinstance(document, dict):
         return [read_item(source)]
+    if document.get("type") != "FeatureCollection":
+        return [read_item(source, document)]
     features = document.get("features")
     if not isinstance(features, list) or not features:
         raise InvalidItemError(
