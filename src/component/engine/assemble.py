@@ -4,35 +4,40 @@ A *job* per band reads its DN back from pass 1's scratch file and corrects it a 
 time (:func:`~component.engine.correct.correct_window`); B02's job also writes AOT and WVP on
 the ``--resolution`` grid (the L1C's no-data there is B02's); the scene job writes SCL and
 CLD; once B04, B03 and B02 are drafted, a TCI job makes the RGB quicklook from their drafts'
-DN through a lookup table. Each job returns the drafts it made; :func:`write_product` alone
-hands them to the writer, which makes COGs of them in its own threads while other jobs are
-still correcting (the RGB drafts once the TCI job has read them).
+DN through a lookup table; with a super-resolver (``--super-resolve``), once the 10 m and 20 m
+bands are drafted a job sharpens the 20 m bands to 10 m, then once B01 and B09 are too another
+sharpens those (:mod:`component.engine.sharpen`). Each job returns the drafts it made;
+:func:`write_product` alone hands them to the writer, which makes COGs of them in its own
+threads while other jobs are still correcting (a draft another job reads once every job that
+reads it is done).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import rasterio
-from rasterio.windows import Window
 
 from component.core.bands import NATIVE_RESOLUTION, RGB
 from component.core.grid import Grid
 from component.core.settings import Settings
+from component.engine import sharpen
 from component.engine.correct import correct_window, field_window
 from component.engine.scene import Scene
 from component.engine.schedule import Job, run_jobs, workers
 from component.io.l1c import NODATA_DN, BandRadiometry
 from component.io.load import STRIP_ROWS, ReadPlan
-from component.io.write import CLOUD_NODATA, Draft, ProductWriter, quicklook_from_dn
+from component.io.write import CLOUD_NODATA, Draft, DraftRows, ProductWriter, quicklook_from_dn
 from component.model.correction import AtmosphereState, SceneCorrector
 from component.model.scene_classification import SceneClass, SceneClassification
+
+if TYPE_CHECKING:
+    from component.model.super_resolution import SuperResolver
 
 TCI = "TCI"
 SCENE = "SCL"
@@ -50,6 +55,9 @@ class Product:
     """Each product band's DN on its product grid, raw uint16, row after row."""
     scene: Scene | None = None
     """The scene classification, written as ``SCL_<g>m`` and ``CLD_<g>m`` when present."""
+    resolver: SuperResolver | None = None
+    """With one (``--super-resolve``, a 10 m product), the 20 m and 60 m bands are also
+    written sharpened onto the 10 m grid, ``<band>_10m``."""
 
 
 def _gsd(grid: Grid) -> int:
@@ -115,15 +123,47 @@ def _scene_job(writer: ProductWriter, scene: Scene) -> list[Draft]:
     return drafts
 
 
-def _tci_job(writer: ProductWriter, grid: Grid, drafts: dict[str, Draft]) -> list[Draft]:
+def _key(plan: ReadPlan, band: str) -> str:
+    return f"{band}_{_gsd(plan.grids[band])}m"
+
+
+def _tci_job(writer: ProductWriter, plan: ReadPlan, drafts: dict[str, Draft]) -> list[Draft]:
     """The RGB quicklook from the drafted B04, B03, B02 (their DN, through a lookup table)."""
+    grid = plan.grids["B02"]
     tci = writer.open(f"TCI_{_gsd(grid)}m", grid, "visual", RGB, sampling(grid.resolution, 10))
-    with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(rasterio.open(drafts[band].path)) for band in RGB]
+    with DraftRows([drafts[_key(plan, band)] for band in RGB]) as rgb:
         for y0 in range(0, grid.height, STRIP_ROWS):
-            window = Window(0, y0, grid.width, min(STRIP_ROWS, grid.height - y0))
-            tci.write(y0, quicklook_from_dn([source.read(1, window=window) for source in sources]))
+            tci.write(y0, quicklook_from_dn(rgb.read(y0, min(grid.height, y0 + STRIP_ROWS))))
     return [tci]
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A job that reads other jobs' drafts: it starts once they are all complete, and they
+    reach the writer once every follower that reads them is done."""
+
+    name: str
+    needs: tuple[str, ...]
+    """Keys of the drafts it reads."""
+    job: Callable[[dict[str, Draft]], list[Draft]]
+    """Given those drafts by key, makes its own and returns them."""
+
+
+def followers(product: Product, writer: ProductWriter) -> list[Follower]:
+    """The TCI job and, with a super-resolver, the sharpening jobs, in :func:`job_names` order."""
+    plan = product.plan
+    rgb = tuple(_key(plan, band) for band in RGB)
+    out = [Follower(TCI, rgb, functools.partial(_tci_job, writer, plan))]
+    if product.resolver is not None:
+        out += [
+            Follower(
+                stage.name,
+                stage.needs(plan),
+                functools.partial(sharpen.sharpen_job, writer, plan, product.resolver, stage),
+            )
+            for stage in sharpen.stages()
+        ]
+    return out
 
 
 def job_order(plan: ReadPlan) -> list[str]:
@@ -133,10 +173,12 @@ def job_order(plan: ReadPlan) -> list[str]:
     return sorted(plan.grids, key=lambda b: (b not in rank, -pixels[b], rank.get(b, 0), b))
 
 
-def job_names(plan: ReadPlan, with_scene: bool) -> list[str]:
-    """Every job of :func:`write_product`, in start order but the TCI's (which starts once
-    the RGB bands are drafted): the progress of pass 2 counts them."""
-    return [*job_order(plan), *([SCENE] if with_scene else []), TCI]
+def job_names(plan: ReadPlan, with_scene: bool, sharpened: bool = False) -> list[str]:
+    """Every job of :func:`write_product`, in start order but the TCI's and the sharpening
+    ones' (*sharpened*: with a super-resolver), which start once the drafts they read are
+    complete: the progress of pass 2 counts them."""
+    sharpening = list(sharpen.JOBS) if sharpened else []
+    return [*job_order(plan), *([SCENE] if with_scene else []), TCI, *sharpening]
 
 
 def write_product(
@@ -147,12 +189,14 @@ def write_product(
 ) -> None:
     """Pass 2: every job of :func:`job_names`; the drafts each returns go to *writer*.
 
-    Jobs start one at a time as threads free up, so the TCI job starts as soon as B04, B03 and
-    B02 are drafted rather than after every band; those three drafts go to the writer once
-    the TCI job has read them (a draft being read must not get its overviews meanwhile, and
-    GDAL's COG driver building them itself costs 3.5 times as much). Returns when every
-    raster is drafted; the COGs may still be in the making (:meth:`ProductWriter.finish`
-    waits for them). *on_job(name)* is called after each job (progress).
+    Jobs start one at a time as threads free up, so a job that reads other jobs' drafts (a
+    :class:`Follower`: the TCI job, the sharpening ones) starts as soon as they are complete
+    (the TCI job once B04, B03 and B02 are drafted) rather than after every band; the drafts
+    it reads go to the writer once every follower reading them is done (a draft being read
+    must not get its overviews meanwhile, and GDAL's COG driver building them itself costs
+    3.5 times as much). Returns when every raster is drafted; the COGs may still be in the
+    making (:meth:`ProductWriter.finish` waits for them). *on_job(name)* is called after each
+    job (progress).
     """
     queue: deque[Job[list[Draft]]] = deque(
         (band, functools.partial(_band_job, product, writer, band))
@@ -160,20 +204,25 @@ def write_product(
     )
     if product.scene is not None:
         queue.append((SCENE, functools.partial(_scene_job, writer, product.scene)))
-    held: dict[str, Draft] = {}  # RGB drafts, until the TCI job has read them
+    waiting = {follower.name: follower for follower in followers(product, writer)}
+    unfinished = {follower.name: follower for follower in waiting.values()}
+    complete: dict[str, Draft] = {}  # every draft made so far, by key
+    held: dict[str, Draft] = {}  # those a follower still has to read
 
     def done(name: str, drafts: list[Draft]) -> None:
+        unfinished.pop(name, None)
         for draft in drafts:
-            draft.close()  # complete: the TCI job may read it
-        if name in RGB:
-            held[name], drafts = drafts[0], drafts[1:]
-            if len(held) == len(RGB):
-                grid = product.plan.grids["B02"]
-                queue.appendleft((TCI, functools.partial(_tci_job, writer, grid, dict(held))))
-        if name == TCI:
-            drafts = [*drafts, *(held[band] for band in RGB)]
-        for draft in drafts:
-            writer.finish_later(draft)
+            draft.close()  # complete: a follower may read it
+            complete[draft.asset.key] = draft
+        for follower in list(waiting.values()):
+            if all(key in complete for key in follower.needs):
+                del waiting[follower.name]
+                inputs = {key: complete[key] for key in follower.needs}
+                queue.appendleft((follower.name, functools.partial(follower.job, inputs)))
+        needed = {key for follower in unfinished.values() for key in follower.needs}
+        held.update((draft.asset.key, draft) for draft in drafts)
+        for key in [key for key in held if key not in needed]:
+            writer.finish_later(held.pop(key))
         if on_job is not None:
             on_job(name)
 

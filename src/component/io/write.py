@@ -75,6 +75,15 @@ def reflectance_to_dn(boa: np.ndarray) -> np.ndarray:
     return dn.astype(np.uint16)
 
 
+def dn_to_reflectance(dn: np.ndarray) -> np.ndarray:
+    """uint16 DN as written -> float32 reflectance, NaN where nodata (the inverse of
+    :func:`reflectance_to_dn` to its quantization)."""
+    boa = np.multiply(dn, np.float32(SCALE), dtype=np.float32)
+    boa += np.float32(OFFSET)
+    boa[dn == NODATA] = np.nan
+    return boa
+
+
 def atmosphere_to_dn(values: np.ndarray, nodata: np.ndarray | None = None) -> np.ndarray:
     """AOT or water vapour (cm) -> uint16 DN = round(value * 1000), valid values >= 1.
 
@@ -144,14 +153,19 @@ class WrittenAsset:
     """``original``, ``upsampled`` or ``downsampled``: against the data it was made from."""
     checksum: str | None = None
     """The file's ``file:checksum`` (:func:`multihash_sha256`), once it is finished."""
+    method: str = ""
+    """How a band was brought to a finer grid than its own (the super-resolution method's
+    name, ``<band>_10m`` of ``--super-resolve``); empty for every other raster."""
 
 
-def product_order(asset: WrittenAsset) -> tuple[int, int, str]:
-    """Bands in Sentinel-2 order (B01 .. B8A .. B12), then TCI, AOT, WVP, SCL, CLD, thumbnail."""
+def product_order(asset: WrittenAsset) -> tuple[int, bool, int, str]:
+    """Bands in Sentinel-2 order (B01 .. B8A .. B12), then the sharpened bands (``B01_10m``
+    .. ``B12_10m``), then TCI, AOT, WVP, SCL, CLD, thumbnail."""
     kinds = ("reflectance", "visual", "aot", "wvp", "scl", "cld", "thumbnail")
     band = asset.bands[0] if asset.kind == "reflectance" and asset.bands else ""
     position = L1C_BANDS.index(band) if band in L1C_BANDS else 0
-    return (kinds.index(asset.kind) if asset.kind in kinds else len(kinds), position, asset.key)
+    kind = kinds.index(asset.kind) if asset.kind in kinds else len(kinds)
+    return (kind, bool(asset.method), position, asset.key)
 
 
 KINDS = {
@@ -180,9 +194,11 @@ class Draft:
         kind: str,
         bands: tuple[str, ...],
         sampling: str = "original",
+        method: str = "",
     ) -> None:
         count, dtype, self.scale, self.offset = KINDS[kind]
-        self.asset = WrittenAsset(key, folder / f"{key}.tif", bands, kind, grid, sampling)
+        path = folder / f"{key}.tif"
+        self.asset = WrittenAsset(key, path, bands, kind, grid, sampling, method=method)
         self.path = folder / f".{key}.draft.tif"
         self._dataset = rasterio.open(
             self.path,
@@ -253,6 +269,34 @@ class Draft:
         return dataclasses.replace(self.asset, checksum=multihash_sha256(self.asset.path))
 
 
+class DraftRows:
+    """Complete drafts of one grid read back rows at a time, by a job that makes a raster from
+    other jobs' drafts (the quicklook from the RGB bands, the sharpened bands from the 10 m
+    guide and the native bands): a strip in memory, never the whole grid."""
+
+    def __init__(self, drafts: list[Draft]) -> None:
+        grids = {draft.asset.grid for draft in drafts}
+        if len(grids) != 1:
+            raise ValueError("drafts read together must share one grid")
+        self.grid: Grid = grids.pop()  # type: ignore[assignment]
+        self._datasets = [rasterio.open(draft.path) for draft in drafts]
+
+    def read(self, y0: int, y1: int) -> list[np.ndarray]:
+        """Rows ``y0:y1`` of every draft (each (y1 - y0, width), the drafts' dtype)."""
+        window = Window(0, y0, self.grid.width, y1 - y0)
+        return [dataset.read(1, window=window) for dataset in self._datasets]
+
+    def close(self) -> None:
+        for dataset in self._datasets:
+            dataset.close()
+
+    def __enter__(self) -> DraftRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def overview_factors(grid: Grid, block: int = int(COG_OPTIONS["BLOCKSIZE"])) -> list[int]:
     """GDAL's COG driver's own choice (``OVERVIEWS=AUTO``): halve until the smallest overview
     fits in one block."""
@@ -288,10 +332,16 @@ class ProductWriter:
         self._pool = ThreadPoolExecutor(max(1, threads or (os.cpu_count() or 1)), "cog")
 
     def open(
-        self, key: str, grid: Grid, kind: str, bands: tuple[str, ...], sampling: str = "original"
+        self,
+        key: str,
+        grid: Grid,
+        kind: str,
+        bands: tuple[str, ...],
+        sampling: str = "original",
+        method: str = "",
     ) -> Draft:
         """A new :class:`Draft` of the product (the same arguments, in its folder)."""
-        draft = Draft(self.folder, key, grid, kind, bands, sampling)
+        draft = Draft(self.folder, key, grid, kind, bands, sampling, method)
         self._drafts.append(draft)
         return draft
 

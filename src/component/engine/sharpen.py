@@ -1,0 +1,178 @@
+"""Every band at 10 m (``--super-resolve``): the 20 m and 60 m bands sharpened onto the 10 m grid.
+
+Two jobs of pass 2, each started once the drafts it reads are complete
+(:func:`component.engine.assemble.write_product` holds them until then):
+
+* ``sharpen x2``: B05, B06, B07, B8A, B11, B12 from their corrected 20 m drafts, guided by the
+  corrected 10 m bands (B02, B03, B04, B08);
+* ``sharpen x6``: B01, B09 from their 60 m drafts, guided by the 10 m bands followed by the six
+  bands the first job sharpened (:data:`~component.model.super_resolution.BANDS_20M` order).
+
+Both work on one lattice: the 10 m pixels of the 60 m grid (:func:`lattice`), so that every
+strip starts on a 60 m pixel edge (a multiple of 6 rows) and every coarse pixel is a whole
+``factor x factor`` block of it. A strip of :data:`ROWS` rows is read back with a halo of
+:data:`HALO` rows each side (the resolver sees the neighbourhood of its edge pixels), sharpened
+by the :class:`~component.model.super_resolution.SuperResolver`, made
+:func:`~component.model.super_resolution.consistent` with the native band (each 10 m block
+averages back to its coarse pixel), cropped to its own rows of the 10 m product grid and
+written as ``<band>_10m`` in the bands' DN convention. Memory is a strip's, never the tile's.
+Where the lattice reaches past a draft's grid (a ``--bbox`` window whose edge is not on a 60 m
+pixel edge: at most 5 px at 10 m) the draft's edge pixels are repeated.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from affine import Affine
+
+from component.core.grid import Grid
+from component.io.load import ReadPlan
+from component.io.write import Draft, DraftRows, ProductWriter, dn_to_reflectance, reflectance_to_dn
+
+if TYPE_CHECKING:
+    from component.model.super_resolution import SuperResolver
+
+JOBS = ("sharpen x2", "sharpen x6")
+"""The jobs' names, in start order (the second reads what the first sharpened)."""
+
+HALO = 60
+"""Rows (and, at the lattice's edge, nothing: the image ends there) read at 10 m above and
+below each strip for the resolver: a multiple of 6, whole 60 m pixels."""
+ROWS = 600
+"""Rows at 10 m per strip, a multiple of 6: strips start on 60 m pixel edges."""
+FINE_M = 10
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One sharpening job: its coarse bands, their factor and the guide it reads."""
+
+    name: str
+    factor: int
+    bands: tuple[str, ...]
+    guide: tuple[str, ...]
+    """The guide's channels: bands whose 10 m drafts are read (native or sharpened)."""
+
+    def needs(self, plan: ReadPlan) -> tuple[str, ...]:
+        """The keys of the drafts the job reads: the guide's, then the coarse bands'."""
+        guide = (fine_key(band, plan) for band in self.guide)
+        return (*guide, *(native_key(band, plan) for band in self.bands))
+
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(sharpened_key(band) for band in self.bands)
+
+
+@functools.cache
+def stages() -> tuple[Stage, Stage]:
+    """The two jobs (:data:`JOBS`); model/super_resolution.py (scipy.ndimage: 0.2 s) is
+    imported by a run that sharpens only."""
+    from component.model.super_resolution import BANDS_20M, BANDS_60M, GUIDE_BANDS
+
+    return (
+        Stage(JOBS[0], 2, BANDS_20M, GUIDE_BANDS),
+        Stage(JOBS[1], 6, BANDS_60M, (*GUIDE_BANDS, *BANDS_20M)),
+    )
+
+
+def sharpened_key(band: str) -> str:
+    return f"{band}_{FINE_M}m"
+
+
+def native_key(band: str, plan: ReadPlan) -> str:
+    """The key of a band's draft on its product grid (``B05_20m``)."""
+    return f"{band}_{round(plan.grids[band].resolution)}m"
+
+
+def fine_key(band: str, plan: ReadPlan) -> str:
+    """A guide channel's draft: the band's own where it is at 10 m, else its sharpened one."""
+    return native_key(band, plan) if band in stages()[0].guide else sharpened_key(band)
+
+
+def check_plan(plan: ReadPlan) -> None:
+    """Sharpening needs the product at 10 m (``--resolution 10``)."""
+    if round(plan.grid_r.resolution) != FINE_M:
+        raise ValueError(f"bands are sharpened onto a 10 m grid, not {plan.grid_r.resolution} m")
+
+
+def lattice(plan: ReadPlan, factor: int = 1) -> Grid:
+    """The 60 m grid (B01's, which covers every band's window) in pixels of ``factor * 10``
+    m: the 10 m lattice every strip is cut from (factor 1), or a coarse band's (2, 6)."""
+    grid = plan.grids["B01"]
+    k = round(grid.resolution) // (FINE_M * factor)
+    t = grid.transform
+    transform = Affine(FINE_M * factor, 0.0, t.c, 0.0, -FINE_M * factor, t.f)
+    return Grid(grid.epsg, transform, grid.width * k, grid.height * k)
+
+
+def _offset(grid: Grid, frame: Grid) -> tuple[int, int]:
+    """Rows and columns from *frame*'s origin to *grid*'s (same pixel size, same lattice)."""
+    res = frame.resolution
+    return round((frame.transform.f - grid.transform.f) / res), round(
+        (grid.transform.c - frame.transform.c) / res
+    )
+
+
+def read_padded(rows: DraftRows, frame: Grid, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of *frame*, every column, as reflectance (n, stop - start, width):
+    the drafts' pixels where *frame* lies on their grid, their nearest edge pixel elsewhere."""
+    dy, dx = _offset(rows.grid, frame)
+    wanted = np.clip(np.arange(start, stop) - dy, 0, rows.grid.height - 1)
+    columns = np.clip(np.arange(frame.width) - dx, 0, rows.grid.width - 1)
+    low, high = int(wanted[0]), int(wanted[-1]) + 1
+    read = rows.read(low, high)
+    return np.stack([dn_to_reflectance(band[wanted - low][:, columns]) for band in read])
+
+
+def strips(plan: ReadPlan) -> Iterator[tuple[int, int, int, int]]:
+    """``(window_start, window_stop, out_start, out_stop)`` in rows of :func:`lattice`: each
+    strip's window (the strip and its halo, within the lattice) and its rows of the 10 m
+    product grid; every bound a multiple of 6 but the product's own edges."""
+    frame = lattice(plan)
+    top, _ = _offset(plan.grid_r, frame)
+    bottom = top + plan.grid_r.height
+    for start in range(top - top % 6, bottom, ROWS):
+        stop = min(start + ROWS, frame.height)
+        window = (max(0, start - HALO), min(frame.height, stop + HALO))
+        yield (*window, max(start, top), min(stop, bottom))
+
+
+def sharpen_job(
+    writer: ProductWriter,
+    plan: ReadPlan,
+    resolver: SuperResolver,
+    stage: Stage,
+    drafts: dict[str, Draft],
+) -> list[Draft]:
+    """*stage*'s bands on the 10 m product grid (``<band>_10m``), strip by strip, from the
+    complete *drafts* (by key: :meth:`Stage.needs`)."""
+    from component.model.super_resolution import consistent
+
+    check_plan(plan)
+    fine, factor = plan.grid_r, stage.factor
+    frame, coarse_frame = lattice(plan), lattice(plan, factor)
+    top, left = _offset(fine, frame)
+    outputs = [
+        writer.open(sharpened_key(band), fine, "reflectance", (band,), "upsampled", resolver.name)
+        for band in stage.bands
+    ]
+    needs = stage.needs(plan)
+    guides, coarse_keys = needs[: len(stage.guide)], needs[len(stage.guide) :]
+    with (
+        DraftRows([drafts[key] for key in guides]) as guide_rows,
+        DraftRows([drafts[key] for key in coarse_keys]) as coarse_rows,
+    ):
+        for start, stop, out_start, out_stop in strips(plan):
+            guide = read_padded(guide_rows, frame, start, stop)
+            coarse = read_padded(coarse_rows, coarse_frame, start // factor, stop // factor)
+            sharp = consistent(resolver(guide, coarse, factor), coarse, factor)
+            del guide
+            rows = slice(out_start - start, out_stop - start)
+            cropped = sharp[:, rows, left : left + fine.width]
+            for draft, band in zip(outputs, cropped, strict=True):
+                draft.write(out_start - top, reflectance_to_dn(band))
+    return outputs
