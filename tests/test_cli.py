@@ -172,6 +172,13 @@ def table(
         Case("bad_resolution", ["--resolution", "30"], 2, True),
         Case("bad_engine", ["--engine", "tensorrt"], 2, True),
         Case(
+            "super_resolve_at_60m",
+            ["--item", good_path, "--super-resolve", "--resolution", "60"],
+            2,
+            True,
+        ),
+        Case("bad_super_resolve", ["--super-resolve", "maybe", "--resolution", "10"], 2, True),
+        Case(
             "unreachable_api",
             ["--stac-url", f"http://127.0.0.1:{_closed_port()}/", "--bbox", "1,43,2,44"],
             6,
@@ -200,6 +207,8 @@ CASES = [
     "bad_datetime",
     "bad_resolution",
     "bad_engine",
+    "super_resolve_at_60m",
+    "bad_super_resolve",
     "unreachable_api",
     "s3_without_keys",
 ]
@@ -254,6 +263,8 @@ def test_error_lines_name_the_problem(table: dict[str, Case]) -> None:
     assert "--datetime" in line("bad_datetime")
     assert "--resolution" in line("bad_resolution")
     assert "--engine" in line("bad_engine")
+    assert "--super-resolve needs --resolution 10" in line("super_resolve_at_60m")
+    assert "--super-resolve" in line("bad_super_resolve")
     assert "AWS_SECRET_ACCESS_KEY" in line("s3_without_keys")
     assert "STAC API" in line("unreachable_api")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +168,17 @@ def test_limit() -> None:
     for text in ("0", "-2", "1.5", "many", ""):
         with pytest.raises(InvalidParameterError, match="--limit"):
             parse_limit(text)
+
+
+def test_super_resolve_needs_the_10m_grid(tmp_path: Path) -> None:
+    """``--super-resolve`` writes the sharpened bands on the 10 m grid: at 20 or 60 m it is a
+    parameter error (exit 2), from the CLI as from the Python API's RunParams."""
+    from component.params import RunParams, check_super_resolve
+
+    check_super_resolve(True, 10)
+    check_super_resolve(False, 60)
+    assert RunParams(output=tmp_path, resolution=10, super_resolve=True).super_resolve
+    for resolution in (20, 60):
+        with pytest.raises(InvalidParameterError, match="--super-resolve needs --resolution 10"):
+            RunParams(output=tmp_path, resolution=resolution, super_resolve=True)
+    assert InvalidParameterError.exit_code == 2

@@ -25,6 +25,7 @@ from component.params import (
     DEFAULT_STAC_URL,
     RunParams,
     SearchParams,
+    check_super_resolve,
     parse_bbox,
     parse_cloud_cover,
     parse_datetime,
@@ -97,6 +98,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "the aerosol estimate only, as Sen2Cor's default configuration does",
     )
     parser.add_argument(
+        "--super-resolve",
+        nargs="?",
+        const="true",
+        default="",
+        metavar="true|false",
+        help="also write B01, B05-B07, B8A, B09, B11 and B12 sharpened onto the 10 m grid "
+        "(<band>_10m, each 10 m block averaging back to the native pixel); needs --resolution 10",
+    )
+    parser.add_argument(
         "--dask-scheduler",
         metavar="ADDRESS",
         help="spread items over this Dask cluster (default: a local one for several items)",
@@ -117,6 +127,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_params(args: argparse.Namespace) -> RunParams:
     """Validate everything before any work starts, so a typo costs nothing."""
+    resolution = parse_resolution((args.resolution or "").strip() or "60")
+    super_resolve = bool(
+        _optional(args.super_resolve, lambda t: parse_switch(t, "--super-resolve"))
+    )
+    check_super_resolve(super_resolve, resolution)
     bbox = _optional(args.bbox, parse_bbox)
     datetime = _optional(args.datetime, parse_datetime)
     cloud = _optional(args.max_cloud_cover, parse_cloud_cover)
@@ -156,7 +171,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         output=Path((args.output or "").strip() or "output"),
         items=items,
         search=search,
-        resolution=parse_resolution((args.resolution or "").strip() or "60"),
+        resolution=resolution,
         bbox=bbox,
         max_cloud_cover=cloud,
         device=device,
@@ -165,6 +180,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         cirrus_correction=bool(
             _optional(args.cirrus_correction, lambda t: parse_switch(t, "--cirrus-correction"))
         ),
+        super_resolve=super_resolve,
         dem=dem,
         archive=_optional(args.archive, Path),
         dask_scheduler=_optional(args.dask_scheduler, str),

@@ -171,10 +171,13 @@ class RunParams:
     engine: str = "auto"
     weights: Path | None = None
     cirrus_correction: bool = False
-    dem: str | None = None
-    """A DEM raster (path or URL) for the terrain's elevation; None: the offline map."""
     """Take thin cirrus (from B10) out of every band; off: flagged in SCL and kept out of the
     aerosol estimate only, as Sen2Cor's default configuration does."""
+    super_resolve: bool = False
+    """Also write B01, B05-B07, B8A, B09, B11, B12 sharpened onto the 10 m grid
+    (``<band>_10m``); needs ``resolution`` 10."""
+    dem: str | None = None
+    """A DEM raster (path or URL) for the terrain's elevation; None: the offline map."""
     archive: Path | None = None
     dask_scheduler: str | None = None
     progress: str = "auto"
@@ -182,3 +185,15 @@ class RunParams:
     settings: Settings = field(default_factory=Settings)
     """How the run reaches S3/HTTP and uses the machine, read from the environment at the edge
     (:meth:`Settings.from_environ`); its keys never appear in ``repr``."""
+
+    def __post_init__(self) -> None:
+        check_super_resolve(self.super_resolve, self.resolution)
+
+
+def check_super_resolve(super_resolve: bool, resolution: int) -> None:
+    """The sharpened bands are written on the 10 m grid, beside the 10 m bands."""
+    if super_resolve and resolution != 10:
+        raise InvalidParameterError(
+            f"--super-resolve needs --resolution 10 (the bands are sharpened onto the 10 m "
+            f"grid), not {resolution}"
+        )

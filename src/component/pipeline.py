@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import re
 import tarfile
 import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from component.core.background import in_background
 from component.core.files import sha256_file
@@ -51,6 +53,9 @@ from component.model import scene_clouds
 from component.model.card import ModelCard, load_card, models_dir
 from component.model.correction import SceneCorrector
 from component.model.engines import build_scene_corrector
+
+if TYPE_CHECKING:
+    from component.model.super_resolution import SuperResolver
 from component.params import RunParams
 from component.progress import OFF, Progress
 from component.sample import item_path as sample_item_path
@@ -111,9 +116,12 @@ class Model:
         version: str,
         files: dict[str, str],
         building: Future[tuple[SceneCorrector, str]],
+        resolver: SuperResolver | None = None,
     ) -> None:
         self.card, self.name, self.version, self.files = card, name, version, files
         self._building = building
+        self.resolver = resolver
+        """``--super-resolve``'s method; None: no band is sharpened."""
 
     @property
     def corrector(self) -> SceneCorrector:
@@ -126,6 +134,23 @@ class Model:
 
 CIRRUS_VARIANT = "-cirrus"
 """Appended to the model version (so to the output id) of products corrected for cirrus."""
+SUPER_RESOLVED_VARIANT = "-sr-{method}"
+"""Appended (after the cirrus variant) to the model version, so to the output id, of products
+with the bands sharpened to 10 m, naming the method: a product made without them, or by
+another method, is never taken for one made with them."""
+
+
+def _resolver(card: ModelCard, threads: int) -> SuperResolver:
+    """The method that sharpens the bands to 10 m (``--super-resolve``)."""
+    from component.model.super_resolution import Bicubic
+
+    return Bicubic()
+
+
+def super_resolved_variant(resolver: SuperResolver) -> str:
+    """:data:`SUPER_RESOLVED_VARIANT` for *resolver* (its name made fit for a folder name)."""
+    method = re.sub(r"[^A-Za-z0-9.]+", "-", resolver.name).strip("-").lower() or "method"
+    return SUPER_RESOLVED_VARIANT.format(method=method)
 
 
 def load_model(params: RunParams) -> Model:
@@ -144,17 +169,23 @@ def load_model(params: RunParams) -> Model:
         params.cirrus_correction,
     )
     files = {"atmosphere table": card.lut_sha256 or ""}
-    # A product corrected for cirrus differs from the default one: its id says so.
+    # A product corrected for cirrus, or with sharpened bands, differs from the default one:
+    # its id says so.
     variant = CIRRUS_VARIANT if params.cirrus_correction else ""
+    resolver = None
+    if params.super_resolve:
+        resolver = _resolver(card, params.settings.engine_threads)
+        variant += super_resolved_variant(resolver)
     if params.weights is None:
         if card.weights_sha256:
             files["weights"] = card.weights_sha256
-        return Model(card, card.name, card.version + variant, files, building)
+        return Model(card, card.name, card.version + variant, files, building, resolver)
     # A user's own weights (e.g. ESA's .pth) must never be mistaken for the shipped model's
     # products: their checksum goes into the version, hence into the output ids.
     digest = sha256_file(Path(params.weights))
     files["weights"] = digest
-    return Model(card, card.name, f"custom.{digest[:12]}{variant}", files, building)
+    version = f"custom.{digest[:12]}{variant}"
+    return Model(card, card.name, version, files, building, resolver)
 
 
 _worker_models: dict[tuple[object, ...], Model] = {}
@@ -176,6 +207,7 @@ def process_on_worker(
         settings = dataclasses.replace(settings, max_connections=connections)
     params = dataclasses.replace(params, settings=settings)
     key = (params.weights, params.device, params.engine, params.cirrus_correction)
+    key += (params.super_resolve,)
     key += (str(models_dir()),)
     if key not in _worker_models:
         _worker_models[key] = load_model(params)
@@ -411,7 +443,8 @@ def _produce(
     weather = in_background(meteorology.resolve, product, plan.coarse, settings)
     clock.lap("read")  # headers checked, grids known; no pixel read yet
     # Steps: every strip decoded, classify, estimate, every job of pass 2, described, published.
-    steps = strip_count(plan) + 2 + len(job_names(plan, with_scene=True)) + 2
+    sharpened = model.resolver is not None
+    steps = strip_count(plan) + 2 + len(job_names(plan, True, sharpened)) + 2
     with display.item(*position, source.id, steps) as show:
         decoded = decode_bands(
             product, plan, settings, staged, scene_grid(plan),
@@ -446,8 +479,9 @@ def _produce(
         show.advance(1, "correct")
         writer = ProductWriter(staged)
         try:
+            radiometry, scratch = product.radiometry, decoded.scratch
             write_product(
-                Product(plan, corrector, state, product.radiometry, decoded.scratch, scene),
+                Product(plan, corrector, state, radiometry, scratch, scene, model.resolver),
                 writer,
                 settings,
                 on_job=lambda name: show.advance(1, f"wrote {name}"),
@@ -478,6 +512,7 @@ def _produce(
                 notes=notes,
                 scene_m=round(scene.grid.resolution),
                 cirrus_correction=params.cirrus_correction,
+                super_resolution=model.resolver.name if model.resolver is not None else None,
                 elevation=heights.describe(),
                 meteorology=forecast.describe() if forecast is not None else None,
             ),

@@ -26,6 +26,7 @@ import pystac
 from rasterio.warp import transform_geom
 
 from component import __version__
+from component.core.bands import NATIVE_RESOLUTION
 from component.core.files import multihash_sha256
 from component.core.grid import Grid
 from component.io.write import ATMOSPHERE_SCALE, CLOUD_NODATA, NODATA, OFFSET, SCALE, WrittenAsset
@@ -152,6 +153,20 @@ def _asset(written: WrittenAsset) -> pystac.Asset:
         }
         title = f"{written.bands[0]} BOA reflectance ({gsd} m)"
         roles = ["data", "reflectance", *sampling]
+        if written.method:
+            from component.model.super_resolution import BANDS_20M, BANDS_60M, GUIDE_BANDS
+
+            band = written.bands[0]
+            native = NATIVE_RESOLUTION[band]
+            title = f"{band} BOA reflectance sharpened to {gsd} m ({written.method})"
+            fields["description"] = (
+                f"{band} bottom-of-atmosphere reflectance sharpened from its native {native} m "
+                f"to {gsd} m by the {written.method} super-resolution method, guided by the "
+                f"{gsd} m bands {', '.join(GUIDE_BANDS)}"
+                + (f" and the sharpened {', '.join(BANDS_20M)}" if band in BANDS_60M else "")
+                + f"; each {native // gsd}x{native // gsd} block of pixels averages back to the "
+                f"{band}_{native}m pixel it lies in."
+            )
     elif written.kind in ATMOSPHERE_BANDS:
         name, description, unit = ATMOSPHERE_BANDS[written.kind]
         band: dict[str, Any] = {"name": name, "description": description}
@@ -243,6 +258,7 @@ def lineage(
     cirrus_correction: bool = False,
     elevation: str | None = None,
     meteorology: str | None = None,
+    super_resolution: str | None = None,
 ) -> str:
     """``processing:lineage``: what was done, with what, and every fallback taken."""
     files = "; ".join(f"{name} sha256 {digest}" for name, digest in model_files.items())
@@ -277,6 +293,15 @@ def lineage(
         text += (
             " Thin cirrus not subtracted (Sen2Cor's default): flagged in SCL, class 10, and "
             "kept out of the atmosphere estimate."
+        )
+    if super_resolution is not None:
+        from component.model.super_resolution import BANDS_60M, GUIDE_BANDS, SHARPENED_BANDS
+
+        text += (
+            f" Bands {', '.join(SHARPENED_BANDS)} also sharpened onto the 10 m grid "
+            f"(<band>_10m) by the {super_resolution} super-resolution method, guided by "
+            f"{', '.join(GUIDE_BANDS)} (and, for {' and '.join(BANDS_60M)}, the sharpened 20 m "
+            "bands), then adjusted so that every 10 m block averages back to the native pixel."
         )
     if notes:
         text += " Fallbacks: " + "; ".join(notes) + "."
