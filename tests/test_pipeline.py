@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -134,7 +135,9 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
 
 @pytest.mark.slow
 def test_cirrus_is_flagged_by_default_and_corrected_when_asked(
-    sample_run: Run, tmp_path: Path, models_dir: Path  # noqa: F811
+    sample_run: Run,
+    tmp_path: Path,
+    models_dir: Path,  # noqa: F811
 ) -> None:
     """The default lineage says cirrus is not subtracted; ``--cirrus-correction`` publishes a
     product of its own (id ending in -cirrus) beside the default one, and says so."""
@@ -306,8 +309,9 @@ def test_search_s3_at_10m_then_skip_and_archive(
     assert "Meteorology: ECMWF forecast of the granule" in item["properties"]["processing:lineage"]
     assert not any("ECMWF" in note for note in summary["items"][0]["notes"])
     # And the elevation from the Copernicus DEM of the same STAC API and S3.
-    assert "Copernicus DEM (cop-dem-glo-90-dged-cog, 1 tiles): mean 600 m" in (
-        item["properties"]["processing:lineage"]
+    assert (
+        "Copernicus DEM (cop-dem-glo-90-dged-cog, 1 tiles): mean 600 m"
+        in (item["properties"]["processing:lineage"])
     )
     assert not any("elevation" in note for note in summary["items"][0]["notes"])
     derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
@@ -373,3 +377,129 @@ def test_saved_search_results_given_as_an_item_are_each_an_input(
     saved.write_text(json.dumps({"type": "FeatureCollection", "features": [first, second]}))
     inputs = find_inputs(RunParams(output=tmp_path / "out", items=(str(saved),), resolution=60))
     assert [source.id for source in inputs] == [first["id"], second["id"]]
+
+
+SHARPENED = ("B01", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+
+
+def _bbox_inside(item: dict[str, Any]) -> str:
+    """A window of the item whose edges are not on 60 m pixel edges."""
+    west, south, east, north = item["bbox"]
+    width, height = east - west, north - south
+    return (
+        f"{west + 0.13 * width},{south + 0.21 * height},"
+        f"{west + 0.71 * width},{south + 0.77 * height}"
+    )
+
+
+@pytest.mark.slow
+def test_super_resolve_adds_every_band_at_10m_over_a_bbox(
+    tmp_path: Path,
+    l1c_product: Callable[..., dict[str, Any]],
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """``--resolution 10 --super-resolve`` over a bbox: the native assets as ever, plus
+    ``<band>_10m`` for the eight coarser bands, COGs on the 10 m grid of B02_10m, described as
+    upsampled bands with the method; each averages back to its native band."""
+    l1c = l1c_product(size_10m=240, seed=3)
+    item_file = tmp_path / "item.json"
+    item_file.write_text(json.dumps(l1c))
+    args = ["--item", str(item_file), "--bbox", _bbox_inside(l1c), "--resolution", "10"]
+    run = run_component([*args, "--super-resolve"], tmp_path / "out", models_dir)
+    assert run.returncode == 0, run.stderr
+    (item_path,) = product_items(run.output)
+    assert item_path.parent.name.endswith("-sr-bicubic")
+    item = json.loads(item_path.read_text())
+    assert_valid_stac(item)
+    native = [f"{band}_{NATIVE.get(band, 20)}m" for band in L2A_BANDS]
+    sharpened = [f"{band}_10m" for band in SHARPENED]
+    others = ["TCI_10m", "AOT_10m", "WVP_10m", "SCL_20m", "CLD_20m", "thumbnail"]
+    assert list(item["assets"]) == [*native, *sharpened, *others]
+    assert "sharpened onto the 10 m grid" in item["properties"]["processing:lineage"]
+    assert "bicubic" in item["properties"]["processing:lineage"]
+    reference = item["assets"]["B02_10m"]
+    for band in SHARPENED:
+        asset = item["assets"][f"{band}_10m"]
+        assert asset["roles"] == ["data", "reflectance", "sampling:upsampled", "gsd:10m"]
+        assert asset["gsd"] == 10 and asset["bands"][0]["name"] == band
+        assert "bicubic" in asset["description"] and "bicubic" in asset["title"]
+        for field in ("proj:code", "proj:shape", "proj:transform", "proj:bbox"):
+            assert asset[field] == reference[field], (band, field)
+        for field in ("data_type", "nodata", "raster:scale", "raster:offset"):
+            assert asset[field] == item["assets"][f"{band}_{NATIVE.get(band, 20)}m"][field]
+        with rasterio.open(item_path.parent / asset["href"]) as dataset:
+            assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert list(dataset.shape) == asset["proj:shape"] and dataset.res == (10, 10)
+            assert list(dataset.transform)[:6] == asset["proj:transform"]
+        sharp = _reference(item_path, f"{band}_10m")
+        coarse_key = f"{band}_{NATIVE.get(band, 20)}m"
+        coarse = _reference(item_path, coarse_key)
+        factor = NATIVE.get(band, 20) // 10
+        coarse_transform = item["assets"][coarse_key]["proj:transform"]
+        row0 = round((coarse_transform[5] - asset["proj:transform"][5]) / 10)
+        col0 = round((asset["proj:transform"][2] - coarse_transform[2]) / 10)
+        assert 0 <= row0 < factor and 0 <= col0 < factor
+        padded = np.full((coarse.shape[0] * factor, coarse.shape[1] * factor), np.nan)
+        padded[row0 : row0 + sharp.shape[0], col0 : col0 + sharp.shape[1]] = sharp
+        blocks = padded.reshape(coarse.shape[0], factor, coarse.shape[1], factor)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # blocks without a valid pixel
+            means = np.nanmean(blocks, axis=(1, 3))
+        both = np.isfinite(means) & np.isfinite(coarse)
+        assert both.mean() > 0.9, band
+        assert np.abs(means[both] - coarse[both]).mean() < 0.005, band
+
+
+@pytest.mark.slow
+def test_super_resolved_products_keep_their_own_id_through_a_kill_and_reruns(
+    tmp_path: Path,
+    l1c_product: Callable[..., dict[str, Any]],
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """A scheduled (NRT) output folder that gets plain and ``--super-resolve`` runs of one
+    item: the sharpened product has an id of its own (``-sr-<method>``), so a run with the
+    flag never skips it for the plain product nor the reverse; one killed while sharpening
+    leaves the plain product linked, and the next run with the flag publishes its own."""
+    import signal
+
+    from component.io import catalog
+    from support.nrt import catalog_problems, component_env, linked_ids, start_cli, wait_for_file
+
+    l1c = l1c_product(size_10m=120, seed=4)
+    item_file = tmp_path / "item.json"
+    item_file.write_text(json.dumps(l1c))
+    output = tmp_path / "out"
+    args = ["--item", str(item_file), "--bbox", _bbox_inside(l1c), "--resolution", "10"]
+    plain = run_component(args, output, models_dir)
+    assert plain.returncode == 0, plain.stderr
+    (plain_id,) = plain.summary()["processed"]
+
+    marker = tmp_path / "paused"
+    env = component_env(
+        models_dir, COMPONENT_TEST_PAUSE_AT="correct", COMPONENT_TEST_PAUSE_MARKER=str(marker)
+    )
+    log = tmp_path / "killed.log"
+    process = start_cli([*args, "--super-resolve", "--output", str(output)], env, log)
+    try:
+        wait_for_file(marker, process, log, timeout=120)
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    staged = list((output / catalog.STAGING).rglob("*B05_10m*.tif"))  # a draft or its COG
+    assert staged, "killed after the sharpened bands were drafted, before they were published"
+    assert catalog_problems(output) == [] and linked_ids(output) == [plain_id]
+
+    sharpened = run_component([*args, "--super-resolve"], output, models_dir)
+    assert sharpened.returncode == 0, sharpened.stderr
+    assert sharpened.summary()["processed"] == [f"{plain_id}-sr-bicubic"]
+    assert sorted(linked_ids(output)) == sorted([plain_id, f"{plain_id}-sr-bicubic"])
+    for flags, expected in (([], plain_id), (["--super-resolve"], f"{plain_id}-sr-bicubic")):
+        again = run_component([*args, *flags], output, models_dir)
+        assert again.returncode == 0, again.stderr
+        assert [s["id"] for s in again.summary()["skipped"]] == [expected]
+    plain_item = json.loads((output / plain_id / f"{plain_id}.json").read_text())
+    assert not any(key.endswith("_10m") and key[:3] in SHARPENED for key in plain_item["assets"])
+    assert catalog_problems(output) == []
