@@ -46,16 +46,52 @@ class SuperResolver(Protocol):
 def upsampled(coarse: np.ndarray, factor: int) -> np.ndarray:
     """(n, h, w) -> (n, h * factor, w * factor) by cubic splines on pixel areas (a coarse
     pixel covers ``factor x factor`` fine ones; mirrored edges); NaN where the coarse pixel was
-    NaN (filled from its neighbours for the spline, then masked again)."""
+    NaN (filled from its neighbours for the spline, then masked again).
+
+    The same numbers as ``scipy.ndimage.zoom(band, factor, order=3, grid_mode=True,
+    mode="grid-mirror")`` (within 2e-7), computed as the spline prefilter on the coarse grid and
+    then, for each of the ``factor`` phases of each axis, a fixed four-tap sum of the spline
+    coefficients: about four times faster than the general interpolator, which matters over a
+    whole tile (six 20 m bands over 10980² px: ~10 s instead of ~45 s on two cores).
+    """
     coarse = np.asarray(coarse, np.float32)
     invalid = ~np.isfinite(coarse)
     if invalid.any():
         coarse = _filled(coarse, invalid)
-    out = np.stack(
-        [ndimage.zoom(band, factor, order=3, grid_mode=True, mode="grid-mirror") for band in coarse]
-    ).astype(np.float32)
+    coefficients = ndimage.spline_filter1d(coarse.astype(np.float64), 3, axis=1, mode="grid-mirror")
+    coefficients = ndimage.spline_filter1d(coefficients, 3, axis=2, mode="grid-mirror")
+    out = _spline_phases(_spline_phases(coefficients.astype(np.float32), factor, 1), factor, 2)
     if invalid.any():
         out[np.repeat(np.repeat(invalid, factor, axis=1), factor, axis=2)] = np.nan
+    return out
+
+
+def _spline_phases(coefficients: np.ndarray, factor: int, axis: int) -> np.ndarray:
+    """Cubic B-spline *coefficients* evaluated at the centres of *factor* fine pixels per
+    coarse pixel along *axis* (mirrored beyond the edges, as ``grid-mirror`` extends them)."""
+    n = coefficients.shape[axis]
+    pad = [(0, 0)] * coefficients.ndim
+    pad[axis] = (2, 2)
+    padded = np.pad(coefficients, pad, mode="symmetric")
+    shape = list(coefficients.shape)
+    shape[axis] = n * factor
+    out = np.empty(shape, np.float32)
+    for phase in range(factor):
+        position = (phase + 0.5) / factor - 0.5  # in coarse pixels from the pixel's centre
+        first = int(np.floor(position))
+        t = position - first
+        weights = ((1 - t) ** 3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6,
+                   (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6)  # fmt: skip
+        total = None
+        for tap, weight in enumerate(weights):
+            start = 2 + first - 1 + tap
+            index = [slice(None)] * coefficients.ndim
+            index[axis] = slice(start, start + n)
+            term = np.float32(weight) * padded[tuple(index)]
+            total = term if total is None else total + term
+        target = [slice(None)] * coefficients.ndim
+        target[axis] = slice(phase, None, factor)
+        out[tuple(target)] = total
     return out
 
 
@@ -90,3 +126,186 @@ class Bicubic:
         out = upsampled(coarse, factor)
         out[:, ~np.isfinite(guide).all(axis=0)] = np.nan
         return out
+
+
+class GuidedHighPass:
+    """The classical baseline: the coarse band's cubic upsampling plus the guide's high-pass
+    detail, weighted by how the band follows the guide at the coarse scale.
+
+    For each coarse band, a least-squares fit (per call, over the valid coarse pixels, with a
+    constant and a tiny ridge so that near-collinear guides stay stable) of the band on the
+    guide's block means at the band's scale; the band's 10 m value is then its upsampling plus
+    the fitted coefficients times the guide's detail, ``guide - upsampled(block_mean(guide))``.
+    With fewer valid coarse pixels than unknowns the band is only upsampled.
+    """
+
+    name = "guided-high-pass"
+    ridge = 1e-6
+
+    def __call__(self, guide: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:
+        guide = np.asarray(guide, np.float32)
+        out = upsampled(coarse, factor)
+        guide_coarse = block_mean(guide, factor)
+        detail = guide - upsampled(guide_coarse, factor)
+        k = len(guide)
+        design = np.concatenate([np.ones((1, *guide_coarse.shape[1:]), np.float32), guide_coarse])
+        design = design.reshape(k + 1, -1).astype(np.float64)
+        finite_design = np.isfinite(design).all(axis=0)
+        for band, values in enumerate(np.asarray(coarse, np.float32).reshape(len(coarse), -1)):
+            use = finite_design & np.isfinite(values)
+            if use.sum() <= k + 1:
+                continue
+            x = design[:, use]
+            gram = x @ x.T + self.ridge * use.sum() * np.diag([0.0] + [1.0] * k)
+            coefficients = np.linalg.solve(gram, x @ values[use].astype(np.float64))
+            out[band] += np.tensordot(coefficients[1:].astype(np.float32), detail, axes=1)
+        out[:, ~np.isfinite(guide).all(axis=0)] = np.nan
+        return out
+
+
+NETWORK_FACTORS = (2, 6)
+"""The learned method has one network per factor."""
+
+
+class NetworkResolver:
+    """The learned method (DSen2-like, Lanaras et al. 2018): a small residual CNN per factor.
+
+    Input channels: the guide (see :func:`load_super_resolver` for each factor's guide), then
+    the coarse bands cubic-upsampled (:func:`upsampled`); output: a residual added to that
+    upsampling. The graphs run in ONNX Runtime (numpy in and out, no torch), over tiles of
+    ``tile`` px whose outer ``overlap`` px are computed and dropped, strip by strip, so that a
+    10980² tile needs the output array and one strip of tiles, not a stack of every channel.
+    A coarse band's invalid pixels are filled from their nearest valid ones for the network and
+    are NaN in that band's output; an invalid guide pixel is given 0 (its output is NaN in every
+    band, and a valid pixel next to it sees that 0 within the network's reach, a few pixels).
+    """
+
+    name = "network"
+
+    def __init__(
+        self, engines: dict[int, object], multiple: dict[int, int], tile: int = 512,
+        overlap: int = 12,
+    ) -> None:  # fmt: skip
+        self.engines = engines
+        self.multiple = multiple
+        self.tile = tile
+        self.overlap = overlap
+
+    def __call__(self, guide: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:
+        if factor not in self.engines:
+            raise ValueError(f"no super-resolution network for factor {factor}")
+        guide = np.asarray(guide, np.float32)
+        coarse = np.asarray(coarse, np.float32)
+        invalid = ~np.isfinite(coarse)
+        # the network sees every band, so a band's gaps are filled (nearest valid pixel) for
+        # the others' sake, then masked again in that band
+        out = upsampled(_filled(coarse, invalid) if invalid.any() else coarse, factor)
+        self._run(self.engines[factor], guide, out, self.multiple[factor])
+        if invalid.any():
+            out[np.repeat(np.repeat(invalid, factor, axis=1), factor, axis=2)] = np.nan
+        out[:, ~np.isfinite(guide).all(axis=0)] = np.nan
+        return out
+
+    def _run(self, engine, guide: np.ndarray, out: np.ndarray, multiple: int) -> None:  # type: ignore[no-untyped-def]
+        """*out* (the upsampling) plus the network's residual, in place: a strip's result is
+        written once the next strip, whose margin reads the strip's last rows, has been run."""
+        height, width = out.shape[1:]
+        margin = -(-self.overlap // multiple) * multiple
+        step = max(multiple, (self.tile - 2 * margin) // multiple * multiple)
+        pending: tuple[int, np.ndarray] | None = None
+        for top in range(0, height, step):
+            bottom = min(top + step, height)
+            strip = np.empty((out.shape[0], bottom - top, width), np.float32)
+            for left in range(0, width, step):
+                right = min(left + step, width)
+                window = _window(guide, out, top - margin, bottom + margin, left - margin,
+                                 right + margin, multiple)  # fmt: skip
+                residual = engine(window[None])[0]
+                rows = slice(margin, margin + bottom - top)
+                cols = slice(margin, margin + right - left)
+                strip[:, :, left:right] = window[len(guide) :, rows, cols] + residual[:, rows, cols]
+            if pending is not None:
+                out[:, pending[0] : pending[0] + pending[1].shape[1]] = pending[1]
+            pending = (top, strip)
+        if pending is not None:
+            out[:, pending[0] : pending[0] + pending[1].shape[1]] = pending[1]
+
+
+def _window(
+    guide: np.ndarray, up: np.ndarray, top: int, bottom: int, left: int, right: int, multiple: int
+) -> np.ndarray:
+    """Guide and upsampled channels over rows ``top:bottom`` and columns ``left:right``,
+    mirrored beyond the array's edges and padded at the end to a multiple of *multiple*; NaN
+    given 0."""
+    height, width = up.shape[1:]
+    rows = np.arange(top, top + -(-(bottom - top) // multiple) * multiple)
+    cols = np.arange(left, left + -(-(right - left) // multiple) * multiple)
+    rows = _mirrored(rows, height)
+    cols = _mirrored(cols, width)
+    window = np.concatenate([guide[:, rows[:, None], cols], up[:, rows[:, None], cols]])
+    return np.nan_to_num(window, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _mirrored(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices reflected into ``0..size-1`` (``-1 -> 0``, ``size -> size - 1``)."""
+    period = 2 * size
+    index = np.mod(index, period)
+    return np.where(index < size, index, period - 1 - index)
+
+
+SUPER_RESOLUTION_KEY = "super_resolution"
+"""The model card's key that describes the shipped super-resolution method and its files."""
+
+
+def load_super_resolver(card=None, threads: int = 0) -> SuperResolver:  # type: ignore[no-untyped-def]
+    """The shipped method, as ``models/model_card.json`` names it under ``super_resolution``.
+
+    ``method: network``: the two ONNX graphs (factor 2 and factor 6), each verified against the
+    card's sha256 together with the weights it was exported from; a missing or tampered file
+    raises :class:`~component.errors.ModelError` (exit 8). ``method: guided-high-pass`` (or no
+    such key): :class:`GuidedHighPass`, which needs no file.
+
+    Calling it: ``resolver(guide, coarse, factor)`` per the module's contract. Factor 2:
+    ``guide`` is the four 10 m bands (:data:`GUIDE_BANDS`), ``coarse`` the six 20 m bands
+    (:data:`BANDS_20M`). Factor 6: ``guide`` is the four 10 m bands followed by the six 20 m
+    bands already sharpened to 10 m (10 channels, :data:`GUIDE_BANDS` then :data:`BANDS_20M`),
+    ``coarse`` is B01 and B09 (:data:`BANDS_60M`) at 60 m.
+    """
+    from pathlib import Path
+
+    from component.core.files import sha256_file
+    from component.errors import ModelError
+    from component.model.card import load_card
+
+    card = card if card is not None else load_card()
+    entry = card.raw.get(SUPER_RESOLUTION_KEY) or {}
+    if entry.get("method", "guided-high-pass") == "guided-high-pass":
+        return GuidedHighPass()
+    if card.card_path is None:
+        raise ModelError("the model card's super-resolution files have no folder; fix the card")
+    folder = Path(card.card_path).parent
+    engines, multiple = {}, {}
+    try:
+        networks = {int(n["factor"]): n for n in entry["networks"]}
+        for factor in NETWORK_FACTORS:
+            network = networks[factor]
+            for key in ("weights", "onnx"):
+                path = folder / network[key]["file"]
+                if not path.is_file():
+                    raise ModelError(f"super-resolution file not found: {path}; restore models/")
+                if sha256_file(path) != network[key]["sha256"].lower():
+                    raise ModelError(
+                        f"super-resolution file {path.name} does not match the model card's "
+                        "sha256; restore the shipped file or update the card"
+                    )
+            multiple[factor] = int(np.lcm(int(network["shuffle"]), factor))
+            engines[factor] = folder / network["onnx"]["file"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(
+            f"model card {card.card_path}: super_resolution is incomplete ({error!r}); restore it"
+        ) from None
+    from component.model.engines import OnnxEngine
+
+    sessions = {factor: OnnxEngine(path, threads or None) for factor, path in engines.items()}
+    return NetworkResolver(sessions, multiple, int(entry.get("tile", 512)),
+                           int(entry.get("overlap", 12)))  # fmt: skip

