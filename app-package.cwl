@@ -45,6 +45,14 @@ $graph:
           configuration: cirrus is flagged in SCL (class 10) and kept out of the aerosol
           estimate only.
         default: false
+      super_resolve:
+        type: boolean?
+        label: every band at 10 m
+        doc: >-
+          Also write B01, B05, B06, B07, B8A, B09, B11 and B12 sharpened onto the 10 m grid
+          (B01_10m ... B12_10m), each 10 m block averaging back to the native pixel. Needs
+          resolution 10. Off by default.
+        default: false
     outputs:
       l2a:
         type: Directory
@@ -60,6 +68,7 @@ $graph:
           bbox: bbox
           dem: dem
           cirrus_correction: cirrus_correction
+          super_resolve: super_resolve
         out:
           - l2a
 
@@ -103,6 +112,10 @@ $graph:
         type: boolean?
         inputBinding:
           prefix: --cirrus-correction
+      super_resolve:
+        type: boolean?
+        inputBinding:
+          prefix: --super-resolve
     outputs:
       l2a:
         type: Directory

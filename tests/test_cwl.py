@@ -40,6 +40,24 @@ def test_package_validates() -> None:
     assert "DockerRequirement" in text and "type: Directory" in text
 
 
+def test_switches_reach_the_command_line() -> None:
+    """The workflow's boolean inputs (cirrus_correction, super_resolve) default to false and
+    reach the tool's flags of the same name through the step."""
+    import yaml
+
+    graph = {node["id"]: node for node in yaml.safe_load(PACKAGE.read_text())["$graph"]}
+    workflow, tool = graph["s2-l1c2l2a"], graph["correct"]
+    for name, flag in (
+        ("cirrus_correction", "--cirrus-correction"),
+        ("super_resolve", "--super-resolve"),
+    ):
+        assert workflow["inputs"][name]["type"] == "boolean?"
+        assert workflow["inputs"][name]["default"] is False
+        assert workflow["steps"]["correct"]["in"][name] == name
+        assert tool["inputs"][name] == {"type": "boolean?", "inputBinding": {"prefix": flag}}
+    assert "resolution 10" in workflow["inputs"]["super_resolve"]["doc"]
+
+
 def _l1c_catalog(folder: Path) -> Path:
     """A static catalog linking a copy of the embedded sample (item and JPEG 2000 bands)."""
     shutil.copytree(

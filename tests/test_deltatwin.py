@@ -46,6 +46,7 @@ EXPECTED_INPUTS = {
     "resolution": "integer",
     "dem": "string",
     "cirrus_correction": "boolean",
+    "super_resolve": "boolean",
     "s3_access_key_id": "secret",
     "s3_secret_access_key": "secret",
 }
@@ -123,6 +124,7 @@ def test_inputs_are_described_and_mirror_the_model_ports(
         assert inputs[name]["value"] == "", f"optional {name} must default to empty"
     assert inputs["resolution"]["value"] == 60
     assert inputs["cirrus_correction"]["value"] is False  # Sen2Cor's default
+    assert inputs["super_resolve"]["value"] is False  # the native grids only, as CDSE's L2A
     assert isinstance(inputs["max_cloud_cover"]["value"], float)  # a JSON int is not "number"
     assert inputs["stac_url"]["value"] == "https://stac.dataspace.copernicus.eu/v1/"
     # Every port carries a prefix: an empty value then drops the flag along with it.
@@ -203,7 +205,7 @@ def _tokens(command: str) -> list[str]:
 def test_defaults_render_a_search_command(tmp_path: Path, parsed: dict[str, Any]) -> None:
     rendered = build_command(tmp_path, default_inputs(parsed))
     tokens = _tokens(rendered["command"])
-    for flag in ("--item", "--bbox", "--tile", "--dem", "--cirrus-correction"):
+    for flag in ("--item", "--bbox", "--tile", "--dem", "--cirrus-correction", "--super-resolve"):
         assert flag not in tokens, "an empty optional input (or a false switch) drops its flag"
     joined = " ".join(tokens)
     assert "--stac-url https://stac.dataspace.copernicus.eu/v1/" in joined
@@ -223,10 +225,11 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         datetime="2024-06-01/2024-06-30",
         tile="33UUU",
         item="https://example.org/item.json",
-        resolution=20,
+        resolution=10,
         max_cloud_cover=35.5,
         limit=3,
         cirrus_correction=True,
+        super_resolve=True,
         dem="https://example.org/dem.vrt",
     )
     joined = " ".join(_tokens(build_command(tmp_path, spec)["command"]))
@@ -235,13 +238,34 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         "--datetime 2024-06-01/2024-06-30",
         "--tile 33UUU",
         "--item https://example.org/item.json",
-        "--resolution 20",
+        "--resolution 10",
         "--max-cloud-cover 35.5",
         "--limit 3",
         "--cirrus-correction",
+        "--super-resolve",
         "--dem https://example.org/dem.vrt",
     ):
         assert expected in joined
+
+
+def test_band_outputs_pick_the_native_band_beside_the_sharpened_one(
+    model: dict[str, Any],
+) -> None:
+    """A product made with super_resolve holds ``B05_20m.tif`` and ``B05_10m.tif``: each band
+    output's glob matches exactly one file of it (the band on its native grid), as of a plain
+    product at any resolution."""
+    import fnmatch
+
+    globs = {k: v["glob"] for k, v in model["outputs"].items()}
+    bands = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+    native = {"B01": 60, "B09": 60, "B02": 10, "B03": 10, "B04": 10, "B08": 10}
+    sharpened = [f"{b}_10m.tif" for b in bands if native.get(b, 20) > 10]
+    for resolution, extra in ((10, []), (20, []), (60, []), (10, sharpened)):
+        own = {b: f"{b}_{max(resolution, native.get(b, 20))}m.tif" for b in bands}
+        files = [*own.values(), *extra]
+        for band in bands:
+            matches = fnmatch.filter(files, globs[f"l2a_{band.lower()}"])
+            assert matches == [own[band]], (resolution, band, matches)
 
 
 def _copy_model_folder(dest: Path) -> Path:
