@@ -382,6 +382,14 @@ def test_saved_search_results_given_as_an_item_are_each_an_input(
 SHARPENED = ("B01", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
 
 
+def _shipped_method() -> str:
+    """The name of the super-resolution method the shipped model card names (as in ids)."""
+    from component.model.super_resolution import load_super_resolver
+    from component.pipeline import super_resolved_variant
+
+    return super_resolved_variant(load_super_resolver()).removeprefix("-sr-")
+
+
 def _bbox_inside(item: dict[str, Any]) -> str:
     """A window of the item whose edges are not on 60 m pixel edges."""
     west, south, east, north = item["bbox"]
@@ -408,7 +416,8 @@ def test_super_resolve_adds_every_band_at_10m_over_a_bbox(
     run = run_component([*args, "--super-resolve"], tmp_path / "out", models_dir)
     assert run.returncode == 0, run.stderr
     (item_path,) = product_items(run.output)
-    assert item_path.parent.name.endswith("-sr-bicubic")
+    method = _shipped_method()
+    assert item_path.parent.name.endswith(f"-sr-{method}")
     item = json.loads(item_path.read_text())
     assert_valid_stac(item)
     native = [f"{band}_{NATIVE.get(band, 20)}m" for band in L2A_BANDS]
@@ -416,13 +425,13 @@ def test_super_resolve_adds_every_band_at_10m_over_a_bbox(
     others = ["TCI_10m", "AOT_10m", "WVP_10m", "SCL_20m", "CLD_20m", "thumbnail"]
     assert list(item["assets"]) == [*native, *sharpened, *others]
     assert "sharpened onto the 10 m grid" in item["properties"]["processing:lineage"]
-    assert "bicubic" in item["properties"]["processing:lineage"]
+    assert f"by the {method} super-resolution method" in item["properties"]["processing:lineage"]
     reference = item["assets"]["B02_10m"]
     for band in SHARPENED:
         asset = item["assets"][f"{band}_10m"]
         assert asset["roles"] == ["data", "reflectance", "sampling:upsampled", "gsd:10m"]
         assert asset["gsd"] == 10 and asset["bands"][0]["name"] == band
-        assert "bicubic" in asset["description"] and "bicubic" in asset["title"]
+        assert method in asset["description"] and method in asset["title"]
         for field in ("proj:code", "proj:shape", "proj:transform", "proj:bbox"):
             assert asset[field] == reference[field], (band, field)
         for field in ("data_type", "nodata", "raster:scale", "raster:offset"):
@@ -473,6 +482,7 @@ def test_super_resolved_products_keep_their_own_id_through_a_kill_and_reruns(
     plain = run_component(args, output, models_dir)
     assert plain.returncode == 0, plain.stderr
     (plain_id,) = plain.summary()["processed"]
+    sharpened_id = f"{plain_id}-sr-{_shipped_method()}"
 
     marker = tmp_path / "paused"
     env = component_env(
@@ -494,9 +504,9 @@ def test_super_resolved_products_keep_their_own_id_through_a_kill_and_reruns(
 
     sharpened = run_component([*args, "--super-resolve"], output, models_dir)
     assert sharpened.returncode == 0, sharpened.stderr
-    assert sharpened.summary()["processed"] == [f"{plain_id}-sr-bicubic"]
-    assert sorted(linked_ids(output)) == sorted([plain_id, f"{plain_id}-sr-bicubic"])
-    for flags, expected in (([], plain_id), (["--super-resolve"], f"{plain_id}-sr-bicubic")):
+    assert sharpened.summary()["processed"] == [sharpened_id]
+    assert sorted(linked_ids(output)) == sorted([plain_id, sharpened_id])
+    for flags, expected in (([], plain_id), (["--super-resolve"], sharpened_id)):
         again = run_component([*args, *flags], output, models_dir)
         assert again.returncode == 0, again.stderr
         assert [s["id"] for s in again.summary()["skipped"]] == [expected]

@@ -141,10 +141,11 @@ another method, is never taken for one made with them."""
 
 
 def _resolver(card: ModelCard, threads: int) -> SuperResolver:
-    """The method that sharpens the bands to 10 m (``--super-resolve``)."""
-    from component.model.super_resolution import Bicubic
+    """The method that sharpens the bands to 10 m (``--super-resolve``): the one the model card
+    names (its files checked against their sha256: exit 8 if missing or tampered with)."""
+    from component.model.super_resolution import load_super_resolver
 
-    return Bicubic()
+    return load_super_resolver(card, threads)
 
 
 def super_resolved_variant(resolver: SuperResolver) -> str:
