@@ -52,7 +52,7 @@ def test_import_is_light() -> None:
 
 def test_documented_example_runs(tmp_path: Path, models_dir: Path) -> None:  # noqa: F811
     """The code block of docs/python-api.md (pasted in the README) runs as it is."""
-    (code,) = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    code = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)[0]
     env = {**os.environ, "COMPONENT_MODELS_DIR": str(models_dir)}
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
@@ -99,6 +99,58 @@ def cli_10m(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Path:
     assert done.returncode == 0, done.stderr
     (folder,) = [p for p in output.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return folder
+
+
+@pytest.mark.slow
+def test_super_resolve_example_equals_the_cli_sharpened_bands(
+    tmp_path: Path,
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """The super_resolve example of docs/python-api.md, run on the native COGs of a product
+    the CLI wrote with --super-resolve: its sharpened bands are the product's <band>_10m
+    within one DN (the same kernel, strips and halo), its 10 m bands the product's own."""
+    output = tmp_path / "out"
+    args = ["--output", str(output), "--resolution", "10", "--super-resolve"]
+    done = run_cli(args, component_env(models_dir))
+    assert done.returncode == 0, done.stderr
+    (folder,) = [p for p in output.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    code = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)[1]
+    assert f"```python\n{code}```" in (REPO_ROOT / "README.md").read_text()  # the README's
+    code, count = re.subn(r'product = "[^"]*"', f"product = {str(folder)!r}", code)
+    assert count == 1
+    code += "\nsharp.to_netcdf('sharp.nc')\n"
+    env = {**os.environ, "COMPONENT_MODELS_DIR": str(models_dir)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "mean NDWI" in done.stdout
+    import xarray as xr
+
+    sharp = xr.open_dataset(tmp_path / "sharp.nc")
+    assert [v for v in sharp.data_vars if v != "spatial_ref"] == list(api.L2A_BANDS)
+    for band in api.L2A_BANDS:
+        name = f"{band}_10m.tif"
+        with rasterio.open(folder / name) as dataset:
+            reference = dataset.read(1).astype(np.int32)
+        values = reflectance_to_dn(sharp[band].values).astype(np.int32)
+        assert values.shape == reference.shape, band
+        assert np.abs(values - reference).max() <= 1, band
+
+
+def test_super_resolve_refuses_what_does_not_fit() -> None:
+    ones = np.zeros((12, 18), np.float32)
+    bands = {b: ones for b in ("B02", "B03", "B04", "B08")}
+    bands |= {b: np.zeros((6, 9), np.float32) for b in ("B05", "B06", "B07", "B8A", "B11")}
+    with pytest.raises(InvalidParameterError, match="B12"):
+        component.super_resolve(bands)
+    bands["B12"] = np.zeros((6, 9), np.float32)
+    bands |= {"B01": np.zeros((2, 3), np.float32), "B09": np.zeros((3, 3), np.float32)}
+    with pytest.raises(InvalidParameterError, match="B09 is \\(3, 3\\) pixels, not \\(2, 3\\)"):
+        component.super_resolve(bands)
+    bands["B09"] = np.zeros((2, 3), np.float32)
+    result = component.super_resolve(bands).compute()
+    assert result.B11.shape == (12, 18) and result.B01.shape == (12, 18)
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -454,3 +454,104 @@ def correct(
     if item is not None:
         dataset.attrs["derived_from"] = str(item.get("id"))
     return _with_crs(dataset, epsg)
+
+
+def super_resolve(bands: Mapping[str, Any], *, rows: int = 600) -> xr.Dataset:
+    """Lazy: all twelve L2A bands on the 10 m grid, from *bands* (band name -> 2-D DataArray or
+    array of surface reflectance, NaN where invalid) on their native grids aligned as in the
+    product (one top-left corner; 10 m, 20 m and 60 m pixels): the four 10 m bands as given,
+    the eight others sharpened with the shipped method and made consistent with their native
+    pixels, by the kernel ``--super-resolve`` runs (:func:`component.engine.sharpen.
+    sharpen_window`), strip by strip (*rows* rows at 10 m, a multiple of 6, and the product's
+    halo). Coordinates and CRS are those of ``B02``. A missing band or a grid that does not
+    fit the 10 m one is a one-line :class:`~component.errors.InvalidParameterError`.
+    """
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    from component.engine.sharpen import HALO
+    from component.model.super_resolution import (
+        BANDS_20M,
+        BANDS_60M,
+        FACTORS,
+        GUIDE_BANDS,
+        load_super_resolver,
+    )
+
+    missing = [b for b in (*GUIDE_BANDS, *BANDS_20M, *BANDS_60M) if b not in bands]
+    if missing:
+        raise InvalidParameterError(f"super_resolve: bands {', '.join(missing)} are missing")
+    if rows <= 0 or rows % 6:
+        raise InvalidParameterError("super_resolve: rows must be a positive multiple of 6")
+    reference = bands["B02"]
+    height, width = (int(n) for n in np.shape(reference)[-2:])
+    arrays = {}
+    for band in (*GUIDE_BANDS, *BANDS_20M, *BANDS_60M):
+        factor = FACTORS.get(band, 1)
+        expected = (-(-height // factor), -(-width // factor))
+        value = bands[band]
+        data = value.data if isinstance(value, xr.DataArray) else value
+        data = da.asarray(data).squeeze()
+        if tuple(data.shape) != expected:
+            raise InvalidParameterError(
+                f"super_resolve: {band} is {tuple(data.shape)} pixels, not {expected}: give "
+                "each band on its native grid, with B02's top-left corner"
+            )
+        arrays[band] = data.astype(np.float32)
+    resolver = load_super_resolver()
+    strips = []
+    for start in range(0, height, rows):
+        stop = min(start + rows, height)
+        window = (max(0, start - HALO), min(-(-height // 6) * 6, stop + HALO))
+        inputs = {
+            band: _padded_rows(arrays[band], FACTORS.get(band, 1), window, height, width)
+            for band in arrays
+        }
+        strip = dask.delayed(_sharpened_strip)(
+            inputs, resolver, start - window[0], stop - window[0], width
+        )
+        strips.append(da.from_delayed(strip, (8, stop - start, width), dtype=np.float32))
+    sharp = da.concatenate(strips, axis=1)
+    names = (*BANDS_20M, *BANDS_60M)
+    variables = {band: arrays[band] for band in GUIDE_BANDS}
+    variables |= {band: sharp[i] for i, band in enumerate(names)}
+    ordered = {
+        band: (("y", "x"), variables[band], {"long_name": f"{band} BOA reflectance at 10 m"})
+        for band in L2A_BANDS
+    }
+    coords = {}
+    if isinstance(reference, xr.DataArray):
+        coords = {k: reference[k] for k in ("x", "y") if k in reference.coords}
+    dataset = xr.Dataset(ordered, coords=coords, attrs={"super_resolution": resolver.name})
+    if isinstance(reference, xr.DataArray) and reference.rio.crs is not None:
+        dataset = dataset.rio.write_crs(reference.rio.crs)
+    return dataset
+
+
+def _padded_rows(data: Any, factor: int, window: tuple[int, int], height: int, width: int) -> Any:
+    """The rows of *data* (a band at *factor* times 10 m) under the 10 m rows *window*, and
+    every column, with the edge pixels repeated where the 60 m lattice reaches past the band
+    (as the product's jobs do)."""
+    lattice_width = -(-width // 6) * 6  # whole 60 m pixels; the window's rows are too
+    rows = np.clip(np.arange(window[0] // factor, window[1] // factor), 0, data.shape[0] - 1)
+    columns = np.clip(np.arange(lattice_width // factor), 0, data.shape[1] - 1)
+    return data[rows][:, columns]
+
+
+def _sharpened_strip(
+    inputs: dict[str, np.ndarray], resolver: Any, top: int, bottom: int, width: int
+) -> np.ndarray:
+    """(8, bottom - top, width): the x2 then the x6 sharpening of one strip's *inputs*."""
+    from component.engine.sharpen import sharpen_window
+    from component.io.write import dn_to_reflectance, reflectance_to_dn
+    from component.model.super_resolution import BANDS_20M, BANDS_60M, GUIDE_BANDS
+
+    guide = np.stack([np.asarray(inputs[b], np.float32) for b in GUIDE_BANDS])
+    twenty = np.stack([np.asarray(inputs[b], np.float32) for b in BANDS_20M])
+    sixty = np.stack([np.asarray(inputs[b], np.float32) for b in BANDS_60M])
+    sharp20 = sharpen_window(resolver, guide, twenty, 2)
+    # The x6 guide as the product's job reads it: the x2 bands as their drafts hold them (DN).
+    written = dn_to_reflectance(reflectance_to_dn(sharp20))
+    sharp60 = sharpen_window(resolver, np.concatenate([guide, written]), sixty, 6)
+    return np.concatenate([sharp20, sharp60])[:, top:bottom, :width]

@@ -141,6 +141,17 @@ def strips(plan: ReadPlan) -> Iterator[tuple[int, int, int, int]]:
         yield (*window, max(start, top), min(stop, bottom))
 
 
+def sharpen_window(
+    resolver: SuperResolver, guide: np.ndarray, coarse: np.ndarray, factor: int
+) -> np.ndarray:
+    """The kernel the product's jobs and :func:`component.api.super_resolve` share: *coarse*
+    (n, h, w) sharpened by *resolver* with *guide* (k, h * factor, w * factor), then made
+    :func:`~component.model.super_resolution.consistent` with it."""
+    from component.model.super_resolution import consistent
+
+    return consistent(resolver(guide, coarse, factor), coarse, factor)
+
+
 def sharpen_job(
     writer: ProductWriter,
     plan: ReadPlan,
@@ -150,8 +161,6 @@ def sharpen_job(
 ) -> list[Draft]:
     """*stage*'s bands on the 10 m product grid (``<band>_10m``), strip by strip, from the
     complete *drafts* (by key: :meth:`Stage.needs`)."""
-    from component.model.super_resolution import consistent
-
     check_plan(plan)
     fine, factor = plan.grid_r, stage.factor
     frame, coarse_frame = lattice(plan), lattice(plan, factor)
@@ -169,7 +178,7 @@ def sharpen_job(
         for start, stop, out_start, out_stop in strips(plan):
             guide = read_padded(guide_rows, frame, start, stop)
             coarse = read_padded(coarse_rows, coarse_frame, start // factor, stop // factor)
-            sharp = consistent(resolver(guide, coarse, factor), coarse, factor)
+            sharp = sharpen_window(resolver, guide, coarse, factor)
             del guide
             rows = slice(out_start - start, out_stop - start)
             cropped = sharp[:, rows, left : left + fine.width]
