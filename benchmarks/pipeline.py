@@ -47,7 +47,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BENCHMARK_DATA", ROOT / ".benchmark-data")).resolve()
-CASES = {"sample": 60, "tile60": 60, "tile10": 10}
+CASES = {"sample": 60, "tile60": 60, "tile10": 10, "tile10sr": 10}
+"""Each case's ``--resolution``."""
+FLAGS = {"tile10sr": ("--super-resolve",)}
+"""Flags a case adds to the run; such a case also times the run without them (``plain_s``)
+right after, and reports ``over_plain``, what the flags cost."""
 
 
 def synthetic_tile() -> Path:
@@ -173,11 +177,13 @@ def timed(command: list[str], logs: Path) -> tuple[float, int, int]:
     return elapsed, process.returncode, round(usage.ru_maxrss / 1024)
 
 
-def end_to_end(item: str, resolution: int, output: Path) -> dict[str, object]:
-    """The component's CLI in a fresh interpreter, timed from outside."""
+def end_to_end(
+    item: str, resolution: int, output: Path, flags: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """The component's CLI (with *flags*) in a fresh interpreter, timed from outside."""
     subprocess.run(["rm", "-rf", str(output)], check=True)
     command = [sys.executable, "-m", "component", "run", "--item", item,
-               "--resolution", str(resolution), "--output", str(output)]  # fmt: skip
+               "--resolution", str(resolution), "--output", str(output), *flags]  # fmt: skip
     elapsed, code, peak_mb = timed(command, output.with_name(output.name + "-logs"))
     if code != 0:
         raise SystemExit(f"run failed with exit code {code}: see {output}-logs/stderr")
@@ -225,8 +231,12 @@ def pair(case: str, item: str, startup: float) -> dict[str, object]:
     row |= _child("floor", case, item, base / "floor")
     floor_process_s = round(float(str(row["floor_s"])) + startup, 2)
     row["floor_process_s"] = floor_process_s
-    row |= end_to_end(item, CASES[case], base / "run")
+    row |= end_to_end(item, CASES[case], base / "run", FLAGS.get(case, ()))
     row["ratio"] = round(float(str(row["run_s"])) / floor_process_s, 2)
+    if case in FLAGS:
+        plain = end_to_end(item, CASES[case], base / "plain")
+        row["plain_s"] = plain["run_s"]
+        row["over_plain"] = round(float(str(row["run_s"])) / float(str(plain["run_s"])), 2)
     print(json.dumps(row), flush=True)
     return row
 
@@ -259,7 +269,7 @@ def main() -> None:
         rows.append(row)
     columns = ["case", "grid", "floor_process_s", "floor_s", "run_s", "ratio", "ratios",
                "startup_s", "network_s", "network_share", "peak_mb", "floor_peak_mb",
-               "stages"]  # fmt: skip
+               "plain_s", "over_plain", "stages"]  # fmt: skip
     print("\n| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
