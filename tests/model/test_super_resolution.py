@@ -152,7 +152,8 @@ def test_a_card_without_super_resolution_gives_guided_high_pass(tmp_path: Path) 
 
 def _shipped_networks() -> list[dict]:
     entry = load_card().raw.get("super_resolution") or {}
-    return entry.get("networks", []) if entry.get("method") == "network" else []
+    methods = entry.get("methods") or {}
+    return [n for n in entry.get("networks", []) if methods.get(str(n["factor"])) == "network"]
 
 
 def test_the_shipped_resolver_follows_the_contract() -> None:

@@ -60,7 +60,8 @@ def upsampled(coarse: np.ndarray, factor: int) -> np.ndarray:
         coarse = _filled(coarse, invalid)
     coefficients = ndimage.spline_filter1d(coarse.astype(np.float64), 3, axis=1, mode="grid-mirror")
     coefficients = ndimage.spline_filter1d(coefficients, 3, axis=2, mode="grid-mirror")
-    out = _spline_phases(_spline_phases(coefficients.astype(np.float32), factor, 1), factor, 2)
+    # columns first, on the small array; then rows, where each phase writes whole rows
+    out = _spline_phases(_spline_phases(coefficients.astype(np.float32), factor, 2), factor, 1)
     if invalid.any():
         out[np.repeat(np.repeat(invalid, factor, axis=1), factor, axis=2)] = np.nan
     return out
@@ -135,8 +136,10 @@ class GuidedHighPass:
     For each coarse band, a least-squares fit (per call, over the valid coarse pixels, with a
     constant and a tiny ridge so that near-collinear guides stay stable) of the band on the
     guide's block means at the band's scale; the band's 10 m value is then its upsampling plus
-    the fitted coefficients times the guide's detail, ``guide - upsampled(block_mean(guide))``.
-    With fewer valid coarse pixels than unknowns the band is only upsampled.
+    the fitted coefficients times the guide's detail, ``guide - upsampled(block_mean(guide))``,
+    computed as ``upsampled(band - w . guide_coarse) + w . guide`` (the same by linearity, one
+    upsampling per band). With fewer valid coarse pixels than unknowns the band is only
+    upsampled.
     """
 
     name = "guided-high-pass"
@@ -144,21 +147,24 @@ class GuidedHighPass:
 
     def __call__(self, guide: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:
         guide = np.asarray(guide, np.float32)
-        out = upsampled(coarse, factor)
+        coarse = np.asarray(coarse, np.float32)
         guide_coarse = block_mean(guide, factor)
-        detail = guide - upsampled(guide_coarse, factor)
         k = len(guide)
         design = np.concatenate([np.ones((1, *guide_coarse.shape[1:]), np.float32), guide_coarse])
         design = design.reshape(k + 1, -1).astype(np.float64)
         finite_design = np.isfinite(design).all(axis=0)
-        for band, values in enumerate(np.asarray(coarse, np.float32).reshape(len(coarse), -1)):
+        weights = np.zeros((len(coarse), k), np.float32)
+        for band, values in enumerate(coarse.reshape(len(coarse), -1)):
             use = finite_design & np.isfinite(values)
             if use.sum() <= k + 1:
                 continue
             x = design[:, use]
             gram = x @ x.T + self.ridge * use.sum() * np.diag([0.0] + [1.0] * k)
-            coefficients = np.linalg.solve(gram, x @ values[use].astype(np.float64))
-            out[band] += np.tensordot(coefficients[1:].astype(np.float32), detail, axes=1)
+            weights[band] = np.linalg.solve(gram, x @ values[use].astype(np.float64))[1:]
+        # upsampled(coarse) + w . (guide - upsampled(guide_coarse)), with one upsampling per
+        # band instead of one per guide channel (the upsampling is linear)
+        out = upsampled(coarse - np.tensordot(weights, guide_coarse, axes=1), factor)
+        out += np.tensordot(weights, guide, axes=1)
         out[:, ~np.isfinite(guide).all(axis=0)] = np.nan
         return out
 
@@ -238,12 +244,20 @@ def _window(
     mirrored beyond the array's edges and padded at the end to a multiple of *multiple*; NaN
     given 0."""
     height, width = up.shape[1:]
-    rows = np.arange(top, top + -(-(bottom - top) // multiple) * multiple)
-    cols = np.arange(left, left + -(-(right - left) // multiple) * multiple)
-    rows = _mirrored(rows, height)
-    cols = _mirrored(cols, width)
-    window = np.concatenate([guide[:, rows[:, None], cols], up[:, rows[:, None], cols]])
-    return np.nan_to_num(window, nan=0.0, posinf=0.0, neginf=0.0)
+    bottom = top + -(-(bottom - top) // multiple) * multiple
+    right = left + -(-(right - left) // multiple) * multiple
+    k = len(guide)
+    window = np.empty((k + len(up), bottom - top, right - left), np.float32)
+    if top >= 0 and left >= 0 and bottom <= height and right <= width:  # inside: slices
+        window[:k] = guide[:, top:bottom, left:right]
+        window[k:] = up[:, top:bottom, left:right]
+    else:  # at an edge: mirrored indices
+        rows = _mirrored(np.arange(top, bottom), height)[:, None]
+        cols = _mirrored(np.arange(left, right), width)
+        window[:k] = guide[:, rows, cols]
+        window[k:] = up[:, rows, cols]
+    np.copyto(window, np.float32(0.0), where=~np.isfinite(window))
+    return window
 
 
 def _mirrored(index: np.ndarray, size: int) -> np.ndarray:
@@ -253,6 +267,18 @@ def _mirrored(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(index < size, index, period - 1 - index)
 
 
+class PerFactor:
+    """One method per factor (the card's ``methods``), e.g. the network at 2, guided high-pass
+    at 6."""
+
+    def __init__(self, methods: dict[int, SuperResolver]) -> None:
+        self.methods = methods
+        self.name = "+".join(f"{m.name}-x{f}" for f, m in sorted(methods.items()))
+
+    def __call__(self, guide: np.ndarray, coarse: np.ndarray, factor: int) -> np.ndarray:
+        return self.methods[factor](guide, coarse, factor)
+
+
 SUPER_RESOLUTION_KEY = "super_resolution"
 """The model card's key that describes the shipped super-resolution method and its files."""
 
@@ -260,10 +286,11 @@ SUPER_RESOLUTION_KEY = "super_resolution"
 def load_super_resolver(card=None, threads: int = 0) -> SuperResolver:  # type: ignore[no-untyped-def]
     """The shipped method, as ``models/model_card.json`` names it under ``super_resolution``.
 
-    ``method: network``: the two ONNX graphs (factor 2 and factor 6), each verified against the
-    card's sha256 together with the weights it was exported from; a missing or tampered file
-    raises :class:`~component.errors.ModelError` (exit 8). ``method: guided-high-pass`` (or no
-    such key): :class:`GuidedHighPass`, which needs no file.
+    ``methods`` names one method per factor (``"2"``, ``"6"``): ``network`` runs that factor's
+    ONNX graph, verified (with the weights it was exported from) against the card's sha256; a
+    missing or tampered file raises :class:`~component.errors.ModelError` (exit 8).
+    ``guided-high-pass`` (or no such key) runs :class:`GuidedHighPass`, which needs no file.
+    A learned part ships only where it beat guided high-pass on the held-out scene.
 
     Calling it: ``resolver(guide, coarse, factor)`` per the module's contract. Factor 2:
     ``guide`` is the four 10 m bands (:data:`GUIDE_BANDS`), ``coarse`` the six 20 m bands
@@ -279,7 +306,9 @@ def load_super_resolver(card=None, threads: int = 0) -> SuperResolver:  # type: 
 
     card = card if card is not None else load_card()
     entry = card.raw.get(SUPER_RESOLUTION_KEY) or {}
-    if entry.get("method", "guided-high-pass") == "guided-high-pass":
+    chosen = {int(f): m for f, m in (entry.get("methods") or {}).items()}
+    learned = [f for f in NETWORK_FACTORS if chosen.get(f) == "network"]
+    if not learned:
         return GuidedHighPass()
     if card.card_path is None:
         raise ModelError("the model card's super-resolution files have no folder; fix the card")
@@ -287,7 +316,7 @@ def load_super_resolver(card=None, threads: int = 0) -> SuperResolver:  # type: 
     engines, multiple = {}, {}
     try:
         networks = {int(n["factor"]): n for n in entry["networks"]}
-        for factor in NETWORK_FACTORS:
+        for factor in learned:
             network = networks[factor]
             for key in ("weights", "onnx"):
                 path = folder / network[key]["file"]
@@ -307,5 +336,8 @@ def load_super_resolver(card=None, threads: int = 0) -> SuperResolver:  # type: 
     from component.model.engines import OnnxEngine
 
     sessions = {factor: OnnxEngine(path, threads or None) for factor, path in engines.items()}
-    return NetworkResolver(sessions, multiple, int(entry.get("tile", 512)),
-                           int(entry.get("overlap", 12)))  # fmt: skip
+    network = NetworkResolver(sessions, multiple, int(entry.get("tile", 512)),
+                              int(entry.get("overlap", 12)))  # fmt: skip
+    if len(learned) == len(NETWORK_FACTORS):
+        return network
+    return PerFactor({f: network if f in learned else GuidedHighPass() for f in NETWORK_FACTORS})
