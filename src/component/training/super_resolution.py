@@ -27,9 +27,11 @@ network learns to give the real bands back from the degraded ones:
 Reflectance: T33NZA's DN carry the +1000 offset, (DN - 1000) / 10000; the others DN / 10000;
 DN 0 is no data (NaN, kept out of the loss).
 
-    python -m component.training.super_resolution train --factor 2 --features 32 --layers 3 \
-        --shuffle 2 --steps 1500 --output models/sr_x2
-    python -m component.training.super_resolution score --set test
+    python -m component.training.super_resolution train --factor 2 --features 16 --layers 3 \
+        --shuffle 1 --steps 3000 --output /tmp/sr/x2
+    python -m component.training.super_resolution score --set test --x2 /tmp/sr/x2
+
+(models/README.md, "Super-resolution", lists every command.)
 """
 
 from __future__ import annotations
@@ -538,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("score", help="score bicubic, guided high-pass and the networks")
     s.add_argument("--set", choices=("selection", "test"), required=True)
     s.add_argument("--x2", type=Path, help="x2 stem (with --x2-arch F,L,S)")
-    s.add_argument("--x2-arch", default="32,3,2")
+    s.add_argument("--x2-arch", default="16,3,1")
     s.add_argument("--x6", type=Path)
     s.add_argument("--x6-arch", default="32,3,2")
     s.add_argument("--raw", action="store_true", help="without consistent()")
