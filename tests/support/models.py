@@ -55,6 +55,11 @@ def write_random_model(folder: Path, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lut = data["atmosphere"]["lut"]["file"]
     shutil.copyfile(REPO_MODELS / lut, folder / lut)
+    # The super-resolution networks the card names (small, checksummed): the shipped ones.
+    for network in (data.get("super_resolution") or {}).get("networks", []):
+        for kind in ("weights", "onnx"):
+            name = network[kind]["file"]
+            shutil.copyfile(REPO_MODELS / name, folder / name)
     data.pop("onnx", None)  # the shipped graph belongs to the shipped weights
     card = card_from_dict(data, folder / CARD_FILE)
     torch.manual_seed(seed)
