@@ -26,6 +26,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -331,17 +332,10 @@ class ProductWriter:
         self._order = itertools.count()
         self._pool = ThreadPoolExecutor(max(1, threads or (os.cpu_count() or 1)), "cog")
 
-    def open(
-        self,
-        key: str,
-        grid: Grid,
-        kind: str,
-        bands: tuple[str, ...],
-        sampling: str = "original",
-        method: str = "",
-    ) -> Draft:
-        """A new :class:`Draft` of the product (the same arguments, in its folder)."""
-        draft = Draft(self.folder, key, grid, kind, bands, sampling, method)
+    def open(self, *args: Any, **kwargs: Any) -> Draft:
+        """A new :class:`Draft` of the product in its folder: ``Draft``'s arguments after
+        ``folder`` (key, grid, kind, bands, sampling, method)."""
+        draft = Draft(self.folder, *args, **kwargs)
         self._drafts.append(draft)
         return draft
 
