@@ -51,6 +51,7 @@ def process_many(
     from dask.distributed import Client, LocalCluster, as_completed
 
     from component.errors import InvalidParameterError
+
     cluster = None
     if params.dask_scheduler:
         try:

@@ -252,8 +252,7 @@ def from_item(item: dict[str, Any], href: str | None = None) -> L1CProduct:
     properties = item.get("properties", {})
     values = [properties.get(key) for key in VIEW_KEYS]
     finite = all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        for v in values
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
     )
     return L1CProduct(
         id=str(item.get("id")),

@@ -151,9 +151,7 @@ def plan(
 ) -> ReadPlan:
     """Check the product can be read and lay out every grid, before any read."""
     check_credentials(product, product.inputs, settings)
-    grids = {
-        b: output_grid(product, b, product_resolution(b, resolution), bbox) for b in L2A_BANDS
-    }
+    grids = {b: output_grid(product, b, product_resolution(b, resolution), bbox) for b in L2A_BANDS}
     coarse = output_grid(product, "B02", coarse_m, bbox)
     grid_r = output_grid(product, "B02", resolution, bbox)
     return ReadPlan(grids=grids, coarse=coarse, grid_r=grid_r, inputs=product.inputs)
