@@ -149,8 +149,9 @@ class Follower:
     """Given those drafts by key, makes its own and returns them."""
 
 
-def followers(product: Product, writer: ProductWriter) -> list[Follower]:
-    """The TCI job and, with a super-resolver, the sharpening jobs, in :func:`job_names` order."""
+def followers(product: Product, writer: ProductWriter, threads: int = 1) -> list[Follower]:
+    """The TCI job and, with a super-resolver, the sharpening jobs (each on *threads* threads),
+    in :func:`job_names` order."""
     plan = product.plan
     rgb = tuple(_key(plan, band) for band in RGB)
     out = [Follower(TCI, rgb, functools.partial(_tci_job, writer, plan))]
@@ -159,7 +160,9 @@ def followers(product: Product, writer: ProductWriter) -> list[Follower]:
             Follower(
                 stage.name,
                 stage.needs(plan),
-                functools.partial(sharpen.sharpen_job, writer, plan, product.resolver, stage),
+                functools.partial(
+                    sharpen.sharpen_job, writer, plan, product.resolver, stage, threads=threads
+                ),
             )
             for stage in sharpen.stages()
         ]
@@ -204,7 +207,7 @@ def write_product(
     )
     if product.scene is not None:
         queue.append((SCENE, functools.partial(_scene_job, writer, product.scene)))
-    waiting = {follower.name: follower for follower in followers(product, writer)}
+    waiting = {follower.name: follower for follower in followers(product, writer, settings.threads)}
     unfinished = {follower.name: follower for follower in waiting.values()}
     complete: dict[str, Draft] = {}  # every draft made so far, by key
     held: dict[str, Draft] = {}  # those a follower still has to read

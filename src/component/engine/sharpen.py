@@ -23,7 +23,9 @@ pixel edge: at most 5 px at 10 m) the draft's edge pixels are repeated.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -158,9 +160,12 @@ def sharpen_job(
     resolver: SuperResolver,
     stage: Stage,
     drafts: dict[str, Draft],
+    threads: int = 1,
 ) -> list[Draft]:
     """*stage*'s bands on the 10 m product grid (``<band>_10m``), strip by strip, from the
-    complete *drafts* (by key: :meth:`Stage.needs`)."""
+    complete *drafts* (by key: :meth:`Stage.needs`), on *threads* threads: each takes every
+    *threads*-th strip with readers of its own (the resolver's arithmetic and ONNX Runtime
+    release the GIL); the outputs are written one strip at a time."""
     check_plan(plan)
     fine, factor = plan.grid_r, stage.factor
     frame, coarse_frame = lattice(plan), lattice(plan, factor)
@@ -171,17 +176,27 @@ def sharpen_job(
     ]
     needs = stage.needs(plan)
     guides, coarse_keys = needs[: len(stage.guide)], needs[len(stage.guide) :]
-    with (
-        DraftRows([drafts[key] for key in guides]) as guide_rows,
-        DraftRows([drafts[key] for key in coarse_keys]) as coarse_rows,
-    ):
-        for start, stop, out_start, out_stop in strips(plan):
-            guide = read_padded(guide_rows, frame, start, stop)
-            coarse = read_padded(coarse_rows, coarse_frame, start // factor, stop // factor)
-            sharp = sharpen_window(resolver, guide, coarse, factor)
-            del guide
-            rows = slice(out_start - start, out_stop - start)
-            cropped = sharp[:, rows, left : left + fine.width]
-            for draft, band in zip(outputs, cropped, strict=True):
-                draft.write(out_start - top, reflectance_to_dn(band))
+    writing = threading.Lock()  # a GDAL dataset is written by one thread at a time
+
+    def work(part: list[tuple[int, int, int, int]]) -> None:
+        with (
+            DraftRows([drafts[key] for key in guides]) as guide_rows,
+            DraftRows([drafts[key] for key in coarse_keys]) as coarse_rows,
+        ):
+            for start, stop, out_start, out_stop in part:
+                guide = read_padded(guide_rows, frame, start, stop)
+                coarse = read_padded(coarse_rows, coarse_frame, start // factor, stop // factor)
+                sharp = sharpen_window(resolver, guide, coarse, factor)
+                del guide
+                rows = slice(out_start - start, out_stop - start)
+                dn = [reflectance_to_dn(band) for band in sharp[:, rows, left : left + fine.width]]
+                with writing:
+                    for draft, band in zip(outputs, dn, strict=True):
+                        draft.write(out_start - top, band)
+
+    every = list(strips(plan))
+    parts = [every[i :: max(1, threads)] for i in range(max(1, threads))]
+    with ThreadPoolExecutor(len(parts), "sharpen") as pool:
+        for done in [pool.submit(work, part) for part in parts if part]:
+            done.result()
     return outputs
