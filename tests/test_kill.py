@@ -10,8 +10,6 @@ with no half-written product linked; a final ordinary run must publish the produ
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,11 @@ from component.io import catalog
 from support.nrt import (
     catalog_problems,
     component_env,
+    kill_when_paused,
     linked_ids,
     models_dir,  # noqa: F401 (fixture)
     nrt_models,  # noqa: F401 (fixture)
     start_cli,
-    wait_for_file,
 )
 
 SIZE_10M = 192
@@ -47,15 +45,7 @@ def _kill_at(stage: str, item: str, output: Path, models: Path, tmp: Path) -> No
         COMPONENT_TEST_PAUSE_MARKER=str(marker),
     )
     process = start_cli(["--item", item, "--output", str(output)], env, log)
-    try:
-        wait_for_file(marker, process, log, timeout=120)
-        assert int(marker.read_text()) == process.pid
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    kill_when_paused(process, marker, log)
 
 
 @pytest.mark.usefixtures("nrt_models")

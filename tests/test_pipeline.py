@@ -472,10 +472,9 @@ def test_super_resolved_products_keep_their_own_id_through_a_kill_and_reruns(
     item: the sharpened product has an id of its own (``-sr-<method>``), so a run with the
     flag never skips it for the plain product nor the reverse; one killed while sharpening
     leaves the plain product linked, and the next run with the flag publishes its own."""
-    import signal
 
     from component.io import catalog
-    from support.nrt import catalog_problems, component_env, linked_ids, start_cli, wait_for_file
+    from support.nrt import catalog_problems, component_env, kill_when_paused, linked_ids, start_cli
 
     l1c = l1c_product(size_10m=120, seed=4)
     item_file = tmp_path / "item.json"
@@ -493,14 +492,7 @@ def test_super_resolved_products_keep_their_own_id_through_a_kill_and_reruns(
     )
     log = tmp_path / "killed.log"
     process = start_cli([*args, "--super-resolve", "--output", str(output)], env, log)
-    try:
-        wait_for_file(marker, process, log, timeout=120)
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    kill_when_paused(process, marker, log)
     staged = list((output / catalog.STAGING).rglob("*B05_10m*.tif"))  # a draft or its COG
     assert staged, "killed after the sharpened bands were drafted, before they were published"
     assert catalog_problems(output) == [] and linked_ids(output) == [plain_id]

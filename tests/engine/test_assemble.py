@@ -30,18 +30,10 @@ from component.io.write import (
     quicklook_bytes,
     reflectance_to_dn,
 )
-from component.model.card import load_card
-from component.model.engines import build_scene_corrector
 from component.model.scene_classification import SceneClass
 
 Factory = Callable[..., dict[str, Any]]
 SETTINGS = Settings()
-
-
-@pytest.fixture(scope="module")
-def corrector() -> Any:
-    card = load_card()
-    return build_scene_corrector(card)[0], card.atmosphere_grid_m
 
 
 def test_sampling_and_job_order(l1c_product: Factory) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import rasterio
 from affine import Affine
 
@@ -25,18 +24,10 @@ from component.engine.scene import (
     has_valid_pixel,
 )
 from component.io import l1c, load
-from component.model.card import load_card
-from component.model.engines import build_scene_corrector
 from component.model.scene_classification import SceneClass, classify
 
 Factory = Callable[..., dict[str, Any]]
 SETTINGS = Settings()
-
-
-@pytest.fixture(scope="module")
-def corrector() -> Any:
-    card = load_card()
-    return build_scene_corrector(card)[0], card.atmosphere_grid_m
 
 
 def test_coarse_exclusion_counts_pixels_with_data() -> None:

@@ -20,8 +20,6 @@ from component.engine.assemble import Product, job_names, write_product
 from component.engine.decode import decode_bands
 from component.io import l1c, load
 from component.io.write import ProductWriter, dn_to_reflectance
-from component.model.card import load_card
-from component.model.engines import build_scene_corrector
 from component.model.super_resolution import (
     BANDS_20M,
     BANDS_60M,
@@ -33,12 +31,6 @@ from component.model.super_resolution import (
 
 Factory = Callable[..., dict[str, Any]]
 SETTINGS = Settings()
-
-
-@pytest.fixture(scope="module")
-def corrector() -> Any:
-    card = load_card()
-    return build_scene_corrector(card)[0], card.atmosphere_grid_m
 
 
 def _window(item: dict[str, Any], west: float, south: float, east: float, north: float) -> Any:

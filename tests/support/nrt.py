@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -170,6 +171,22 @@ def wait_for_file(
             process.kill()
             raise AssertionError(f"{path.name} never appeared:\n{log.read_text()}")
         time.sleep(0.05)
+
+
+def kill_when_paused(
+    process: subprocess.Popen[bytes], marker: Path, log: Path, timeout: float = 120
+) -> None:
+    """SIGKILL *process* once it has written its pause *marker* (``COMPONENT_TEST_PAUSE_AT``)
+    holding its pid, and check it died of it; never leave it running."""
+    try:
+        wait_for_file(marker, process, log, timeout=timeout)
+        assert int(marker.read_text()) == process.pid
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def _core_schema_errors(data: dict[str, Any], kind: str) -> list[str]:
