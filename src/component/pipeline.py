@@ -53,12 +53,12 @@ from component.model import scene_clouds
 from component.model.card import ModelCard, load_card, models_dir
 from component.model.correction import SceneCorrector
 from component.model.engines import build_scene_corrector
-
-if TYPE_CHECKING:
-    from component.model.super_resolution import SuperResolver
 from component.params import RunParams
 from component.progress import OFF, Progress
 from component.sample import item_path as sample_item_path
+
+if TYPE_CHECKING:
+    from component.model.super_resolution import SuperResolver
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +140,6 @@ with the bands sharpened to 10 m, naming the method: a product made without them
 another method, is never taken for one made with them."""
 
 
-def _resolver(card: ModelCard, threads: int) -> SuperResolver:
-    """The method that sharpens the bands to 10 m (``--super-resolve``): the one the model card
-    names (its files checked against their sha256: exit 8 if missing or tampered with)."""
-    from component.model.super_resolution import load_super_resolver
-
-    return load_super_resolver(card, threads)
-
-
 def super_resolved_variant(resolver: SuperResolver) -> str:
     """:data:`SUPER_RESOLVED_VARIANT` for *resolver* (its name made fit for a folder name)."""
     method = re.sub(r"[^A-Za-z0-9.]+", "-", resolver.name).strip("-").lower() or "method"
@@ -175,7 +167,10 @@ def load_model(params: RunParams) -> Model:
     variant = CIRRUS_VARIANT if params.cirrus_correction else ""
     resolver = None
     if params.super_resolve:
-        resolver = _resolver(card, params.settings.engine_threads)
+        # the card's method, its files checked (exit 8); scipy only for a run that sharpens
+        from component.model.super_resolution import load_super_resolver
+
+        resolver = load_super_resolver(card, params.settings.engine_threads)
         variant += super_resolved_variant(resolver)
     if params.weights is None:
         if card.weights_sha256:
