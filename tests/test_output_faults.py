@@ -159,15 +159,15 @@ def _published_once(output: Path, item: str, models: Path) -> str:
 # ----------------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("leave_kib", [0, 100], ids=["nothing-left", "in-a-cog-draft"])
+@pytest.mark.parametrize("leave_kib", [0, 100], ids=["in-the-dn-scratch", "in-a-cog-draft"])
 def test_a_full_disk_is_exit_9_in_one_line_and_the_next_run_completes(
     small_fs: Path,
     items: dict[str, str],
     models_dir: Path,  # noqa: F811
     leave_kib: int,
 ) -> None:
-    """ENOSPC where it strikes first: with nothing left, in the first file staged (a Python
-    OSError); with 100 KiB left, in a COG draft (GDAL's "Write failed", no errno:
+    """ENOSPC where it strikes first: with nothing left, in the decoded DN spilled to staging
+    (a Python OSError); with 100 KiB left, in a COG draft (GDAL's "Write failed", no errno:
     told by the free space). Exit 9, "no space left", the earlier product still published;
     freed, the run completes."""
     output = small_fs / "out"
@@ -201,15 +201,15 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
     return preexec
 
 
-@pytest.mark.parametrize("limit_kib", [32, 200], ids=["first-draft", "cog-draft"])
+@pytest.mark.parametrize("limit_kib", [32, 200], ids=["scratch", "cog-draft"])
 def test_a_file_size_limit_is_exit_9_in_one_line_and_the_next_run_completes(
     tmp_path: Path,
     items: dict[str, str],
     models_dir: Path,  # noqa: F811
     limit_kib: int,
 ) -> None:
-    """EFBIG (a per-process file-size limit: no mount needed) where the first draft (32 KiB)
-    or a later COG draft (200 KiB: a 512 x 512 draft tile does not fit) is written."""
+    """EFBIG (a per-process file-size limit: no mount needed) where the DN scratch (32 KiB)
+    or a COG draft (200 KiB: the DN fit, a 512 x 512 draft tile does not) is written."""
     output = tmp_path / "out"
     first = _published_once(output, items["a"], models_dir)
     failed = _cli(output, items["b"], models_dir, preexec=_limit_file_size(limit_kib * 1024))
