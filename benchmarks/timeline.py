@@ -30,16 +30,7 @@ from component.io import load, overviews, write
 
 START = time.perf_counter()
 EVENTS: list[tuple[str, str, float, float]] = []
-SHOWN = (
-    "_survey_job",
-    "_band_job",
-    "_tci_job",
-    "_scene_job",
-    "classify_scene",
-    "estimate_atmosphere",
-    "overviews",
-    "cog_copy",
-)
+SHOWN = ("_band_job", "_tci_job", "_scene_job", "classify_scene", "overviews", "cog_copy")
 
 
 def _recorded(function: Callable[..., Any], label: str) -> Callable[..., Any]:
@@ -57,9 +48,8 @@ def _recorded(function: Callable[..., Any], label: str) -> Callable[..., Any]:
 
 def _instrument() -> None:
     # Each where it is called from (a name imported into a module is patched there).
-    for module, name in ((decode, "_survey_job"), (assemble, "_band_job"), (assemble, "_tci_job"),
+    for module, name in ((decode, "_decode_job"), (assemble, "_band_job"), (assemble, "_tci_job"),
                          (assemble, "_scene_job"), (pipeline, "classify_scene"),
-                         (pipeline, "estimate_atmosphere"),
                          (assemble, "correct_window"), (assemble, "field_window"),
                          (assemble, "quicklook_from_dn")):  # fmt: skip
         setattr(module, name, _recorded(getattr(module, name), name))

@@ -400,7 +400,7 @@ def correct(
     import dask.array as da
     import xarray as xr
 
-    from component.io.load import STRIP_ROWS, SURVEY_M
+    from component.io.load import STRIP_ROWS
     from component.model.card import load_card
 
     if device not in ("auto", "cpu", "cuda") or engine not in ("auto", "torch", "onnx"):
@@ -418,8 +418,7 @@ def correct(
         origin = l1c.from_item(item).origin  # the tile's: the CLI's coarse and scene grids
     card = load_card()
     coarse = snapped(grid.bounds, float(card.atmosphere_grid_m), origin, epsg)
-    # the survey's scene grid: the clouds kept out of the estimate as the CLI keeps them
-    scene = snapped(grid.bounds, max(grid.resolution, float(SURVEY_M)), origin, epsg)
+    scene = snapped(grid.bounds, max(grid.resolution, 20.0), origin, epsg)
     bands = tuple(str(b) for b in array["band"].values)
     chunks = _aligned_chunks(grid, coarse, STRIP_ROWS)
     data = array.data.rechunk({0: 1, 1: chunks, 2: -1})

@@ -6,13 +6,13 @@ others go on (a scheduled run should not lose a day's work to one corrupt granul
 product that is already published for the same input and model version, and whose files
 still match their checksums, is skipped: the output catalog is the run's only state.
 
-For one item, coarse first: its 13 bands are surveyed at 60 m (JPEG 2000 reduced-resolution
-levels: cheap), with its sun/view geometry, elevation and meteorology; the scene is classified
-there, from TOA as Sen2Cor does it, and the corrector estimates the atmosphere on its coarse
-grid with the clouds, their shadows and snow left out. While it does, one pass starts: every
-L2A band is decoded on its own product grid, strip by strip, corrected once the atmosphere is
-known and written, with the quicklook, AOT, WVP, SCL and CLD (:mod:`component.engine`); the
-Item describes it all.
+For one item: its 13 bands are read on the coarse grid of the atmosphere (JPEG 2000
+reduced-resolution levels: cheap), with its sun/view geometry; the corrector estimates the
+atmosphere there, with the clouds, their shadows and snow left out: the scene classification
+(SCL, cloud probability) is made first, from the same decode, on its 20 m (or 60 m) grid; then
+every L2A band is read, corrected and written on its own product grid
+(:mod:`component.engine`), with the quicklook, AOT, WVP, SCL and CLD; the Item describes it
+all.
 """
 
 from __future__ import annotations
@@ -24,25 +24,18 @@ import re
 import tarfile
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from component.core.background import in_background
 from component.core.files import sha256_file
 from component.core.settings import Settings
 from component.distribute import process_many
 from component.engine.assemble import Product, job_names, write_product
-from component.engine.decode import fine_scene_stack, scene_grid, survey, survey_grid
-from component.engine.scene import (
-    Scene,
-    SceneToMake,
-    classify_scene,
-    estimate_atmosphere,
-    has_valid_pixel,
-)
+from component.engine.decode import decode_bands, scene_grid, strip_count
+from component.engine.scene import classify_scene, estimate_atmosphere, has_valid_pixel
 from component.errors import ComponentError, ModelError, OutputError, PartialFailureError
 from component.io import (
     catalog,
@@ -55,7 +48,6 @@ from component.io import (
     search,
 )
 from component.io.describe import describe, lineage, output_id
-from component.io.load import SURVEY_M
 from component.io.write import ProductWriter
 from component.model import scene_clouds
 from component.model.card import ModelCard, load_card, models_dir
@@ -69,7 +61,6 @@ if TYPE_CHECKING:
     from component.model.super_resolution import SuperResolver
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -436,8 +427,7 @@ def _produce(
     display: Progress = OFF,
     position: tuple[int, int] = (1, 1),
 ) -> Path | None:
-    """Read -> survey -> classify -> estimate, while the pass decodes, corrects and writes ->
-    describe -> publish."""
+    """Read -> decode -> classify -> estimate -> correct and write -> describe -> publish."""
     clock = _Clock(result.seconds)
     settings = params.settings
     product = l1c.from_item(source.data, source.href)
@@ -448,64 +438,54 @@ def _produce(
     terrain = in_background(elevation.resolve, params.dem, plan.coarse, settings)
     weather = in_background(meteorology.resolve, product, plan.coarse, settings)
     clock.lap("read")  # headers checked, grids known; no pixel read yet
-    # Steps: every band surveyed, estimate, every job of the pass, described, published.
+    # Steps: every strip decoded, classify, estimate, every job of pass 2, described, published.
     sharpened = model.resolver is not None
-    steps = len(plan.inputs) + 1 + len(job_names(plan, True, sharpened)) + 2
+    steps = strip_count(plan) + 2 + len(job_names(plan, True, sharpened)) + 2
     with display.item(*position, source.id, steps) as show:
-        surveyed = survey(
-            product, plan, settings, on_band=lambda band: show.advance(1, f"survey {band}")
-        )
+        decoded = decode_bands(
+            product, plan, settings, staged, scene_grid(plan),
+            on_strip=lambda band: show.advance(1, f"decode {band}"),
+        )  # fmt: skip
         corrector = model.corrector
         scene_geometry, notes = angles.result()
         heights, elevation_notes = terrain.result()
         forecast, weather_notes = weather.result()
         notes += elevation_notes + weather_notes
-        if not has_valid_pixel(surveyed.coarse_toa, corrector.input_bands):
+        if not has_valid_pixel(decoded.coarse_toa, corrector.input_bands):
             result.reason = "no valid pixel in the requested area (all nodata or saturated)"
             show.close("skipped")
             return None
-        clock.lap("survey")  # every band at 60 m; the atmosphere's input is known
-        has_b10, threads = "B10" in plan.inputs, settings.engine_threads
-        coarse_toa = surveyed.coarse_toa
-        overview = classify_scene(
-            surveyed.toa, survey_grid(plan), plan.coarse, scene_geometry, has_b10, threads
-        )
-        clock.lap("classify")  # clouds, shadows and snow kept out of the estimate
-        show.advance(1, "estimate")
-        estimating = in_background(
-            _timed, result.seconds, "estimate", estimate_atmosphere,
-            corrector, coarse_toa, plan.coarse, scene_geometry, overview, heights,
-            forecast,
+        clock.lap("decode")  # every band decoded once; the atmosphere's input is known
+        assert decoded.scene_toa is not None
+        toa, decoded.scene_toa = decoded.scene_toa, None  # 1.6 GB at 20 m: freed once classified
+        scene = classify_scene(
+            toa, scene_grid(plan), plan.coarse, scene_geometry, "B10" in plan.inputs,
+            settings.engine_threads,
         )  # fmt: skip
-        scene: Scene | SceneToMake = overview
-        if scene_grid(plan) != survey_grid(plan):  # SCL at 20 m: classified during the pass
-            decoded = tuple(b for b in plan.grids if plan.grids[b].resolution < SURVEY_M)
-            scene = SceneToMake(
-                scene_grid(plan),
-                fine_scene_stack(surveyed, plan, decoded),
-                decoded,
-                lambda toa: classify_scene(
-                    toa, scene_grid(plan), plan.coarse, scene_geometry, has_b10, threads
-                ),
-            )
-        kept, coarse_toa = surveyed.dn, surveyed.coarse_toa
-        del surveyed  # its 60 m stack is classified: released
+        del toa
+        notes += scene.notes
+        clock.lap("classify")  # SCL and cloud probability; clouds kept out of the estimate
+        show.advance(1, "estimate")
+        state = estimate_atmosphere(
+            corrector, decoded.coarse_toa, plan.coarse, scene_geometry, scene, heights, forecast
+        )
+        notes += state.notes
+        result.notes = notes
+        clock.lap("estimate")
+        show.advance(1, "correct")
         writer = ProductWriter(staged)
         try:
-            written = write_product(
-                Product(plan, corrector, estimating, product, kept, scene, model.resolver),
+            radiometry, scratch = product.radiometry, decoded.scratch
+            write_product(
+                Product(plan, corrector, state, radiometry, scratch, scene, model.resolver),
                 writer,
                 settings,
                 on_job=lambda name: show.advance(1, f"wrote {name}"),
             )
-            assert written is not None
-            state = estimating.result()
-            clock.lap("correct")  # every raster decoded, corrected and drafted; COGs under way
+            clock.lap("correct")  # every raster read, corrected and drafted; COGs under way
             assets = writer.finish()
         finally:
             writer.close()
-        notes += written.notes + state.notes
-        result.notes = notes
         clock.lap("write")
         show.advance(1, "describe")
         item_out = describe(
@@ -526,7 +506,7 @@ def _produce(
                 coarse_m=coarse_m,
                 geometry_source=scene_geometry.source if scene_geometry is not None else None,
                 notes=notes,
-                scene_m=round(written.grid.resolution),
+                scene_m=round(scene.grid.resolution),
                 cirrus_correction=params.cirrus_correction,
                 super_resolution=model.resolver.name if model.resolver is not None else None,
                 elevation=heights.describe(),
@@ -534,7 +514,7 @@ def _produce(
             ),
             clipped=params.bbox is not None,
             view=geometry.view_properties(scene_geometry) if scene_geometry else None,
-            scene=written.properties(),
+            scene=scene.properties(),
         )
         catalog.add_parent_links(item_out)
         catalog.write_json_atomic(
@@ -547,16 +527,6 @@ def _produce(
         show.advance(1, "published")
         show.close("published")
         return published
-
-
-def _timed(into: dict[str, float], stage: str, function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)``, its seconds recorded as *stage* in *into* (a stage that overlaps
-    others: the estimate runs while the pass decodes)."""
-    started = time.perf_counter()
-    try:
-        return function(*args)
-    finally:
-        into[stage] = round(time.perf_counter() - started, 3)
 
 
 class _Clock:

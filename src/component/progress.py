@@ -6,8 +6,9 @@ says the same every ``COMPONENT_PROGRESS_INTERVAL_S`` seconds (default 10) and w
 ends, so a log is not flooded with carriage returns. ``--quiet`` turns both off. Progress
 goes to stderr: stdout carries only the JSON run summary.
 
-Work is counted in units the pipeline knows in advance: bands surveyed, the estimate, and
-rasters written. Counting is thread-safe: the survey and band jobs run in thread pools.
+Work is counted in units the pipeline knows in advance: strips decoded (every band, 1024 rows
+each) and band rasters written. Counting is thread-safe: the decode and band jobs run in
+thread pools.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import rasterio
 
 from component.core.settings import Settings
 from component.engine.correct import correct_window, field_window
-from component.engine.decode import survey
+from component.engine.decode import decode_bands
 from component.io import l1c, load
 from component.io.write import atmosphere_to_dn, reflectance_to_dn
 from component.model.card import load_card
@@ -31,8 +31,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Any:
     )
     product = l1c.from_item(item)
     plan = load.plan(product, 10, None, card.atmosphere_grid_m, SETTINGS)
-    surveyed = survey(product, plan, SETTINGS)
-    toa = np.stack([surveyed.coarse_toa[b] for b in corrector.input_bands])
+    decoded = decode_bands(product, plan, SETTINGS, root)
+    toa = np.stack([decoded.coarse_toa[b] for b in corrector.input_bands])
     state = corrector.estimate(toa, plan.coarse, None)
     return item, product, plan, corrector, state
 

@@ -1,48 +1,45 @@
-"""The survey: every input band read once at 60 m, onto the coarse grid and the survey's scene
-grid, before any finer decode."""
+"""Pass 1: every band decoded once onto the coarse and scene grids, its DN spilled."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import rasterio
 
-from component.core.bands import L1C_BANDS, L2A_BANDS
+from component.core.bands import L1C_BANDS, NATIVE_RESOLUTION
 from component.core.blocks import block_mean
 from component.core.settings import Settings
 from component.engine.decode import (
     CLEAR_SKY_B10,
+    decode_bands,
+    decode_order,
     decode_pixels,
-    fine_scene_stack,
     read_toa,
     scene_grid,
     scene_stack,
-    survey,
-    survey_grid,
+    strip_count,
 )
 from component.io import l1c, load
+from component.io.load import STRIP_ROWS
 
 Factory = Callable[..., dict[str, Any]]
 SETTINGS = Settings()
 
 
-def test_survey_grids_and_decode_cost(l1c_product: Factory) -> None:
+def test_decode_cost_and_order(l1c_product: Factory) -> None:
     product = l1c.from_item(l1c_product(size_10m=96))
-    at_10 = load.plan(product, 10, None, 120, SETTINGS)
     at_60 = load.plan(product, 60, None, 120, SETTINGS)
-    assert at_10.survey == at_60.survey and set(at_10.survey) == set(L1C_BANDS)
-    assert {g.resolution for g in at_10.survey.values()} == {60}
-    assert {b: at_60.grids[b] for b in L2A_BANDS} == {b: at_60.survey[b] for b in L2A_BANDS}
-    assert survey_grid(at_10) == survey_grid(at_60) == scene_grid(at_60)
-    assert scene_grid(at_10).resolution == 20
-    survey_10m = decode_pixels(at_10.survey["B02"], "B02")
     # the 40 m levels of the 10 m and 20 m bands, then the native 60 m bands
-    assert survey_10m == decode_pixels(at_10.survey["B05"], "B05")
-    assert survey_10m > decode_pixels(at_10.survey["B01"], "B01")
-    assert decode_pixels(at_10.grids["B02"], "B02") == 36 * survey_10m // 2.25
+    assert decode_pixels(at_60, "B02") == decode_pixels(at_60, "B05") > decode_pixels(at_60, "B01")
+    assert decode_order(at_60)[-2:] == ["B01", "B09"]
+    at_10 = load.plan(product, 10, None, 120, SETTINGS)
+    assert decode_order(at_10)[:4] == ["B02", "B03", "B04", "B08"]
+    assert sorted(decode_order(at_10)) == sorted(at_10.grids)
+    assert strip_count(at_10) == sum(-(-g.height // STRIP_ROWS) for g in at_10.grids.values())
 
 
 def test_scene_stack_fills_missing_bands() -> None:
@@ -56,60 +53,63 @@ def test_scene_stack_fills_missing_bands() -> None:
     assert np.isnan(stack[others]).all()
 
 
-@pytest.mark.parametrize("resolution", [10, 60])
-def test_survey_reads_every_input_band_at_60m(l1c_product: Factory, resolution: int) -> None:
-    """Each input band as read on its 60 m survey grid (a 10 m band averaged 6 x 6, B01 as it
-    is in its file), on the survey's scene grid and averaged 2 x 2 onto the coarse grid; the
-    DN kept of the bands whose product grid is the survey's (B01 and B09; all at 60 m)."""
-    item = l1c_product(size_10m=96, seed=3, nodata_fraction=0.1, saturated_fraction=0.02)
+def test_decode_puts_every_input_band_on_the_scene_grid(
+    l1c_product: Factory, tmp_path: Path
+) -> None:
+    """At 10 m the scene grid is B05's 20 m grid: 10 m bands averaged 2 x 2, 20 m bands as
+    they are, B01, B09 and B10 (60 m) repeated, all from the one decode."""
+    item = l1c_product(size_10m=96, seed=2, nodata_fraction=0.1)
     product = l1c.from_item(item)
-    plan = load.plan(product, resolution, None, 120, SETTINGS)
-    seen: list[str] = []
-    surveyed = survey(product, plan, SETTINGS, on_band=seen.append)
-    assert sorted(seen) == sorted(L1C_BANDS), "one progress call per input band"
-    assert surveyed.toa.shape == (13, 16, 16) and set(surveyed.coarse_toa) == set(L1C_BANDS)
-    kept = {"B01", "B09"} if resolution == 10 else set(L2A_BANDS)
-    assert set(surveyed.dn) == kept
+    plan = load.plan(product, 10, None, 120, SETTINGS)
+    grid = scene_grid(plan)
+    assert grid == plan.grids["B05"] and grid.resolution == 20
+    radiometry = product.radiometry
+    strips: list[str] = []
+    decoded = decode_bands(product, plan, SETTINGS, tmp_path, grid, on_strip=strips.append)
+    assert decoded.scene_toa is not None and decoded.scene_toa.shape == (13, 48, 48)
     for band in ("B02", "B05", "B01", "B10"):
         with rasterio.open(item["assets"][band]["href"]) as source:
-            native = source.read(1)
-        dn = load.read_band(product, band, plan.survey[band], SETTINGS)
-        if band in ("B01", "B10"):
-            np.testing.assert_array_equal(dn, native)
-        else:  # averaged from the file's pixels, nodata left out
-            toa = load.to_toa(native, product.radiometry)
-            k = 60 // (10 if band == "B02" else 20)
-            close = np.abs(load.to_toa(dn, product.radiometry) - block_mean(toa, k)) < 2e-4
-            assert close[np.isfinite(block_mean(toa, k)) & (dn > 0)].mean() > 0.9, band
-        toa = load.to_toa(dn, product.radiometry)
-        index = L1C_BANDS.index(band)
-        np.testing.assert_array_equal(surveyed.toa[index], toa, err_msg=band)
-        np.testing.assert_allclose(surveyed.coarse_toa[band], block_mean(toa, 2), rtol=1e-6,
-                                   equal_nan=True, err_msg=band)  # fmt: skip
-        if band in kept:
-            np.testing.assert_array_equal(surveyed.dn[band], dn, err_msg=band)
-
-
-def test_the_fine_scene_stack_takes_the_60m_bands_from_the_survey(l1c_product: Factory) -> None:
-    """At 10 m the scene grid is 20 m: the bands the pass decodes finer are left to it, B01,
-    B09 and B10 are the survey's, each 60 m pixel repeated 3 x 3."""
-    product = l1c.from_item(l1c_product(size_10m=96, seed=2, nodata_fraction=0.1))
-    plan = load.plan(product, 10, None, 120, SETTINGS)
-    surveyed = survey(product, plan, SETTINGS)
-    decoded = tuple(b for b in L2A_BANDS if plan.grids[b].resolution < 60)
-    stack = fine_scene_stack(surveyed, plan, decoded)
-    assert stack.shape == (13, 48, 48)
-    for band in L1C_BANDS:
-        got = stack[L1C_BANDS.index(band)]
-        if band in decoded:
-            assert (got == 0).all(), band
+            toa = load.to_toa(source.read(1), radiometry)
+        k = 20 // NATIVE_RESOLUTION[band] if band in ("B02", "B05") else 0
+        if k:
+            expected = block_mean(toa[None], k)[0] if k > 1 else toa
         else:
-            values = surveyed.toa[L1C_BANDS.index(band)]
-            expected = np.repeat(np.repeat(values, 3, 0), 3, 1)
-            np.testing.assert_array_equal(got, expected, err_msg=band)
+            expected = np.repeat(np.repeat(toa, 3, 0), 3, 1)
+        got = decoded.scene_toa[L1C_BANDS.index(band)]
+        np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True, err_msg=band)
+    assert set(decoded.coarse_toa) == set(L1C_BANDS)
+    # The progress of pass 1: one call per strip of each product band (not B10).
+    assert len(strips) == strip_count(plan)
+    assert Counter(strips) == {b: -(-g.height // STRIP_ROWS) for b, g in plan.grids.items()}
 
 
-def test_read_toa_reads_a_window_as_the_pass_does(l1c_product: Factory) -> None:
+def test_decode_spills_the_dn_and_averages_onto_the_coarse_grid(
+    l1c_product: Factory, tmp_path: Path
+) -> None:
+    """Without a scene grid: each product band's DN as read, raw on scratch, and each input
+    band's valid-TOA mean on the coarse grid (B10 read there directly)."""
+    item = l1c_product(size_10m=96, seed=3, nodata_fraction=0.1, saturated_fraction=0.02)
+    product = l1c.from_item(item)
+    plan = load.plan(product, 10, None, 120, SETTINGS)
+    decoded = decode_bands(product, plan, SETTINGS, tmp_path)
+    assert decoded.scene_toa is None
+    assert set(decoded.scratch) == set(plan.grids) and set(decoded.coarse_toa) == set(L1C_BANDS)
+    for band in ("B02", "B05", "B09"):
+        grid = plan.grids[band]
+        with rasterio.open(item["assets"][band]["href"]) as source:
+            dn = source.read(1)
+        spilled = np.fromfile(decoded.scratch[band], np.uint16).reshape(grid.shape)
+        np.testing.assert_array_equal(spilled, dn, err_msg=band)
+        k = round(plan.coarse.resolution / grid.resolution)
+        expected = block_mean(load.to_toa(dn, product.radiometry), k)
+        np.testing.assert_allclose(decoded.coarse_toa[band], expected, rtol=1e-5,
+                                   equal_nan=True, err_msg=band)  # fmt: skip
+        assert decoded.coarse_toa[band].shape == plan.coarse.shape
+    assert decoded.coarse_toa["B10"].shape == plan.coarse.shape
+    assert np.isfinite(decoded.coarse_toa["B10"]).any()
+
+
+def test_read_toa_reads_a_window_as_pass_1_does(l1c_product: Factory) -> None:
     item = l1c_product(size_10m=96, seed=6, nodata_fraction=0.1)
     product = l1c.from_item(item)
     plan = load.plan(product, 10, None, 120, SETTINGS)
@@ -123,12 +123,13 @@ def test_read_toa_reads_a_window_as_the_pass_does(l1c_product: Factory) -> None:
     assert np.isnan(toa[dn[17:53] == 0]).all()
 
 
-def test_without_b10_a_clear_sky_stands_in(l1c_product: Factory) -> None:
+def test_without_b10_a_clear_sky_stands_in(l1c_product: Factory, tmp_path: Path) -> None:
     item = l1c_product(size_10m=96, seed=2)
     del item["assets"]["B10"]
     product = l1c.from_item(item)
     plan = load.plan(product, 60, None, 120, SETTINGS)
-    assert "B10" not in plan.inputs and "B10" not in plan.survey
-    surveyed = survey(product, plan, SETTINGS)
-    assert (surveyed.toa[L1C_BANDS.index("B10")] == np.float32(CLEAR_SKY_B10)).all()
-    assert "B10" not in surveyed.coarse_toa
+    assert "B10" not in plan.inputs
+    decoded = decode_bands(product, plan, SETTINGS, tmp_path, scene_grid(plan))
+    assert decoded.scene_toa is not None
+    assert (decoded.scene_toa[L1C_BANDS.index("B10")] == np.float32(CLEAR_SKY_B10)).all()
+    assert "B10" not in decoded.coarse_toa

@@ -14,7 +14,7 @@ from component.core.bands import L1C_BANDS
 from component.core.blocks import block_mean
 from component.core.grid import Grid
 from component.core.settings import Settings
-from component.engine.decode import scene_grid, survey
+from component.engine.decode import decode_bands, scene_grid
 from component.engine.scene import (
     EXCLUDED_CLASSES,
     Scene,
@@ -49,8 +49,9 @@ def test_without_b10_the_scene_has_no_thin_cirrus(l1c_product: Factory, tmp_path
     product = l1c.from_item(item)
     plan = load.plan(product, 60, None, 120, SETTINGS)
     grid = scene_grid(plan)
-    surveyed = survey(product, plan, SETTINGS)
-    scene = classify_scene(surveyed.toa, grid, plan.coarse, None, "B10" in plan.inputs)
+    decoded = decode_bands(product, plan, SETTINGS, tmp_path, grid)
+    assert decoded.scene_toa is not None
+    scene = classify_scene(decoded.scene_toa, grid, plan.coarse, None, "B10" in plan.inputs)
     assert any("no B10" in note for note in scene.notes)
     assert not (scene.classification.scl == SceneClass.THIN_CIRRUS).any()
     assert scene.grid == grid and scene.classification.scl.shape == grid.shape
@@ -74,7 +75,7 @@ def test_estimate_atmosphere_keeps_the_scene_exclusion_and_missing_bands(
     model, coarse_m = corrector
     product = l1c.from_item(l1c_product(size_10m=192, seed=4, nodata_fraction=0.1))
     plan = load.plan(product, 60, None, coarse_m, SETTINGS)
-    decoded = survey(product, plan, SETTINGS)
+    decoded = decode_bands(product, plan, SETTINGS, tmp_path)
     coarse = plan.coarse
     exclude = np.zeros(coarse.shape, bool)
     exclude[:2, :3] = True

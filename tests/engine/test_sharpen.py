@@ -17,7 +17,7 @@ from component.core.blocks import block_mean
 from component.core.settings import Settings
 from component.engine import sharpen
 from component.engine.assemble import Product, job_names, write_product
-from component.engine.decode import survey
+from component.engine.decode import decode_bands
 from component.io import l1c, load
 from component.io.write import ProductWriter, dn_to_reflectance
 from component.model.super_resolution import (
@@ -104,12 +104,12 @@ def _sharpened_product(
     model, coarse_m = corrector
     product = l1c.from_item(item)
     plan = load.plan(product, 10, bbox, coarse_m, SETTINGS)
-    surveyed = survey(product, plan, SETTINGS)
-    toa = np.stack([surveyed.coarse_toa[b] for b in model.input_bands])
+    decoded = decode_bands(product, plan, SETTINGS, folder)
+    toa = np.stack([decoded.coarse_toa[b] for b in model.input_bands])
     state = model.estimate(toa, plan.coarse, None)
     writer = ProductWriter(folder / "out")
     ran: list[str] = []
-    built = Product(plan, model, state, product, surveyed.dn, None, resolver)
+    built = Product(plan, model, state, product.radiometry, decoded.scratch, None, resolver)
     try:
         write_product(built, writer, SETTINGS, on_job=ran.append)
         assets = writer.finish()

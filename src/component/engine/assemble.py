@@ -1,33 +1,24 @@
-"""The pass: every raster of the product decoded, corrected and drafted once, strip by strip,
-by jobs in parallel threads.
+"""Pass 2: every raster of the product drafted, strip by strip, by jobs in parallel threads.
 
-A *job* per band reads its DN strip by strip (from its file, or from the survey's memory when
-its product grid is its survey grid: :mod:`component.engine.decode`), puts each strip onto
-the scene grid where the scene classification needs it, and corrects it a window at a time
-(:func:`~component.engine.correct.correct_window`) once the atmosphere is known: it is
-estimated from the survey while the first strips decode, and a job waits for it only before
-its first correction. B02's job also writes AOT and WVP on the ``--resolution`` grid (the
-L1C's no-data there is B02's). The scene job writes SCL and CLD: at 60 m from the survey's
-classification, at 20 m once every 10 m and 20 m band has been put onto that grid (Sen2Cor's
-cloud shadows fall kilometres from their clouds: the classification needs the whole scene,
-which it holds on its 20 m grid only). Once B04, B03 and B02 are drafted, a TCI job makes the
-RGB quicklook from their drafts' DN through a lookup table; with a super-resolver
-(``--super-resolve``), once the 10 m and 20 m bands are drafted a job sharpens the 20 m bands
-to 10 m, then once B01 and B09 are too another sharpens those
-(:mod:`component.engine.sharpen`). Each job returns the drafts it made; :func:`write_product`
-alone hands them to the writer, which makes COGs of them in its own threads while other jobs
-are still correcting (a draft another job reads once every job that reads it is done).
+A *job* per band reads its DN back from pass 1's scratch file and corrects it a window at a
+time (:func:`~component.engine.correct.correct_window`); B02's job also writes AOT and WVP on
+the ``--resolution`` grid (the L1C's no-data there is B02's); the scene job writes SCL and
+CLD; once B04, B03 and B02 are drafted, a TCI job makes the RGB quicklook from their drafts'
+DN through a lookup table; with a super-resolver (``--super-resolve``), once the 10 m and 20 m
+bands are drafted a job sharpens the 20 m bands to 10 m, then once B01 and B09 are too another
+sharpens those (:mod:`component.engine.sharpen`). Each job returns the drafts it made;
+:func:`write_product` alone hands them to the writer, which makes COGs of them in its own
+threads while other jobs are still correcting (a draft another job reads once every job that
+reads it is done).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,10 +28,10 @@ from component.core.grid import Grid
 from component.core.settings import Settings
 from component.engine import sharpen
 from component.engine.correct import correct_window, field_window
-from component.engine.scene import Scene, SceneToMake
+from component.engine.scene import Scene
 from component.engine.schedule import Job, run_jobs, workers
-from component.io.l1c import NODATA_DN, BandRadiometry, L1CProduct
-from component.io.load import STRIP_ROWS, BandReader, ReadPlan, gdal, to_toa
+from component.io.l1c import NODATA_DN, BandRadiometry
+from component.io.load import STRIP_ROWS, ReadPlan
 from component.io.write import CLOUD_NODATA, Draft, DraftRows, ProductWriter, quicklook_from_dn
 from component.model.correction import AtmosphereState, SceneCorrector
 from component.model.scene_classification import SceneClass, SceneClassification
@@ -54,32 +45,19 @@ SCENE = "SCL"
 
 @dataclass(frozen=True)
 class Product:
-    """Everything the jobs of the pass share."""
+    """Everything the jobs of pass 2 share."""
 
     plan: ReadPlan
     corrector: SceneCorrector
-    state: AtmosphereState | Future[AtmosphereState]
-    """The atmosphere, or its estimate under way: each band job waits for it before its first
-    correction (an estimate that fails fails the job with the estimate's error)."""
-    source: L1CProduct
-    """Where the bands are read from; its radiometry turns their DN into TOA."""
-    kept: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    """The DN of the bands the survey read whole on their product grid
-    (:attr:`~component.engine.decode.Survey.dn`): taken from memory, not decoded again."""
-    scene: Scene | SceneToMake | None = None
-    """The scene classification, or the one the pass is to make, written as ``SCL_<g>m`` and
-    ``CLD_<g>m``; None: neither is written."""
+    state: AtmosphereState
+    radiometry: BandRadiometry
+    scratch: dict[str, Path]
+    """Each product band's DN on its product grid, raw uint16, row after row."""
+    scene: Scene | None = None
+    """The scene classification, written as ``SCL_<g>m`` and ``CLD_<g>m`` when present."""
     resolver: SuperResolver | None = None
     """With one (``--super-resolve``, a 10 m product), the 20 m and 60 m bands are also
     written sharpened onto the 10 m grid, ``<band>_10m``."""
-
-    @property
-    def radiometry(self) -> BandRadiometry:
-        return self.source.radiometry
-
-    def atmosphere(self) -> AtmosphereState:
-        """The atmosphere, waiting for its estimate if it is still under way."""
-        return self.state.result() if isinstance(self.state, Future) else self.state
 
 
 def _gsd(grid: Grid) -> int:
@@ -93,26 +71,8 @@ def sampling(written_m: float, source_m: float) -> str:
     return "downsampled" if written_m > source_m else "upsampled"
 
 
-Rows = Callable[[int, int], np.ndarray]
-
-
-@contextmanager
-def _strips(product: Product, band: str, settings: Settings) -> Iterator[Rows]:
-    """``read(y0, y1)``: rows of *band*'s DN on its product grid, from the survey's memory
-    when it read them there, else decoded from the band's file."""
-    whole = product.kept.get(band)
-    if whole is not None:
-        yield lambda y0, y1: whole[y0:y1]
-        return
-    with gdal(settings), BandReader(product.source, band, product.plan.grids[band]) as reader:
-        yield reader.read
-
-
-def _band_job(
-    product: Product, writer: ProductWriter, settings: Settings, band: str
-) -> list[Draft]:
-    """One band, strip by strip: read, put onto the scene grid (where the scene is still to be
-    classified), corrected, drafted; B02 also writes AOT and WVP."""
+def _band_job(product: Product, writer: ProductWriter, band: str) -> list[Draft]:
+    """One band, strip by strip; B02 also writes AOT and WVP."""
     plan = product.plan
     grid = plan.grids[band]
     key = f"{band}_{_gsd(grid)}m"
@@ -126,24 +86,21 @@ def _band_job(
             key = f"{kind.upper()}_{_gsd(grid)}m"
             sampled = sampling(grid.resolution, source_m)
             extras.append((name, writer.open(key, grid, kind, (kind.upper(),), sampled)))
-    scene = product.scene
-    onto_scene = scene.onto(band, grid) if isinstance(scene, SceneToMake) else None
-    with _strips(product, band, settings) as read:
+    scratch = product.scratch[band]
+    with scratch.open("rb") as source:
         for y0 in range(0, grid.height, STRIP_ROWS):
-            dn = read(y0, min(grid.height, y0 + STRIP_ROWS))
-            if onto_scene is not None:
-                onto_scene.add(y0, to_toa(dn, product.radiometry))
-            state = product.atmosphere()
+            y1 = min(grid.height, y0 + STRIP_ROWS)
+            dn = np.fromfile(source, np.uint16, (y1 - y0) * grid.width)
+            dn = dn.reshape(y1 - y0, grid.width)
             corrected = correct_window(
-                product.corrector, state, band, grid, y0, dn, product.radiometry
+                product.corrector, product.state, band, grid, y0, dn, product.radiometry
             )
             draft.write(y0, corrected)
             if extras:
                 no_data = dn == NODATA_DN
                 for name, extra in extras:
-                    extra.write(y0, field_window(state, name, grid, y0, no_data, True))
-    if onto_scene is not None:
-        onto_scene.finish()
+                    extra.write(y0, field_window(product.state, name, grid, y0, no_data, True))
+    scratch.unlink()
     return [draft, *(extra for _, extra in extras)]
 
 
@@ -153,12 +110,8 @@ def cloud_dn(result: SceneClassification) -> np.ndarray:
     return np.where(result.scl == SceneClass.NO_DATA, CLOUD_NODATA, result.cloud_probability)
 
 
-def _scene_job(writer: ProductWriter, made: list[Scene], scene: Scene | SceneToMake) -> list[Draft]:
-    """SCL (Sen2Cor class values) and CLD (cloud probability, %) on the scene grid, the scene
-    classified first if it is still to be; the scene is appended to *made*."""
-    if isinstance(scene, SceneToMake):
-        scene = scene.classify()
-    made.append(scene)
+def _scene_job(writer: ProductWriter, scene: Scene) -> list[Draft]:
+    """SCL (Sen2Cor class values) and CLD (cloud probability, %) on the scene grid."""
     gsd = _gsd(scene.grid)
     result = scene.classification
     drafts = []
@@ -191,28 +144,17 @@ class Follower:
 
     name: str
     needs: tuple[str, ...]
-    """Keys of the drafts it reads (or, not *reads*, only waits for)."""
+    """Keys of the drafts it reads."""
     job: Callable[[dict[str, Draft]], list[Draft]]
     """Given those drafts by key, makes its own and returns them."""
-    reads: bool = True
-    """False: it waits for the jobs that make those drafts, and does not hold them back from
-    the writer (the scene job waits for the bands to be on its grid, not for their drafts)."""
 
 
-def followers(
-    product: Product, writer: ProductWriter, threads: int = 1, made: list[Scene] | None = None
-) -> list[Follower]:
-    """The scene job when the scene is still to be classified (its scene into *made*), the TCI
-    job and, with a super-resolver, the sharpening jobs (each on *threads* threads), in
-    :func:`job_names` order."""
+def followers(product: Product, writer: ProductWriter, threads: int = 1) -> list[Follower]:
+    """The TCI job and, with a super-resolver, the sharpening jobs (each on *threads* threads),
+    in :func:`job_names` order."""
     plan = product.plan
-    out = []
-    if isinstance(product.scene, SceneToMake):
-        keys = tuple(_key(plan, band) for band in product.scene.decoded)
-        job = functools.partial(_scene_job, writer, [] if made is None else made, product.scene)
-        out.append(Follower(SCENE, keys, lambda _drafts, job=job: job(), reads=False))
     rgb = tuple(_key(plan, band) for band in RGB)
-    out.append(Follower(TCI, rgb, functools.partial(_tci_job, writer, plan)))
+    out = [Follower(TCI, rgb, functools.partial(_tci_job, writer, plan))]
     if product.resolver is not None:
         out += [
             Follower(
@@ -237,7 +179,7 @@ def job_order(plan: ReadPlan) -> list[str]:
 def job_names(plan: ReadPlan, with_scene: bool, sharpened: bool = False) -> list[str]:
     """Every job of :func:`write_product`, in start order but the TCI's and the sharpening
     ones' (*sharpened*: with a super-resolver), which start once the drafts they read are
-    complete: the progress of the pass counts them."""
+    complete: the progress of pass 2 counts them."""
     sharpening = list(sharpen.JOBS) if sharpened else []
     return [*job_order(plan), *([SCENE] if with_scene else []), TCI, *sharpening]
 
@@ -247,8 +189,8 @@ def write_product(
     writer: ProductWriter,
     settings: Settings,
     on_job: Callable[[str], None] | None = None,
-) -> Scene | None:
-    """The pass: every job of :func:`job_names`; the drafts each returns go to *writer*.
+) -> None:
+    """Pass 2: every job of :func:`job_names`; the drafts each returns go to *writer*.
 
     Jobs start one at a time as threads free up, so a job that reads other jobs' drafts (a
     :class:`Follower`: the TCI job, the sharpening ones) starts as soon as they are complete
@@ -257,18 +199,15 @@ def write_product(
     must not get its overviews meanwhile, and GDAL's COG driver building them itself costs
     3.5 times as much). Returns when every raster is drafted; the COGs may still be in the
     making (:meth:`ProductWriter.finish` waits for them). *on_job(name)* is called after each
-    job (progress). Returns the scene classification written (None without a scene).
+    job (progress).
     """
     queue: deque[Job[list[Draft]]] = deque(
-        (band, functools.partial(_band_job, product, writer, settings, band))
+        (band, functools.partial(_band_job, product, writer, band))
         for band in job_order(product.plan)
     )
-    made: list[Scene] = []
-    if isinstance(product.scene, Scene):
-        queue.append((SCENE, functools.partial(_scene_job, writer, made, product.scene)))
-    waiting = {
-        follower.name: follower for follower in followers(product, writer, settings.threads, made)
-    }
+    if product.scene is not None:
+        queue.append((SCENE, functools.partial(_scene_job, writer, product.scene)))
+    waiting = {follower.name: follower for follower in followers(product, writer, settings.threads)}
     unfinished = {follower.name: follower for follower in waiting.values()}
     complete: dict[str, Draft] = {}  # every draft made so far, by key
     held: dict[str, Draft] = {}  # those a follower still has to read
@@ -283,9 +222,7 @@ def write_product(
                 del waiting[follower.name]
                 inputs = {key: complete[key] for key in follower.needs}
                 queue.appendleft((follower.name, functools.partial(follower.job, inputs)))
-        needed = {
-            key for follower in unfinished.values() if follower.reads for key in follower.needs
-        }
+        needed = {key for follower in unfinished.values() for key in follower.needs}
         held.update((draft.asset.key, draft) for draft in drafts)
         for key in [key for key in held if key not in needed]:
             writer.finish_later(held.pop(key))
@@ -293,4 +230,3 @@ def write_product(
             on_job(name)
 
     run_jobs(queue, workers(settings), done)
-    return made[0] if made else None

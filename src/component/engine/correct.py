@@ -1,4 +1,4 @@
-"""One window of rows of one band, corrected: the kernel of the pass and of the Python API.
+"""One window of rows of one band, corrected: the kernel of pass 2 and of the Python API.
 
 Each run of rows (:class:`~component.model.correction.BandInversion`) goes from its input to
 surface reflectance, and to L2A DN when the input is DN, while it is in the CPU's cache: no

@@ -1,15 +1,15 @@
 """The scene: its classification, and the atmosphere estimated with the clouds kept out.
 
-Both need the whole scene, on coarse grids only: the classification from TOA as Sen2Cor does
-it (before the atmosphere, whose estimate its clouds must not inform), on the survey's 60 m
-grid for the estimate and on the scene grid (20 m, or 60 m at ``--resolution 60``) for SCL and
-CLD; the atmosphere on the card's coarse grid. The CLI pipeline (from the survey) and the
-Python API (from dask reductions of its input) call these same two functions.
+Both need the whole scene, on coarse grids only: the classification on the scene grid (20 m,
+or 60 m at ``--resolution 60``), from TOA as Sen2Cor does it (before the atmosphere, whose
+estimate its clouds must not inform); the atmosphere on the card's coarse grid. The CLI
+pipeline (from pass 1's means) and the Python API (from dask reductions of its input) call
+these same two functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,38 +70,6 @@ class Scene:
         percent, as CDSE's L2A items state it), ``eo:cloud_cover``, ``eo:snow_cover``."""
         scl = self.classification.scl
         return {"statistics": class_percentages(scl), **cover_properties(scl)}
-
-
-class SceneToMake:
-    """A scene classification the pass makes on *grid* (finer than the survey's) once it has
-    put the *decoded* bands onto the stack *toa* (:func:`~component.engine.decode.
-    fine_scene_stack`: the other bands already on it); *classify* turns the full stack into
-    the :class:`Scene`."""
-
-    def __init__(
-        self,
-        grid: Grid,
-        toa: np.ndarray,
-        decoded: tuple[str, ...],
-        classify: Callable[[np.ndarray], Scene],
-    ) -> None:
-        self.grid, self.decoded, self._classify = grid, decoded, classify
-        self._toa: np.ndarray | None = toa
-
-    def onto(self, band: str, grid: Grid) -> BlockMean | None:
-        """Where *band*'s strips on its product *grid* are averaged onto the stack (None for a
-        band the stack already has)."""
-        if band not in self.decoded or self._toa is None:
-            return None
-        return BlockMean(grid, self.grid, self._toa[L1C_BANDS.index(band)])
-
-    def classify(self) -> Scene:
-        """The scene, once every decoded band is on the stack; the stack (1.6 GB on a full
-        20 m tile) is released."""
-        if self._toa is None:
-            raise RuntimeError("the scene was classified already")
-        toa, self._toa = self._toa, None
-        return self._classify(toa)
 
 
 def coarse_exclude(scl: np.ndarray, grid: Grid, coarse: Grid) -> np.ndarray:

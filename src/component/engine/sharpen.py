@@ -1,6 +1,6 @@
 """Every band at 10 m (``--super-resolve``): the 20 m and 60 m bands sharpened onto the 10 m grid.
 
-Two jobs of the pass, each started once the drafts it reads are complete
+Two jobs of pass 2, each started once the drafts it reads are complete
 (:func:`component.engine.assemble.write_product` holds them until then):
 
 * ``sharpen x2``: B05, B06, B07, B8A, B11, B12 from their corrected 20 m drafts, guided by the

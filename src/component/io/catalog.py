@@ -66,9 +66,9 @@ def pause_point(stage: str) -> None:
     by ``COMPONENT_TEST_PAUSE_MARKER`` and sleep until that file is deleted (at most 300 s), so
     that a test can SIGKILL the run at a known moment, or let it go on. Stages: ``staged``
     (staging folder made, nothing read), then each stage the pipeline times, once finished:
-    ``read`` (asset headers checked, grids and geometry known), ``survey`` (every band read
-    at 60 m, in memory), ``classify`` (the survey's scene classified), ``correct`` (every
-    raster decoded, corrected and drafted into staging, some COGs finished), ``write`` (COGs
+    ``read`` (asset headers checked, grids and geometry known), ``decode`` (every band decoded
+    once, its DN on scratch in staging), ``estimate`` (the atmosphere estimated), ``correct``
+    (every raster corrected and drafted into staging, some COGs finished), ``write`` (COGs
     finished in staging), ``describe`` (Item staged),
     ``publish`` (product moved into place, catalog not yet updated), and ``catalog`` (the new
     catalog.json written beside the old one, not yet renamed over it).

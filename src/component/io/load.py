@@ -45,12 +45,6 @@ from component.io.l1c import NODATA_DN, SATURATED_DN, BandRadiometry, L1CProduct
 
 STRIP_ROWS = 1024
 """Rows per read of a native-resolution band: one row of 1024 px JPEG 2000 tiles."""
-SURVEY_M = 60
-"""The survey's resolution: every input band is first read at 60 m (a JPEG 2000
-reduced-resolution level for the 10 m and 20 m bands: about a seventh of their full decode),
-classified there and averaged onto the coarse grid, and the atmosphere estimated from that,
-before any band is decoded at a finer resolution. The same survey serves every
-``--resolution``, so a scene gets one atmosphere whatever resolution it is written at."""
 
 
 class S3Keys(Session):
@@ -146,9 +140,6 @@ class ReadPlan:
     """The ``--resolution`` grid: TCI, AOT and WVP."""
     inputs: tuple[str, ...]
     """Input bands the item has (all 13, or 12 without B10)."""
-    survey: dict[str, Grid]
-    """Each input band's grid at :data:`SURVEY_M` (the 60 m product's grids, B10's too): the
-    atmosphere is estimated from these, whatever ``--resolution`` is."""
 
 
 def plan(
@@ -163,8 +154,7 @@ def plan(
     grids = {b: output_grid(product, b, product_resolution(b, resolution), bbox) for b in L2A_BANDS}
     coarse = output_grid(product, "B02", coarse_m, bbox)
     grid_r = output_grid(product, "B02", resolution, bbox)
-    survey = {b: output_grid(product, b, SURVEY_M, bbox) for b in product.inputs}
-    return ReadPlan(grids, coarse, grid_r, product.inputs, survey)
+    return ReadPlan(grids=grids, coarse=coarse, grid_r=grid_r, inputs=product.inputs)
 
 
 def overview_level(dataset: rasterio.io.DatasetReader, target_resolution: float) -> int | None:
