@@ -99,6 +99,10 @@ def block_mean(array: np.ndarray, factor: int, row0: int = 0, col0: int = 0) -> 
     return np.stack(out).reshape(*lead, *out[0].shape)
 
 
+STRIP_BLOCK_ROWS = 256
+"""About how many rows :func:`block_mean_and_count` masks and sums at once."""
+
+
 def block_mean_and_count(
     bands: Sequence[np.ndarray], factor: int, where: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -107,11 +111,21 @@ def block_mean_and_count(
     bands valid at the same pixels (the last band's count otherwise)."""
     if factor > 255:
         raise ValueError(f"blocks of {factor} px overflow the uint16 counts")
+    # A few block rows at a time: the masked copy and block_sums' temporaries stay small (on a
+    # full 20 m tile, whole bands would take 0.4 GB at once); each block lies in one strip,
+    # so its sum is added up in the same order.
+    step = factor * max(1, STRIP_BLOCK_ROWS // factor)
     means, counts = [], np.zeros(0, np.uint16)
     for band in bands:
-        selected = np.where(where, band, np.float32(np.nan)).astype(np.float32, copy=False)
-        _, _, sums, counts = block_sums(selected, 0, 0, factor)
-        means.append(_means(sums, counts))
+        sums, tallies = [], []
+        for y0 in range(0, len(band), step):
+            rows = slice(y0, y0 + step)
+            selected = np.where(where[rows], band[rows], np.float32(np.nan))
+            _, _, strip_sums, strip_counts = block_sums(selected.astype(np.float32), 0, 0, factor)
+            sums.append(strip_sums)
+            tallies.append(strip_counts)
+        counts = np.concatenate(tallies)
+        means.append(_means(np.concatenate(sums), counts))
     return np.stack(means), counts
 
 

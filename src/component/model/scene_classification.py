@@ -157,6 +157,12 @@ class _Bands:
         self.stack, self.names, self.what = stack, names, what
         self.substituted: list[str] = []
 
+    def rows(self, rows: slice) -> _Bands:
+        """The same bands on *rows* only (views); substitutions are noted on this one."""
+        view = _Bands(self.stack[:, rows], self.names, self.what)
+        view.substituted = self.substituted
+        return view
+
     def __getitem__(self, band: str) -> np.ndarray:
         if band in self.names:
             return self.stack[self.names.index(band)]
@@ -270,6 +276,61 @@ def _scalar(value: np.ndarray | float | None, circular: bool = False) -> float |
     return float(np.degrees(np.arctan2(np.sin(radians).mean(), np.cos(radians).mean())) % 360)
 
 
+_PIXEL_MASKS = (
+    "any_valid", "defective", "valid", "snow", "candidates", "water", "dark", "vegetation",
+    "soil", "low_blue_swir",
+)  # fmt: skip
+"""The per-pixel tests of :func:`classify`, each an (h, w) bool made by :func:`_pixel_tests`."""
+ROW_BLOCK = 256
+"""Rows per block of the per-pixel tests."""
+
+
+def _row_blocks(height: int) -> list[slice]:
+    return [slice(y, min(height, y + ROW_BLOCK)) for y in range(0, height, ROW_BLOCK)]
+
+
+def _pixel_tests(
+    t: _Bands,
+    s: _Bands,
+    saturated: np.ndarray | None,
+    rows: slice,
+    masks: dict[str, np.ndarray],
+) -> None:
+    """The per-pixel tests of :func:`classify` on the rows *rows* (*t*, *s*: those rows of TOA
+    and of the surface bands), into those rows of *masks*: validity, snow, cloud candidates,
+    water, dark, vegetation and soil."""
+    any_valid = np.zeros(t.stack.shape[1:], bool)
+    all_valid = np.ones(t.stack.shape[1:], bool)
+    for plane in t.stack:
+        present = np.isfinite(plane)
+        any_valid |= present
+        all_valid &= present
+    valid = np.ones(t.stack.shape[1:], bool)
+    for plane in [t[b] for b in (*S2CLOUDLESS_BANDS, "B03")] + [
+        s[b] for b in ("B02", "B03", "B04", "B8A", "B11", "B12")
+    ]:
+        valid &= np.isfinite(plane)
+    defective = any_valid & ~(valid & all_valid)
+    if saturated is not None:
+        defective |= np.asarray(saturated[rows], bool) & any_valid
+    valid &= ~defective
+    snow = snow_mask(s) & valid
+    found = {
+        "any_valid": any_valid,
+        "defective": defective,
+        "valid": valid,
+        "snow": snow,
+        "candidates": valid & ~snow & ~cloud_veto(t),
+        "water": water_mask(s) & valid,
+        "dark": dark_mask(s) & valid,
+        "vegetation": vegetation_mask(s),
+        "soil": soil_mask(s),
+        "low_blue_swir": _blue_swir_ratio(s) < T_SOIL_RECOVERY,
+    }
+    for name, values in found.items():
+        masks[name][rows] = values
+
+
 def classify(
     toa: np.ndarray,
     boa: np.ndarray | None,
@@ -307,20 +368,17 @@ def classify(
         if boa.shape[1:] != (height, width):
             raise ValueError(f"boa grid {boa.shape[1:]} differs from toa grid {(height, width)}")
 
-    finite = np.isfinite(t.stack)
-    any_valid = finite.any(axis=0)
-    used = [t[b] for b in (*S2CLOUDLESS_BANDS, "B03")] + [
-        s[b] for b in ("B02", "B03", "B04", "B8A", "B11", "B12")
-    ]
-    valid = np.logical_and.reduce([np.isfinite(a) for a in used])
-    defective = any_valid & ~(valid & finite.all(axis=0))
-    if saturated is not None:
-        defective |= np.asarray(saturated, bool) & any_valid
-    valid &= ~defective
+    # The per-pixel tests run on blocks of rows: their float temporaries stay a few MB, where
+    # on a whole 20 m tile each would be 0.12 GB and several live at once.
+    masks = {name: np.zeros((height, width), bool) for name in _PIXEL_MASKS}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for rows in _row_blocks(height):
+            _pixel_tests(t.rows(rows), s.rows(rows), saturated, rows, masks)
+    any_valid, defective, valid = masks["any_valid"], masks["defective"], masks["valid"]
+    snow, candidates = masks["snow"], masks["candidates"]
+    water, dark = masks["water"], masks["dark"]
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        snow = snow_mask(s) & valid
-        candidates = valid & ~snow & ~cloud_veto(t)
         model_toa = [t[b] for b in S2CLOUDLESS_BANDS]
         probability, block = cloud_probability(model_toa, candidates, budget, threads)
         b10 = t["B10"]
@@ -334,8 +392,6 @@ def classify(
             & ~high
         )
         medium = ((probability >= T_CLOUD_MP) | (candidates & (b10 >= T2_B10))) & ~high
-        water = water_mask(s) & valid
-        dark = dark_mask(s) & valid
         clouds = (high | medium) & ~thin_cirrus
         sun_zenith = _scalar(geometry.sun_zenith) if geometry and geometry.known else None
         if (geometry is None or not geometry.known) and clouds.any():
@@ -350,7 +406,7 @@ def classify(
         if zone.note:
             notes.append(zone.note)
         shadow = zone.zone & dark & ~water & ~snow
-        soil_recovery = dark & (_blue_swir_ratio(s) < T_SOIL_RECOVERY)
+        soil_recovery = dark & masks["low_blue_swir"]
         conditions = [
             ~any_valid,
             defective,
@@ -360,9 +416,9 @@ def classify(
             snow,
             water,
             shadow,
-            vegetation_mask(s),
+            masks["vegetation"],
             dark & ~soil_recovery,
-            soil_mask(s) | soil_recovery,
+            masks["soil"] | soil_recovery,
         ]
     choices = [
         SceneClass.NO_DATA,
@@ -377,15 +433,21 @@ def classify(
         SceneClass.DARK_AREA_PIXELS,
         SceneClass.NOT_VEGETATED,
     ]
-    scl = np.select(conditions, [int(c) for c in choices], int(SceneClass.UNCLASSIFIED))
-    percent = np.rint(np.where(valid, probability, 0) * 100).astype(np.uint8)
+    # np.select's order (the first condition that holds wins) in uint8, without its int64
+    # result and temporaries: the conditions painted last to first.
+    scl = np.full((height, width), int(SceneClass.UNCLASSIFIED), np.uint8)
+    for condition, choice in zip(reversed(conditions), reversed(choices), strict=True):
+        scl[condition] = int(choice)
+    del conditions
+    probability[~valid] = 0
+    probability *= 100
+    percent = np.rint(probability, out=probability).astype(np.uint8)
+    del probability
     for band in (*t.substituted, *(s.substituted if s is not t else [])):
         notes.append(f"no {band} band: {SUBSTITUTES[band]} stands in for it")
     if block > 1:
         notes.append(f"cloud probability from s2cloudless on {block}x{block}-pixel blocks")
-    return SceneClassification(
-        scl.astype(np.uint8), percent, block, zone.shadow_azimuth, list(dict.fromkeys(notes))
-    )
+    return SceneClassification(scl, percent, block, zone.shadow_azimuth, list(dict.fromkeys(notes)))
 
 
 def stac_classes(values: tuple[int, ...] | None = None) -> list[dict[str, object]]:

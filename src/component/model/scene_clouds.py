@@ -187,7 +187,8 @@ def cloud_probability(
     def to_pixels(blocks: np.ndarray) -> np.ndarray:
         return np.repeat(np.repeat(blocks, factor, 0), factor, 1)[:height, :width]
 
-    probability = np.where(candidates, to_pixels(block_p), np.float32(0))
+    probability = to_pixels(block_p)  # a new array: its repeats
+    probability[~candidates] = 0
     # Refinement: whole blocks, most uncertain first, as long as their candidates fit.
     remaining = budget - int(occupied.sum())
     distance = np.abs(block_p - 0.5)
