@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
+from component.core import blocks
 from component.core.blocks import (
     BlockMean,
     block_mean,
@@ -177,6 +178,22 @@ def test_block_mean_and_count_of_selected_pixels() -> None:
     assert counts[0, 0] == 0 and np.isnan(means[:, 0, 0]).all()
     with pytest.raises(ValueError, match="overflow"):
         block_mean_and_count(bands, 256, where)
+
+
+def test_block_mean_and_count_in_strips_equals_whole_bands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Summed a few block rows at a time or all at once: the same bits (each block lies in one
+    strip), strips ending inside the last, partial block included."""
+    rng = np.random.default_rng(3)
+    bands = [rng.uniform(0, 1, (53, 29)).astype(np.float32) for _ in range(2)]
+    bands[1][5:9] = np.nan
+    where = rng.random((53, 29)) < 0.7
+    whole = block_mean_and_count(bands, 3, where)
+    monkeypatch.setattr(blocks, "STRIP_BLOCK_ROWS", 7)  # strips of 6 rows: 2 block rows
+    strips = block_mean_and_count(bands, 3, where)
+    np.testing.assert_array_equal(strips[0], whole[0])
+    np.testing.assert_array_equal(strips[1], whole[1])
 
 
 def test_nearest_samples_a_coarser_band_at_pixel_centres() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from component.core.bands import L1C_BANDS, L2A_BANDS
+from component.model import scene_classification
 from component.model.atmosphere import Geometry
 from component.model.scene_classification import (
     CLOUD_CLASSES,
@@ -129,6 +130,28 @@ def test_percentages_and_cover_are_computed_on_the_product() -> None:
 
 
 @needs_s2cloudless
+@needs_s2cloudless
+def test_the_row_blocks_do_not_change_the_classes(
+    shared_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-pixel tests run on blocks of rows: blocks of 1000 (the whole chip at once) or of
+    7 rows give the same SCL and cloud probability, with a saturation mask and a budget that
+    makes the detector work on blocks."""
+    toa, _ = _pair(shared_data_dir, "282D_485L_3_3")
+    toa[:, :3] = np.nan
+    saturated = np.zeros(toa.shape[1:], bool)
+    saturated[100:104, 50:60] = True
+    results = []
+    for rows in (1000, 7):
+        monkeypatch.setattr(scene_classification, "ROW_BLOCK", rows)
+        result = classify(toa, None, L1C_BANDS, 10.0, None, saturated=saturated, budget=4000)
+        results.append(result)
+    assert results[0].detection_block > 1
+    np.testing.assert_array_equal(results[0].scl, results[1].scl)
+    np.testing.assert_array_equal(results[0].cloud_probability, results[1].cloud_probability)
+    assert len(np.unique(results[0].scl)) >= 4
+
+
 def test_surface_rules_on_constructed_spectra() -> None:
     """Water, vegetation, snow, soil and dark surfaces, 6x6 pixels each, as surface spectra
     (B02 B03 B04 B8A B11 B12, the others interpolated) with a clear-sky path added at TOA."""
