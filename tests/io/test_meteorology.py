@@ -38,6 +38,26 @@ def test_the_fields_are_read_in_the_physics_units(tmp_path: Path) -> None:
     assert "ozone 0.277 atm-cm" in fields.describe()
 
 
+def test_beyond_the_forecast_grid_the_fields_take_their_mean(tmp_path: Path) -> None:
+    """A grid wider than the GRIB's 9 x 9 points (a full tile is 1.4 deg wide at 44 N): the
+    cells beyond it take the mean of those within, never the warper's 0 (a 0 hPa pressure
+    is an infinite altitude)."""
+    from rasterio.warp import transform
+
+    grib = write_ecmwf_grib(tmp_path / "AUX_ECMWFT", CENTRE)
+    xs, ys = transform("EPSG:4326", "EPSG:32631", [CENTRE[0]], [CENTRE[1]])
+    wide = Grid(32631, Affine(1200.0, 0, xs[0] - 90_000, 0, -1200.0, ys[0] + 30_000), 150, 50)
+    fields = meteorology.read_ecmwf(str(grib), wide, SETTINGS)
+    assert fields.msl_hpa is not None and fields.water_cm is not None
+    for values, unit in ((fields.msl_hpa, 100), (fields.water_cm, 0.1)):
+        west, east = values[:, 0], values[:, -1]  # beyond the GRIB on both sides
+        assert np.isfinite(values).all() and (values > 0).all()
+        assert np.ptp(west) == 0 and np.ptp(east) == 0 and west[0] == east[0]
+        inside = values[:, 75]  # the centre column: within the points, the eastward ramp
+        assert abs(float(inside.mean()) - float(west[0])) < 0.6 * unit * 100
+    assert float(fields.msl_hpa.min()) > 1000
+
+
 def test_kg_per_square_metre_ozone_is_converted_from_dobson_units() -> None:
     """ECMWF's GRIB1 states ozone in kg/m² (1 DU = 2.1415e-5 kg/m²): 0.00594 is 277 DU."""
     in_kg = meteorology._in_units(np.array([0.00594]), "ozone_atm_cm", "kg m**-2")

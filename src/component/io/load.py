@@ -82,7 +82,11 @@ def gdal(settings: Settings) -> rasterio.Env:
 
 
 def warped_onto(
-    dataset: Any, grid: Grid, resampling: Resampling, crs: Any = None, nodata: int | None = None
+    dataset: Any,
+    grid: Grid,
+    resampling: Resampling,
+    crs: Any = None,
+    nodata: float | None = None,
 ) -> WarpedVRT:
     """*dataset* seen on *grid* (its CRS, transform and shape), resampled by *resampling*:
     auxiliary rasters (a DEM, a meteorological GRIB) in any CRS onto the atmosphere's grid, a

@@ -221,14 +221,21 @@ def _absent(href: str, settings: Settings) -> bool:
     return False
 
 
+OUTSIDE = -9.0e30
+"""What the warper gives beyond a forecast's grid: no value any GRIB field takes."""
+
+
 def _on_grid(dataset: Any, names: dict[str, tuple[int, str]], grid: Grid) -> dict[str, np.ndarray]:
     """The bands *names* (field: (band index, unit)) of *dataset* interpolated onto *grid*
     (bilinear), in the physics' units; the tile's edge beyond the forecast's grid takes the
     field's mean."""
     fields: dict[str, np.ndarray] = {}
-    with warped_onto(dataset, grid, Resampling.bilinear) as vrt:
+    # Without a declared nodata the warper gives 0 beyond the forecast's grid, unmasked: a
+    # sea-level pressure of 0 hPa there (an infinite altitude), no ozone, no water vapour.
+    with warped_onto(dataset, grid, Resampling.bilinear, nodata=OUTSIDE) as vrt:
         for field, (index, unit) in names.items():
             values = vrt.read(index, masked=True).astype(np.float64)
+            values = np.ma.masked_where(~np.isfinite(values) | (values == OUTSIDE), values)
             if values.mask.all():
                 raise ValueError("its grid does not cover the product")
             filled = np.ma.filled(values, float(values.mean()))
