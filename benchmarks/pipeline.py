@@ -29,7 +29,7 @@ the other:
 * ``run``: the component as a user (or a DeltaTwin container) runs it, ``python -m component
   run --item ITEM --resolution R --output DIR`` (ITEM the item JSON, or the ``.zarr`` folder),
   timed from outside: wall clock from exec to exit, interpreter start and imports included. Its
-  stages (read, decode or survey, classify, estimate, correct, write, describe, publish) come
+  stages (read, decode, classify, estimate, correct, write, describe, publish) come
   from the run summary; ``startup_s`` is the time before the first of them.
 * ``network``: the bare atmosphere network, one forward pass on the case's 120 m grid with the
   engine the run uses (ONNX Runtime on CPU), model already loaded: the reference for "the
