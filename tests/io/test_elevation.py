@@ -102,3 +102,36 @@ def test_the_copernicus_dem_comes_from_the_loopback_stac_api_and_s3(
     empty = Settings.from_environ({**environ, "COMPONENT_DEM_COLLECTION": "no-such-dem"})
     heights, notes = elevation.resolve(None, ALPS, empty)
     assert heights.source == elevation.OFFLINE_SOURCE and "Copernicus DEM not read" in notes[0]
+
+
+def test_copernicus_dem_tiles_are_mosaicked_each_where_it_has_data(
+    tmp_path: Path, s3_server: Any, stac_api: Any
+) -> None:
+    """Two DEM tiles side by side, neither with a nodata value (as ``write_dem`` and the
+    Copernicus COGs): each fills the cells it covers, and the one read last does not write its
+    warp's zeros over the other's cells."""
+    import os
+
+    from rasterio.warp import transform
+
+    (west, east), (south, north) = transform(
+        f"EPSG:{ALPS.epsg}", "EPSG:4326", [ALPS.bounds[0], ALPS.bounds[2]],
+        [ALPS.bounds[1], ALPS.bounds[3]],
+    )  # fmt: skip
+    middle = round((west + east) / 2 / 0.005) * 0.005  # on the DEM cells' edges
+    items = []
+    for name, (w, e), metres in (("W", (west - 0.05, middle), 1500.0),
+                                 ("E", (middle, east + 0.05), 2500.0)):  # fmt: skip
+        bbox = [w, south - 0.05, e, north + 0.05]
+        dem = write_dem(tmp_path / f"dem-{name}.tif", bbox, metres)
+        href = s3_server.upload_file(dem, f"auxdata/CopDEM_COG/{name}.tif")
+        items.append(copernicus_dem_item(href, bbox) | {"id": f"dem-{name}"})
+    url = stac_api(items)
+    environ = {**os.environ, **s3_server.gdal_env(), "COMPONENT_DEM_STAC_URL": url}
+    heights, notes = elevation.resolve(None, ALPS, Settings.from_environ(environ))
+    assert notes == [] and "2 tiles" in heights.source
+    metres = np.asarray(heights.metres)
+    assert np.allclose(metres[:, 0], 1500.0, atol=1.0) and np.allclose(
+        metres[:, -1], 2500.0, atol=1.0
+    )
+    assert (metres >= 1499.0).all(), "no cell is left at sea level"

@@ -33,7 +33,7 @@ from rasterio.errors import RasterioError
 from component.core.grid import Grid
 from component.core.settings import Settings
 from component.errors import AssetReadError
-from component.io.load import gdal, warped_onto
+from component.io.load import gdal, masked_onto
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ def _masked_on_grid(href: str, grid: Grid, settings: Settings) -> tuple[np.ndarr
     with gdal(settings), rasterio.open(href) as dataset:
         finer = _cell_m(dataset) < grid.resolution
         resampling = Resampling.average if finer else Resampling.bilinear
-        with warped_onto(dataset, grid, resampling) as vrt:
-            values = vrt.read(1, masked=True)
+        values = masked_onto(dataset, grid, resampling)
         scale, offset = dataset.scales[0] or 1.0, dataset.offsets[0] or 0.0
     metres = values.astype(np.float32) * np.float32(scale) + np.float32(offset)
     return np.ma.filled(metres, np.float32(0.0)), ~np.ma.getmaskarray(values)

@@ -81,6 +81,23 @@ def gdal(settings: Settings) -> rasterio.Env:
     return rasterio.Env(session=keys, **settings.gdal_options())
 
 
+OUTSIDE = -9.0e30
+"""The value an auxiliary raster without a nodata value of its own (a GRIB, a DEM) is given
+beyond its extent when warped onto a grid: no elevation or meteorological field takes it."""
+
+
+def masked_onto(
+    dataset: Any, grid: Grid, resampling: Resampling, band: int = 1
+) -> np.ma.MaskedArray:
+    """Band *band* of an auxiliary raster on *grid*, masked where it has no data: its own
+    nodata pixels and everything beyond its extent (a warp without a nodata value gives 0
+    there, unmasked: a 0 hPa pressure, a sea-level mountain)."""
+    nodata = dataset.nodata if dataset.nodata is not None else OUTSIDE
+    with warped_onto(dataset, grid, resampling, nodata=nodata) as vrt:
+        values = vrt.read(band, masked=True)
+    return np.ma.masked_where(~np.isfinite(values) | (values == nodata), values)
+
+
 def warped_onto(
     dataset: Any,
     grid: Grid,

@@ -43,7 +43,7 @@ from component.core.grid import Grid
 from component.core.settings import Settings
 from component.io import vsi
 from component.io.l1c import L1CProduct
-from component.io.load import gdal, warped_onto
+from component.io.load import gdal, masked_onto
 
 log = logging.getLogger(__name__)
 
@@ -221,25 +221,17 @@ def _absent(href: str, settings: Settings) -> bool:
     return False
 
 
-OUTSIDE = -9.0e30
-"""What the warper gives beyond a forecast's grid: no value any GRIB field takes."""
-
-
 def _on_grid(dataset: Any, names: dict[str, tuple[int, str]], grid: Grid) -> dict[str, np.ndarray]:
     """The bands *names* (field: (band index, unit)) of *dataset* interpolated onto *grid*
     (bilinear), in the physics' units; the tile's edge beyond the forecast's grid takes the
     field's mean."""
     fields: dict[str, np.ndarray] = {}
-    # Without a declared nodata the warper gives 0 beyond the forecast's grid, unmasked: a
-    # sea-level pressure of 0 hPa there (an infinite altitude), no ozone, no water vapour.
-    with warped_onto(dataset, grid, Resampling.bilinear, nodata=OUTSIDE) as vrt:
-        for field, (index, unit) in names.items():
-            values = vrt.read(index, masked=True).astype(np.float64)
-            values = np.ma.masked_where(~np.isfinite(values) | (values == OUTSIDE), values)
-            if values.mask.all():
-                raise ValueError("its grid does not cover the product")
-            filled = np.ma.filled(values, float(values.mean()))
-            fields[field] = _in_units(filled, field, unit).astype(np.float32)
+    for field, (index, unit) in names.items():
+        values = masked_onto(dataset, grid, Resampling.bilinear, index).astype(np.float64)
+        if np.ma.getmaskarray(values).all():
+            raise ValueError("its grid does not cover the product")
+        filled = np.ma.filled(values, float(values.mean()))
+        fields[field] = _in_units(filled, field, unit).astype(np.float32)
     return fields
 
 
