@@ -31,8 +31,8 @@ ESA_CHUNKS = {10980: 1830, 5490: 915, 1830: 305}
 
 
 def esa_encoding(shape: tuple[int, ...], zarr_format: int, inner_chunk: int) -> dict[str, Any]:
-    """A band array's encoding as in ESA's v2 products (takes ``support.eopf._encoding``'s
-    place: the bands of a full tile only)."""
+    """A band array's encoding as in ESA's v2 products, for ``support.eopf.write_eopf_zarr``'s
+    *encoding* (the bands of a full tile only)."""
     import numcodecs
 
     assert zarr_format == 2 and shape[0] in ESA_CHUNKS, (shape, zarr_format)
@@ -68,7 +68,6 @@ def zarr_tile(item_file: Path, folder: Path) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     started = time.perf_counter()
-    eopf._encoding = esa_encoding  # the writer's only per-array encoding
     eopf.write_eopf_zarr(
         item_file,
         partial,
@@ -76,6 +75,7 @@ def zarr_tile(item_file: Path, folder: Path) -> Path:
         angles=synthetic_angles(),
         angle_origin=(ulx, uly),
         ecmwf_grib=granule / "AUX_DATA" / "AUX_ECMWFT",
+        encoding=esa_encoding,
     )
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)

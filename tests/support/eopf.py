@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def write_eopf_zarr(
     ecmwf_grib: Path | None = None,
     inner_chunk: int = 256,
     cams_grib: Path | None = None,
+    encoding: Callable[[tuple[int, ...], int, int], dict[str, Any]] | None = None,
 ) -> Path:
     """The product of the item at *item_path* as ``folder/<id>.zarr``; returns its path.
 
@@ -70,7 +72,8 @@ def write_eopf_zarr(
     ``suaod550`` (unitless) and ``z`` (m²/s²) on the same coordinates, with cfgrib's scalar
     coordinates (``number``, ``step``, ``surface``, ``time``, ``valid_time``).
     *inner_chunk*: the inner chunk side of a v3 store's shards (ESA's is 1024; the sample's
-    bands are smaller).
+    bands are smaller). *encoding(shape, zarr_format, inner_chunk)*: each band array's chunks
+    and compressor (default :func:`_encoding`: one chunk per band, blosc/zstd).
     """
     assert layout in (None, *LAYOUTS), layout
     item = json.loads(item_path.read_text())
@@ -110,7 +113,8 @@ def write_eopf_zarr(
             variables[band.lower()] = xr.Variable(("y", "x"), dn, attrs)
         dataset = xr.Dataset(variables, coords=coords)
         for name in dataset.data_vars:
-            dataset[name].encoding.update(_encoding(dataset[name].shape, zarr_format, inner_chunk))
+            encode = encoding or _encoding
+            dataset[name].encoding.update(encode(dataset[name].shape, zarr_format, inner_chunk))
         if zarr_format >= 3:
             wkt = rasterio.crs.CRS.from_epsg(epsg).to_wkt()
             dataset["spatial_ref"] = xr.Variable(
