@@ -135,3 +135,21 @@ def test_copernicus_dem_tiles_are_mosaicked_each_where_it_has_data(
         metres[:, -1], 2500.0, atol=1.0
     )
     assert (metres >= 1499.0).all(), "no cell is left at sea level"
+
+
+def test_beyond_a_partial_dem_the_offline_map_serves_with_a_note(tmp_path: Path) -> None:
+    """A --dem over the western half of the grid: the eastern cells take the offline map's
+    elevation (the Alps there, not sea level), and the note says how much the DEM covered."""
+    left, _, _, top = ALPS.bounds
+    half = np.full((10, 6), 2222.0, np.float32)
+    west_half = _dem(tmp_path / "west.tif", half, "EPSG:32632", from_origin(left, top, 120, 120))
+    heights, notes = elevation.resolve(str(west_half), ALPS, SETTINGS)
+    metres = np.asarray(heights.metres)
+    assert np.allclose(metres[:, :6], 2222.0)
+    offline = elevation.on_grid(str(elevation.offline_map()), ALPS, SETTINGS)
+    np.testing.assert_array_equal(metres[:, 6:], offline[:, 6:])
+    assert (metres[:, 6:] > 500).all(), "the Alps, not sea level"
+    assert heights.source == f"--dem {west_half}"
+    assert notes == [
+        f"--dem {west_half} covers 50 % of the product: {elevation.OFFLINE_SOURCE} beyond it"
+    ]

@@ -84,10 +84,11 @@ DEM_SEARCH_TIMEOUT_S = 15.0
 """The DEM's search is a convenience: a slow or absent API costs seconds, not the run."""
 
 
-def copernicus_dem(grid: Grid, settings: Settings) -> Elevation:
+def copernicus_dem(grid: Grid, settings: Settings) -> tuple[Elevation, np.ndarray]:
     """The Copernicus DEM tiles of ``settings.dem_stac_url`` that intersect *grid*, mosaicked
-    onto it; raises ``LookupError`` when the API holds none, and the search's or the reader's
-    own errors when they fail."""
+    onto it, and the cells they cover (the DEM has no tile over the open sea); raises
+    ``LookupError`` when the API holds none, and the search's or the reader's own errors when
+    they fail."""
     import dataclasses
 
     from rasterio.warp import transform_bounds
@@ -108,10 +109,13 @@ def copernicus_dem(grid: Grid, settings: Settings) -> Elevation:
     if not hrefs:
         raise LookupError(f"no {settings.dem_collection} tile covers the product")
     metres = np.zeros((grid.height, grid.width), np.float32)
+    covered = np.zeros((grid.height, grid.width), bool)
     for href in hrefs:
-        tile, covered = _masked_on_grid(href, grid, settings)
-        metres[covered] = tile[covered]
-    return Elevation(metres, f"Copernicus DEM ({settings.dem_collection}, {len(hrefs)} tiles)")
+        tile, where = _masked_on_grid(href, grid, settings)
+        metres[where] = tile[where]
+        covered |= where
+    source = f"Copernicus DEM ({settings.dem_collection}, {len(hrefs)} tiles)"
+    return Elevation(metres, source), covered
 
 
 def _masked_on_grid(href: str, grid: Grid, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +129,23 @@ def _masked_on_grid(href: str, grid: Grid, settings: Settings) -> tuple[np.ndarr
     return np.ma.filled(metres, np.float32(0.0)), ~np.ma.getmaskarray(values)
 
 
+def _beyond_filled(
+    found: Elevation, covered: np.ndarray, grid: Grid, settings: Settings
+) -> tuple[Elevation, list[str]]:
+    """*found* with the cells it does not cover taken from the offline map (sea level where
+    that cannot be read), and the note that says how many."""
+    if covered.all():
+        return found, []
+    share = f"{100 * float(covered.mean()):.0f} %"
+    try:
+        offline = on_grid(str(offline_map()), grid, settings)
+    except (RasterioError, OSError):
+        return found, [f"{found.source} covers {share} of the product: sea level beyond it"]
+    metres = np.where(covered, found.metres, offline).astype(np.float32)
+    note = f"{found.source} covers {share} of the product: {OFFLINE_SOURCE} beyond it"
+    return Elevation(metres, found.source), [note]
+
+
 def resolve(dem: str | None, grid: Grid, settings: Settings) -> tuple[Elevation, list[str]]:
     """The elevation of every cell of *grid* from the best source available, and notes on any
     fallback taken. A *dem* the user named that cannot be read raises
@@ -132,16 +153,17 @@ def resolve(dem: str | None, grid: Grid, settings: Settings) -> tuple[Elevation,
     notes: list[str] = []
     if dem:
         try:
-            return Elevation(on_grid(dem, grid, settings), f"--dem {dem}"), notes
+            metres, covered = _masked_on_grid(dem, grid, settings)
         except RasterioError as error:
             reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             raise AssetReadError(
                 f"cannot read --dem {dem} ({reason}): give a raster GDAL reads (GeoTIFF, VRT, "
                 "COG URL), or leave --dem out for the offline elevation"
             ) from None
+        return _beyond_filled(Elevation(metres, f"--dem {dem}"), covered, grid, settings)
     if settings.dem_stac_url and settings.has_s3_keys and grid.epsg is not None:
         try:
-            return copernicus_dem(grid, settings), notes
+            return _beyond_filled(*copernicus_dem(grid, settings), grid, settings)
         except Exception as error:  # any search or read failure: the offline map stands in
             reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
             notes.append(f"Copernicus DEM not read ({reason})")
