@@ -30,7 +30,15 @@ from component.io import load, overviews, write
 
 START = time.perf_counter()
 EVENTS: list[tuple[str, str, float, float]] = []
-SHOWN = ("_band_job", "_tci_job", "_scene_job", "classify_scene", "overviews", "cog_copy")
+SHOWN = (
+    "sharpen_job",
+    "_band_job",
+    "_tci_job",
+    "_scene_job",
+    "classify_scene",
+    "overviews",
+    "cog_copy",
+)
 
 
 def _recorded(function: Callable[..., Any], label: str) -> Callable[..., Any]:
@@ -48,7 +56,8 @@ def _recorded(function: Callable[..., Any], label: str) -> Callable[..., Any]:
 
 def _instrument() -> None:
     # Each where it is called from (a name imported into a module is patched there).
-    for module, name in ((decode, "_decode_job"), (assemble, "_band_job"), (assemble, "_tci_job"),
+    for module, name in ((assemble.sharpen, "sharpen_job"), (decode, "_decode_job"),
+                         (assemble, "_band_job"), (assemble, "_tci_job"),
                          (assemble, "_scene_job"), (pipeline, "classify_scene"),
                          (assemble, "correct_window"), (assemble, "field_window"),
                          (assemble, "quicklook_from_dn")):  # fmt: skip
@@ -79,13 +88,15 @@ def main() -> None:
     parser.add_argument("--item", required=True)
     parser.add_argument("--resolution", default="10")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--super-resolve", action="store_true", help="run with --super-resolve")
     args = parser.parse_args()
     shutil.rmtree(args.output, ignore_errors=True)
     _instrument()
     usage: list[tuple[float, float]] = []
     threading.Thread(target=_sample, args=(usage,), daemon=True).start()
+    flags = ["--super-resolve"] if args.super_resolve else []
     code = cli.main(["run", "--item", args.item, "--resolution", args.resolution,
-                     "--output", args.output, "--quiet"])  # fmt: skip
+                     "--output", args.output, "--quiet", *flags])  # fmt: skip
     print(f"exit code {code}, {time.perf_counter() - START:.1f} s")
     bins = [usage[i : i + 5] for i in range(0, len(usage), 5)]
     print("CPU use (cores), 5 s bins:")
