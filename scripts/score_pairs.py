@@ -133,9 +133,10 @@ def main() -> None:
         f"{'scene':16s}{'method':9s}{'PSNR all':>9s}{'SAM all':>9s}{'PSNR rgb':>9s}"
         f"{'SAM rgb':>9s}{'NDVI MAE':>9s}   atmosphere (model)"
     )
+    scored = [m for m in METHODS if all(m in report for report in reports.values())]
     for scene, report in reports.items():
         atm = report["atmosphere"]
-        for method in METHODS:
+        for method in scored:
             r = row(report, method)
             extra = (
                 (
@@ -149,7 +150,7 @@ def main() -> None:
                 f"{scene:16s}{method:9s}{r['psnr_all']:9.2f}{r['sam_all']:9.4f}"
                 f"{r['psnr_rgb']:9.2f}{r['sam_rgb']:9.4f}{r['ndvi_mae']:9.4f}{extra}"
             )
-    for method in METHODS:
+    for method in scored:
         rows = [row(r, method) for r in reports.values()]
         means = {k: float(np.mean([x[k] for x in rows])) for k in rows[0]}
         print(

@@ -137,9 +137,29 @@ def test_physics_recovers_a_surface_simulated_under_its_atmosphere(chip, physics
     assert identity["all"]["rmse"] > 10 * model["all"]["rmse"]
     assert model["ndvi"]["mae"] < 0.005 < identity["ndvi"]["mae"]
     assert set(report) >= {"model", "physics", "identity", "dos", "atmosphere", "notes"}
-    for method in evaluate.METHODS:
+    assert "aux" not in report, "no forecast values given"
+    for method in ("model", "physics", "identity", "dos"):
         assert report[method]["all"]["valid_pixels"] == 60 * 70 - 1  # the saturated pixel
         assert set(report[method]["per_band"]["B04"]) == {"rmse", "bias", "psnr", "ssim"}
+
+
+def test_the_aux_only_atmosphere_is_scored_from_the_forecast_values(chip, physics_card) -> None:  # type: ignore[no-untyped-def]
+    """--aux-aot and --aux-water (CAMS AOD, ECMWF water vapour) add the aux-only baseline: the
+    same physics under those values, on the same pixels. Under the simulation's own
+    atmosphere it recovers the surface; under a wrong aerosol it does not."""
+    angles = ("--sun-zenith", "30", "--view-zenith", "5")
+    right = evaluate.evaluate(_args(chip, physics_card, *angles, "--aux-aot", "0.1",
+                                    "--aux-water", "1.5"))  # fmt: skip
+    wrong = evaluate.evaluate(_args(chip, physics_card, *angles, "--aux-aot", "0.5",
+                                    "--aux-water", "1.5"))  # fmt: skip
+    assert right["aux"]["all"]["valid_pixels"] == right["model"]["all"]["valid_pixels"]
+    assert right["aux"]["all"]["rmse"] < 0.002
+    assert wrong["aux"]["all"]["rmse"] > 5 * right["aux"]["all"]["rmse"]
+    assert wrong["physics"] == right["physics"]
+    with pytest.raises(InvalidParameterError, match="together"):
+        evaluate.evaluate(_args(chip, physics_card, "--aux-aot", "0.1"))
+    with pytest.raises(InvalidParameterError, match="must lie"):
+        evaluate.evaluate(_args(chip, physics_card, "--aux-aot", "-1", "--aux-water", "1"))
 
 
 def test_a_georeferenced_chip_gets_the_offline_elevation_by_default(chip, physics_card) -> None:  # type: ignore[no-untyped-def]

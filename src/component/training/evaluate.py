@@ -9,6 +9,9 @@ same valid pixels:
 * ``dos``: dark-object subtraction (per band, the 1st percentile), the classic scene-based fix;
 * ``physics``: the same 6S table, cirrus and adjacency correction under a fixed standard
   atmosphere (AOT 0.1, water vapour 1.5 cm): what the network's estimate of the atmosphere adds.
+* ``aux`` (with ``--aux-aot`` and ``--aux-water``): the same physics under the atmosphere the
+  product's own forecasts give (CAMS AOD at 550 nm, ECMWF total column water vapour): the
+  aux-only atmosphere, with no estimate from the scene.
 
 Band lists are 1-based indices into the files, in the card's input order (13 L1C bands, B01..B12
 with B8A after B08 and B10 before B11) and output order (12 L2A bands, no B10); ``0`` marks a
@@ -33,7 +36,8 @@ from component.model.correction import SceneCorrector, StandardAtmosphere
 from component.training import baselines, metrics
 from component.training.pairs import RasterSpec, parse_band_list, read_reflectance
 
-METHODS = ("model", "physics", "identity", "dos")
+METHODS = ("model", "physics", "aux", "identity", "dos")
+"""Every method, in the tables' order; ``aux`` only where its values are given."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     elevation.add_argument(
         "--dem", default=None, metavar="PATH_OR_URL", help="elevation raster (its chip mean)"
+    )
+    parser.add_argument(
+        "--aux-aot",
+        type=float,
+        default=None,
+        help="the chip's CAMS AOD at 550 nm: adds the aux-only baseline (with --aux-water)",
+    )
+    parser.add_argument(
+        "--aux-water",
+        type=float,
+        default=None,
+        help="the chip's ECMWF total column water vapour, cm (with --aux-aot)",
     )
     parser.add_argument("--card", type=Path, default=None, help="model card (default: shipped)")
     parser.add_argument(
@@ -135,6 +151,21 @@ def geometry_from(args: argparse.Namespace) -> Geometry | None:
     if args.sun_azimuth is not None and args.view_azimuth is not None:
         azimuth = relative_azimuth(args.sun_azimuth, args.view_azimuth)
     return Geometry(float(args.sun_zenith), float(view), float(azimuth), known=True)
+
+
+def aux_atmosphere(args: argparse.Namespace) -> StandardAtmosphere | None:
+    """The fixed atmosphere of ``--aux-aot`` and ``--aux-water`` (None without them); one
+    without the other, or a value outside the table's range, is a parameter error."""
+    aot, water = getattr(args, "aux_aot", None), getattr(args, "aux_water", None)
+    if aot is None and water is None:
+        return None
+    if aot is None or water is None:
+        raise InvalidParameterError("give --aux-aot and --aux-water together (CAMS AOD, cm)")
+    if not (0.0 <= aot <= 5.0 and 0.0 <= water <= 10.0):
+        raise InvalidParameterError(
+            f"--aux-aot {aot:g} must lie in [0, 5] and --aux-water {water:g} in [0, 10] cm"
+        )
+    return StandardAtmosphere(aot=float(aot), water=float(water))
 
 
 def score(
@@ -299,7 +330,7 @@ def _print_table(result: dict[str, Any], file: Any = None) -> None:
     header = f"{'':9s}" + "".join(f"{b:>8s}" for b in bands)
     for metric, fmt in (("rmse", "8.4f"), ("bias", "+8.4f"), ("psnr", "8.2f")):
         print(f"\nper-band {metric.upper()}\n{header}", file=file)
-        for name in METHODS:
+        for name in (m for m in METHODS if m in result):
             row = result[name]["per_band"]
             print(f"{name:9s}" + "".join(format(row[b][metric], fmt) for b in bands), file=file)
     print(
@@ -307,7 +338,7 @@ def _print_table(result: dict[str, Any], file: Any = None) -> None:
         f"{'NDVI MAE':>9s}",
         file=file,
     )
-    for name in METHODS:
+    for name in (m for m in METHODS if m in result):
         r = result[name]
         rgb = r.get("rgb", {"psnr": float("nan"), "sam": float("nan")})
         print(
@@ -353,6 +384,22 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     physics_prediction, _ = physics.correct_array(
         toa, resolution, geometry, elevation_m=elevation_m
     )
+    predictions = {"model": prediction, "physics": physics_prediction}
+    aux = aux_atmosphere(args)
+    if aux is not None:
+        forecast = SceneCorrector(
+            corrector.atmosphere,
+            aux,
+            corrector.input_bands,
+            corrector.adjacency_sigma_m,
+            0.0,
+            corrector.cirrus_atmosphere,
+            corrector.grid_m,
+            cirrus_correction=cirrus,
+        )
+        predictions["aux"] = forecast.correct_array(
+            toa, resolution, geometry, elevation_m=elevation_m
+        )[0]
     result = {
         "scene": args.l1c.stem,
         "model_card": {"name": card.name, "version": card.version, "runtime": runtime},
@@ -371,7 +418,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         **score(
             toa,
             boa,
-            {"model": prediction, "physics": physics_prediction},
+            predictions,
             card.output_bands,
             card.input_bands,
         ),
