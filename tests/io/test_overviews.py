@@ -94,8 +94,17 @@ def test_other_threads_run_while_the_overviews_are_built(tmp_path: Path) -> None
         with rasterio.open(theirs, "r+") as dataset:
             dataset.build_overviews([2, 4, 8, 16], Resampling.average)
 
-    free = _python_progress_during(lambda: overviews.build(ours, [2, 4, 8, 16], Resampling.average))
-    held = _python_progress_during(rasterios)
     # Loops per second: about 6x here (53k against 8.5k on 2 cores); 3x leaves room for a
-    # loaded machine while still telling a released GIL from a held one.
-    assert free > 3 * max(held, 10.0)
+    # loaded machine while still telling a released GIL from a held one. Up to three pairs:
+    # a burst of other work on a shared machine can starve one pair's spinning thread (2.8x
+    # was seen once beside a benchmark), never three in a row of a build that holds the GIL.
+    ratios = []
+    for _ in range(3):
+        free = _python_progress_during(
+            lambda: overviews.build(ours, [2, 4, 8, 16], Resampling.average)
+        )
+        held = _python_progress_during(rasterios)
+        ratios.append(free / max(held, 10.0))
+        if ratios[-1] > 3:
+            break
+    assert max(ratios) > 3, ratios
