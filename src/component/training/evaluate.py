@@ -371,25 +371,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         card, args.weights, args.device, args.engine, cirrus_correction=cirrus
     )
     prediction, state = corrector.correct_array(toa, resolution, geometry, elevation_m=elevation_m)
-    physics = SceneCorrector(
-        corrector.atmosphere,
-        StandardAtmosphere(),
-        corrector.input_bands,
-        corrector.adjacency_sigma_m,
-        0.0,
-        corrector.cirrus_atmosphere,
-        corrector.grid_m,
-        cirrus_correction=cirrus,
-    )
-    physics_prediction, _ = physics.correct_array(
-        toa, resolution, geometry, elevation_m=elevation_m
-    )
-    predictions = {"model": prediction, "physics": physics_prediction}
-    aux = aux_atmosphere(args)
-    if aux is not None:
-        forecast = SceneCorrector(
+
+    def under(fixed: StandardAtmosphere) -> np.ndarray:
+        """The same physics (table, cirrus, adjacency) under a fixed atmosphere."""
+        baseline = SceneCorrector(
             corrector.atmosphere,
-            aux,
+            fixed,
             corrector.input_bands,
             corrector.adjacency_sigma_m,
             0.0,
@@ -397,9 +384,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             corrector.grid_m,
             cirrus_correction=cirrus,
         )
-        predictions["aux"] = forecast.correct_array(
-            toa, resolution, geometry, elevation_m=elevation_m
-        )[0]
+        return baseline.correct_array(toa, resolution, geometry, elevation_m=elevation_m)[0]
+
+    predictions = {"model": prediction, "physics": under(StandardAtmosphere())}
+    aux = aux_atmosphere(args)
+    if aux is not None:
+        predictions["aux"] = under(aux)
     result = {
         "scene": args.l1c.stem,
         "model_card": {"name": card.name, "version": card.version, "runtime": runtime},
