@@ -87,14 +87,15 @@ beyond its extent when warped onto a grid: no elevation or meteorological field 
 
 
 def masked_onto(
-    dataset: Any, grid: Grid, resampling: Resampling, band: int = 1
+    dataset: Any, grid: Grid, resampling: Resampling, indexes: int | list[int] = 1
 ) -> np.ma.MaskedArray:
-    """Band *band* of an auxiliary raster on *grid*, masked where it has no data: its own
-    nodata pixels and everything beyond its extent (a warp without a nodata value gives 0
-    there, unmasked: a 0 hPa pressure, a sea-level mountain)."""
+    """Band(s) *indexes* of an auxiliary raster on *grid* (as ``read(indexes)`` shapes them),
+    through one warp, masked where it has no data: its own nodata pixels and everything beyond
+    its extent (a warp without a nodata value gives 0 there, unmasked: a 0 hPa pressure, a
+    sea-level mountain)."""
     nodata = dataset.nodata if dataset.nodata is not None else OUTSIDE
     with warped_onto(dataset, grid, resampling, nodata=nodata) as vrt:
-        values = vrt.read(band, masked=True)
+        values = vrt.read(indexes, masked=True)
     return np.ma.masked_where(~np.isfinite(values) | (values == nodata), values)
 
 

@@ -226,8 +226,9 @@ def _on_grid(dataset: Any, names: dict[str, tuple[int, str]], grid: Grid) -> dic
     (bilinear), in the physics' units; the tile's edge beyond the forecast's grid takes the
     field's mean."""
     fields: dict[str, np.ndarray] = {}
-    for field, (index, unit) in names.items():
-        values = masked_onto(dataset, grid, Resampling.bilinear, index).astype(np.float64)
+    indexes = [index for index, _ in names.values()]
+    stack = masked_onto(dataset, grid, Resampling.bilinear, indexes).astype(np.float64)
+    for (field, (_, unit)), values in zip(names.items(), stack, strict=True):
         if np.ma.getmaskarray(values).all():
             raise ValueError("its grid does not cover the product")
         filled = np.ma.filled(values, float(values.mean()))
