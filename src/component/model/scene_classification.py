@@ -276,29 +276,19 @@ def _scalar(value: np.ndarray | float | None, circular: bool = False) -> float |
     return float(np.degrees(np.arctan2(np.sin(radians).mean(), np.cos(radians).mean())) % 360)
 
 
-_PIXEL_MASKS = (
-    "any_valid", "defective", "valid", "snow", "candidates", "water", "dark", "vegetation",
-    "soil", "low_blue_swir",
-)  # fmt: skip
-"""The per-pixel tests of :func:`classify`, each an (h, w) bool made by :func:`_pixel_tests`."""
 ROW_BLOCK = 256
 """Rows per block of the per-pixel tests."""
 
 
 def _row_blocks(height: int) -> list[slice]:
-    return [slice(y, min(height, y + ROW_BLOCK)) for y in range(0, height, ROW_BLOCK)]
+    """Blocks of :data:`ROW_BLOCK` rows (one empty block for an empty grid)."""
+    return [slice(y, min(height, y + ROW_BLOCK)) for y in range(0, max(height, 1), ROW_BLOCK)]
 
 
-def _pixel_tests(
-    t: _Bands,
-    s: _Bands,
-    saturated: np.ndarray | None,
-    rows: slice,
-    masks: dict[str, np.ndarray],
-) -> None:
-    """The per-pixel tests of :func:`classify` on the rows *rows* (*t*, *s*: those rows of TOA
-    and of the surface bands), into those rows of *masks*: validity, snow, cloud candidates,
-    water, dark, vegetation and soil."""
+def _pixel_tests(t: _Bands, s: _Bands, saturated: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The per-pixel tests of :func:`classify` on a block of rows (*t*, *s*: its TOA and
+    surface bands; *saturated*: its rows of the caller's mask), by name: validity, snow, cloud
+    candidates, water, dark, vegetation and soil."""
     any_valid = np.zeros(t.stack.shape[1:], bool)
     all_valid = np.ones(t.stack.shape[1:], bool)
     for plane in t.stack:
@@ -312,10 +302,10 @@ def _pixel_tests(
         valid &= np.isfinite(plane)
     defective = any_valid & ~(valid & all_valid)
     if saturated is not None:
-        defective |= np.asarray(saturated[rows], bool) & any_valid
+        defective |= np.asarray(saturated, bool) & any_valid
     valid &= ~defective
     snow = snow_mask(s) & valid
-    found = {
+    return {
         "any_valid": any_valid,
         "defective": defective,
         "valid": valid,
@@ -327,8 +317,6 @@ def _pixel_tests(
         "soil": soil_mask(s),
         "low_blue_swir": _blue_swir_ratio(s) < T_SOIL_RECOVERY,
     }
-    for name, values in found.items():
-        masks[name][rows] = values
 
 
 def classify(
@@ -370,10 +358,12 @@ def classify(
 
     # The per-pixel tests run on blocks of rows: their float temporaries stay a few MB, where
     # on a whole 20 m tile each would be 0.12 GB and several live at once.
-    masks = {name: np.zeros((height, width), bool) for name in _PIXEL_MASKS}
+    masks: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for rows in _row_blocks(height):
-            _pixel_tests(t.rows(rows), s.rows(rows), saturated, rows, masks)
+            block = None if saturated is None else saturated[rows]
+            for name, values in _pixel_tests(t.rows(rows), s.rows(rows), block).items():
+                masks.setdefault(name, np.empty((height, width), bool))[rows] = values
     any_valid, defective, valid = masks["any_valid"], masks["defective"], masks["valid"]
     snow, candidates = masks["snow"], masks["candidates"]
     water, dark = masks["water"], masks["dark"]
