@@ -462,9 +462,10 @@ def super_resolve(bands: Mapping[str, Any], *, rows: int = 600) -> xr.Dataset:
     product (one top-left corner; 10 m, 20 m and 60 m pixels): the four 10 m bands as given,
     the eight others sharpened with the shipped method and made consistent with their native
     pixels, by the kernel ``--super-resolve`` runs (:func:`component.engine.sharpen.
-    sharpen_window`), strip by strip (*rows* rows at 10 m, a multiple of 6, and the product's
-    halo). Coordinates and CRS are those of ``B02``. A missing band or a grid that does not
-    fit the 10 m one is a one-line :class:`~component.errors.InvalidParameterError`.
+    sharpen_strip`: the six 20 m bands come back quantized to the product's DN step, 1e-4),
+    strip by strip (*rows* rows at 10 m, a multiple of 6, and the product's halo).
+    Coordinates and CRS are those of ``B02``. A missing band or a grid that does not fit the
+    10 m one is a one-line :class:`~component.errors.InvalidParameterError`.
     """
     import dask
     import dask.array as da
@@ -542,16 +543,10 @@ def _padded_rows(data: Any, factor: int, window: tuple[int, int], height: int, w
 def _sharpened_strip(
     inputs: dict[str, np.ndarray], resolver: Any, top: int, bottom: int, width: int
 ) -> np.ndarray:
-    """(8, bottom - top, width): the x2 then the x6 sharpening of one strip's *inputs*."""
-    from component.engine.sharpen import sharpen_window
-    from component.io.write import dn_to_reflectance, reflectance_to_dn
-    from component.model.super_resolution import BANDS_20M, BANDS_60M, GUIDE_BANDS
+    """(8, bottom - top, width): one strip's *inputs* sharpened by the product's kernel."""
+    from component.engine.sharpen import band_sets, sharpen_strip
 
-    guide = np.stack([np.asarray(inputs[b], np.float32) for b in GUIDE_BANDS])
-    twenty = np.stack([np.asarray(inputs[b], np.float32) for b in BANDS_20M])
-    sixty = np.stack([np.asarray(inputs[b], np.float32) for b in BANDS_60M])
-    sharp20 = sharpen_window(resolver, guide, twenty, 2)
-    # The x6 guide as the product's job reads it: the x2 bands as their drafts hold them (DN).
-    written = dn_to_reflectance(reflectance_to_dn(sharp20))
-    sharp60 = sharpen_window(resolver, np.concatenate([guide, written]), sixty, 6)
-    return np.concatenate([sharp20, sharp60])[:, top:bottom, :width]
+    guide, twenty, sixty = (
+        np.stack([np.asarray(inputs[b], np.float32) for b in group]) for group in band_sets()
+    )
+    return sharpen_strip(resolver, guide, twenty, sixty)[:, top:bottom, :width]

@@ -54,15 +54,17 @@ class Recording(Bicubic):
         return super().__call__(guide, coarse, factor)
 
 
-def test_stages_follow_the_contract() -> None:
-    """x2 for the six 20 m bands guided by the 10 m bands; x6 for B01, B09 guided by those
-    followed by the sharpened 20 m bands; together the eight sharpened bands."""
-    by_2, by_6 = sharpen.stages()
-    assert [s.name for s in (by_2, by_6)] == list(sharpen.JOBS)
-    assert (by_2.factor, by_2.bands, by_2.guide) == (2, BANDS_20M, GUIDE_BANDS)
-    assert (by_6.factor, by_6.bands, by_6.guide) == (6, BANDS_60M, (*GUIDE_BANDS, *BANDS_20M))
-    assert sorted(by_2.bands + by_6.bands) == sorted(SHARPENED_BANDS)
-    assert all(FACTORS[band] == stage.factor for stage in (by_2, by_6) for band in stage.bands)
+def test_the_job_reads_the_native_drafts_and_writes_the_eight_bands(l1c_product: Factory) -> None:
+    """It reads the 10 m guide's drafts, then the 20 m and 60 m bands' native drafts, and
+    writes the eight sharpened bands: the 20 m ones (by 2), then B01, B09 (by 6)."""
+    plan = load.plan(l1c.from_item(l1c_product(size_10m=96)), 10, None, 120, SETTINGS)
+    assert sharpen.band_sets() == (GUIDE_BANDS, BANDS_20M, BANDS_60M)
+    keys = [*(f"{b}_10m" for b in GUIDE_BANDS), *(f"{b}_20m" for b in BANDS_20M)]
+    assert sharpen.needs(plan) == (*keys, "B01_60m", "B09_60m")
+    assert sharpen.outputs() == (*BANDS_20M, *BANDS_60M)
+    assert sorted(sharpen.outputs()) == sorted(SHARPENED_BANDS)
+    assert all(FACTORS[band] == 2 for band in BANDS_20M)
+    assert all(FACTORS[band] == 6 for band in BANDS_60M)
     assert sharpen.HALO % 6 == 0 and sharpen.ROWS % 6 == 0
 
 

@@ -4,9 +4,9 @@ A *job* per band reads its DN back from pass 1's scratch file and corrects it a 
 time (:func:`~component.engine.correct.correct_window`); B02's job also writes AOT and WVP on
 the ``--resolution`` grid (the L1C's no-data there is B02's); the scene job writes SCL and
 CLD; once B04, B03 and B02 are drafted, a TCI job makes the RGB quicklook from their drafts'
-DN through a lookup table; with a super-resolver (``--super-resolve``), once the 10 m and 20 m
-bands are drafted a job sharpens the 20 m bands to 10 m, then once B01 and B09 are too another
-sharpens those (:mod:`component.engine.sharpen`). Each job returns the drafts it made;
+DN through a lookup table; with a super-resolver (``--super-resolve``), once the 10 m, 20 m
+and 60 m bands are drafted a job sharpens the 20 m and 60 m bands to 10 m, strip by strip
+(:mod:`component.engine.sharpen`). Each job returns the drafts it made;
 :func:`write_product` alone hands them to the writer, which makes COGs of them in its own
 threads while other jobs are still correcting (a draft another job reads once every job that
 reads it is done).
@@ -150,22 +150,16 @@ class Follower:
 
 
 def followers(product: Product, writer: ProductWriter, threads: int = 1) -> list[Follower]:
-    """The TCI job and, with a super-resolver, the sharpening jobs (each on *threads* threads),
-    in :func:`job_names` order."""
+    """The TCI job and, with a super-resolver, the sharpening job (on *threads* threads), in
+    :func:`job_names` order."""
     plan = product.plan
     rgb = tuple(_key(plan, band) for band in RGB)
     out = [Follower(TCI, rgb, functools.partial(_tci_job, writer, plan))]
     if product.resolver is not None:
-        out += [
-            Follower(
-                stage.name,
-                stage.needs(plan),
-                functools.partial(
-                    sharpen.sharpen_job, writer, plan, product.resolver, stage, threads=threads
-                ),
-            )
-            for stage in sharpen.stages()
-        ]
+        job = functools.partial(
+            sharpen.sharpen_job, writer, plan, product.resolver, threads=threads
+        )
+        out.append(Follower(sharpen.JOB, sharpen.needs(plan), job))
     return out
 
 
@@ -178,9 +172,9 @@ def job_order(plan: ReadPlan) -> list[str]:
 
 def job_names(plan: ReadPlan, with_scene: bool, sharpened: bool = False) -> list[str]:
     """Every job of :func:`write_product`, in start order but the TCI's and the sharpening
-    ones' (*sharpened*: with a super-resolver), which start once the drafts they read are
+    one's (*sharpened*: with a super-resolver), which start once the drafts they read are
     complete: the progress of pass 2 counts them."""
-    sharpening = list(sharpen.JOBS) if sharpened else []
+    sharpening = [sharpen.JOB] if sharpened else []
     return [*job_order(plan), *([SCENE] if with_scene else []), TCI, *sharpening]
 
 
@@ -193,7 +187,7 @@ def write_product(
     """Pass 2: every job of :func:`job_names`; the drafts each returns go to *writer*.
 
     Jobs start one at a time as threads free up, so a job that reads other jobs' drafts (a
-    :class:`Follower`: the TCI job, the sharpening ones) starts as soon as they are complete
+    :class:`Follower`: the TCI job, the sharpening one) starts as soon as they are complete
     (the TCI job once B04, B03 and B02 are drafted) rather than after every band; the drafts
     it reads go to the writer once every follower reading them is done (a draft being read
     must not get its overviews meanwhile, and GDAL's COG driver building them itself costs

@@ -1,18 +1,18 @@
 """Every band at 10 m (``--super-resolve``): the 20 m and 60 m bands sharpened onto the 10 m grid.
 
-Two jobs of pass 2, each started once the drafts it reads are complete
-(:func:`component.engine.assemble.write_product` holds them until then):
+One job of pass 2, started once the drafts it reads are complete
+(:func:`component.engine.assemble.write_product` holds them until then): strip by strip,
+:func:`sharpen_strip` sharpens the six 20 m bands (B05, B06, B07, B8A, B11, B12) by 2, guided
+by the corrected 10 m bands (B02, B03, B04, B08), then B01 and B09 by 6, guided by the 10 m
+bands followed by the six it has just sharpened (:data:`~component.model.super_resolution.
+BANDS_20M` order), as the product holds them (quantized to its DN). The Python API's
+:func:`component.super_resolve` runs the same function on the same strips.
 
-* ``sharpen x2``: B05, B06, B07, B8A, B11, B12 from their corrected 20 m drafts, guided by the
-  corrected 10 m bands (B02, B03, B04, B08);
-* ``sharpen x6``: B01, B09 from their 60 m drafts, guided by the 10 m bands followed by the six
-  bands the first job sharpened (:data:`~component.model.super_resolution.BANDS_20M` order).
-
-Both work on one lattice: the 10 m pixels of the 60 m grid (:func:`lattice`), so that every
-strip starts on a 60 m pixel edge (a multiple of 6 rows) and every coarse pixel is a whole
-``factor x factor`` block of it. A strip of :data:`ROWS` rows is read back with a halo of
-:data:`HALO` rows each side (the resolver sees the neighbourhood of its edge pixels), sharpened
-by the :class:`~component.model.super_resolution.SuperResolver`, made
+Everything works on one lattice: the 10 m pixels of the 60 m grid (:func:`lattice`), so that
+every strip starts on a 60 m pixel edge (a multiple of 6 rows) and every coarse pixel is a
+whole ``factor x factor`` block of it. A strip of :data:`ROWS` rows is read with a halo of
+:data:`HALO` rows each side (the resolver sees the neighbourhood of its edge pixels),
+sharpened by the :class:`~component.model.super_resolution.SuperResolver`, made
 :func:`~component.model.super_resolution.consistent` with the native band (each 10 m block
 averages back to its coarse pixel), cropped to its own rows of the 10 m product grid and
 written as ``<band>_10m`` in the bands' DN convention. Memory is a strip's, never the tile's.
@@ -26,7 +26,7 @@ import functools
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,8 +39,8 @@ from component.io.write import Draft, DraftRows, ProductWriter, dn_to_reflectanc
 if TYPE_CHECKING:
     from component.model.super_resolution import SuperResolver
 
-JOBS = ("sharpen x2", "sharpen x6")
-"""The jobs' names, in start order (the second reads what the first sharpened)."""
+JOB = "sharpen"
+"""The job's name (progress, :func:`component.engine.assemble.job_names`)."""
 
 HALO = 60
 """Rows (and, at the lattice's edge, nothing: the image ends there) read at 10 m above and
@@ -50,35 +50,13 @@ ROWS = 600
 FINE_M = 10
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One sharpening job: its coarse bands, their factor and the guide it reads."""
-
-    name: str
-    factor: int
-    bands: tuple[str, ...]
-    guide: tuple[str, ...]
-    """The guide's channels: bands whose 10 m drafts are read (native or sharpened)."""
-
-    def needs(self, plan: ReadPlan) -> tuple[str, ...]:
-        """The keys of the drafts the job reads: the guide's, then the coarse bands'."""
-        guide = (fine_key(band, plan) for band in self.guide)
-        return (*guide, *(native_key(band, plan) for band in self.bands))
-
-    def outputs(self) -> tuple[str, ...]:
-        return tuple(sharpened_key(band) for band in self.bands)
-
-
 @functools.cache
-def stages() -> tuple[Stage, Stage]:
-    """The two jobs (:data:`JOBS`); model/super_resolution.py (scipy.ndimage: 0.2 s) is
-    imported by a run that sharpens only."""
+def band_sets() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The guide's bands, the bands sharpened by 2, those sharpened by 6;
+    model/super_resolution.py (scipy.ndimage: 0.2 s) is imported by a run that sharpens only."""
     from component.model.super_resolution import BANDS_20M, BANDS_60M, GUIDE_BANDS
 
-    return (
-        Stage(JOBS[0], 2, BANDS_20M, GUIDE_BANDS),
-        Stage(JOBS[1], 6, BANDS_60M, (*GUIDE_BANDS, *BANDS_20M)),
-    )
+    return GUIDE_BANDS, BANDS_20M, BANDS_60M
 
 
 def sharpened_key(band: str) -> str:
@@ -90,9 +68,15 @@ def native_key(band: str, plan: ReadPlan) -> str:
     return f"{band}_{round(plan.grids[band].resolution)}m"
 
 
-def fine_key(band: str, plan: ReadPlan) -> str:
-    """A guide channel's draft: the band's own where it is at 10 m, else its sharpened one."""
-    return native_key(band, plan) if band in stages()[0].guide else sharpened_key(band)
+def needs(plan: ReadPlan) -> tuple[str, ...]:
+    """The keys of the drafts the job reads: the guide's, the 20 m bands', the 60 m bands'."""
+    return tuple(native_key(band, plan) for group in band_sets() for band in group)
+
+
+def outputs() -> tuple[str, ...]:
+    """The bands the job writes at 10 m, in the order :func:`sharpen_strip` returns them."""
+    _, by_2, by_6 = band_sets()
+    return (*by_2, *by_6)
 
 
 def check_plan(plan: ReadPlan) -> None:
@@ -127,7 +111,14 @@ def read_padded(rows: DraftRows, frame: Grid, start: int, stop: int) -> np.ndarr
     columns = np.clip(np.arange(frame.width) - dx, 0, rows.grid.width - 1)
     low, high = int(wanted[0]), int(wanted[-1]) + 1
     read = rows.read(low, high)
-    return np.stack([dn_to_reflectance(band[wanted - low][:, columns]) for band in read])
+    out = np.empty((len(read), stop - start, frame.width), np.float32)
+    # Inside the drafts (every strip of a whole tile) the rows and columns are slices;
+    # only at a window's edge are pixels repeated.
+    inside = high - low == stop - start and dx == 0 and frame.width <= rows.grid.width
+    for band, plane in zip(read, out, strict=True):
+        dn = band[:, : frame.width] if inside else band[wanted - low][:, columns]
+        dn_to_reflectance(dn, out=plane)
+    return out
 
 
 def strips(plan: ReadPlan) -> Iterator[tuple[int, int, int, int]]:
@@ -146,52 +137,66 @@ def strips(plan: ReadPlan) -> Iterator[tuple[int, int, int, int]]:
 def sharpen_window(
     resolver: SuperResolver, guide: np.ndarray, coarse: np.ndarray, factor: int
 ) -> np.ndarray:
-    """The kernel the product's jobs and :func:`component.api.super_resolve` share: *coarse*
-    (n, h, w) sharpened by *resolver* with *guide* (k, h * factor, w * factor), then made
-    :func:`~component.model.super_resolution.consistent` with it."""
+    """*coarse* (n, h, w) sharpened by *resolver* with *guide* (k, h * factor, w * factor),
+    then made :func:`~component.model.super_resolution.consistent` with it."""
     from component.model.super_resolution import consistent
 
     return consistent(resolver(guide, coarse, factor), coarse, factor)
+
+
+def sharpen_strip(
+    resolver: SuperResolver, guide: np.ndarray, twenty: np.ndarray, sixty: np.ndarray
+) -> np.ndarray:
+    """The kernel the product's job and :func:`component.super_resolve` share: (8, H, W)
+    reflectance, the bands of :func:`outputs`, from the 10 m *guide* (4, H, W), the 20 m bands
+    (6, H / 2, W / 2) and the 60 m bands (2, H / 6, W / 6) of one strip. The 20 m bands come
+    back quantized to the product's DN (as written, and as the 60 m bands' guide sees them)."""
+    sharp20 = dn_to_reflectance(reflectance_to_dn(sharpen_window(resolver, guide, twenty, 2)))
+    sharp60 = sharpen_window(resolver, np.concatenate([guide, sharp20]), sixty, 6)
+    return np.concatenate([sharp20, sharp60])
 
 
 def sharpen_job(
     writer: ProductWriter,
     plan: ReadPlan,
     resolver: SuperResolver,
-    stage: Stage,
     drafts: dict[str, Draft],
     threads: int = 1,
 ) -> list[Draft]:
-    """*stage*'s bands on the 10 m product grid (``<band>_10m``), strip by strip, from the
-    complete *drafts* (by key: :meth:`Stage.needs`), on *threads* threads: each takes every
-    *threads*-th strip with readers of its own (the resolver's arithmetic and ONNX Runtime
-    release the GIL); the outputs are written one strip at a time."""
+    """The eight bands of :func:`outputs` on the 10 m product grid (``<band>_10m``), strip by
+    strip, from the complete *drafts* (by key: :func:`needs`), on *threads* threads: each
+    takes every *threads*-th strip with readers of its own (the resolver's arithmetic and ONNX
+    Runtime release the GIL); the outputs are written one strip at a time."""
     check_plan(plan)
-    fine, factor = plan.grid_r, stage.factor
-    frame, coarse_frame = lattice(plan), lattice(plan, factor)
-    top, left = _offset(fine, frame)
-    outputs = [
+    fine = plan.grid_r
+    frames = [lattice(plan, factor) for factor in (1, 2, 6)]
+    top, left = _offset(fine, frames[0])
+    written = [
         writer.open(sharpened_key(band), fine, "reflectance", (band,), "upsampled", resolver.name)
-        for band in stage.bands
+        for band in outputs()
     ]
-    needs = stage.needs(plan)
-    guides, coarse_keys = needs[: len(stage.guide)], needs[len(stage.guide) :]
+    keys = needs(plan)
+    sizes = [len(group) for group in band_sets()]
+    groups = [keys[: sizes[0]], keys[sizes[0] : sizes[0] + sizes[1]], keys[sizes[0] + sizes[1] :]]
     writing = threading.Lock()  # a GDAL dataset is written by one thread at a time
 
     def work(part: list[tuple[int, int, int, int]]) -> None:
-        with (
-            DraftRows([drafts[key] for key in guides]) as guide_rows,
-            DraftRows([drafts[key] for key in coarse_keys]) as coarse_rows,
-        ):
+        with ExitStack() as stack:
+            readers = [
+                stack.enter_context(DraftRows([drafts[key] for key in group])) for group in groups
+            ]
             for start, stop, out_start, out_stop in part:
-                guide = read_padded(guide_rows, frame, start, stop)
-                coarse = read_padded(coarse_rows, coarse_frame, start // factor, stop // factor)
-                sharp = sharpen_window(resolver, guide, coarse, factor)
-                del guide
+                guide, twenty, sixty = (
+                    read_padded(reader, frame, start // factor, stop // factor)
+                    for reader, frame, factor in zip(readers, frames, (1, 2, 6), strict=True)
+                )
+                sharp = sharpen_strip(resolver, guide, twenty, sixty)
+                del guide, twenty, sixty
                 rows = slice(out_start - start, out_stop - start)
                 dn = [reflectance_to_dn(band) for band in sharp[:, rows, left : left + fine.width]]
+                del sharp
                 with writing:
-                    for draft, band in zip(outputs, dn, strict=True):
+                    for draft, band in zip(written, dn, strict=True):
                         draft.write(out_start - top, band)
 
     every = list(strips(plan))
@@ -199,4 +204,4 @@ def sharpen_job(
     with ThreadPoolExecutor(len(parts), "sharpen") as pool:
         for done in [pool.submit(work, part) for part in parts if part]:
             done.result()
-    return outputs
+    return written

@@ -76,10 +76,11 @@ def reflectance_to_dn(boa: np.ndarray) -> np.ndarray:
     return dn.astype(np.uint16)
 
 
-def dn_to_reflectance(dn: np.ndarray) -> np.ndarray:
+def dn_to_reflectance(dn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """uint16 DN as written -> float32 reflectance, NaN where nodata (the inverse of
-    :func:`reflectance_to_dn` to its quantization)."""
-    boa = np.multiply(dn, np.float32(SCALE), dtype=np.float32)
+    :func:`reflectance_to_dn` to its quantization); into *out* (float32, *dn*'s shape) if
+    given."""
+    boa = np.multiply(dn, np.float32(SCALE), out=out, dtype=np.float32)
     boa += np.float32(OFFSET)
     boa[dn == NODATA] = np.nan
     return boa
