@@ -32,16 +32,21 @@ def block_sums(
     n, w = values.shape
     left = first_col % k
     valid = np.isfinite(values)
-    filled = np.where(valid, values, np.float32(0)).astype(np.float32, copy=False)
     columns = -(-(left + w) // k) * k
-    if left or columns != w:
-        padded = np.zeros((n, columns), np.float32)
-        padded[:, left : left + w] = filled
-        present = np.zeros((n, columns), bool)
-        present[:, left : left + w] = valid
-        filled, valid = padded, present
-    column_sums = _every(filled, k, axis=1)
-    column_counts = _every(valid.astype(np.uint16), k, axis=1)
+    if not left and columns == w and valid.all():
+        # whole blocks, every value valid (a sharpened strip): no masked copy, counts known
+        column_sums = _every(values.astype(np.float32, copy=False), k, axis=1)
+        column_counts = np.full(column_sums.shape, k, np.uint16)
+    else:
+        filled = np.where(valid, values, np.float32(0)).astype(np.float32, copy=False)
+        if left or columns != w:
+            padded = np.zeros((n, columns), np.float32)
+            padded[:, left : left + w] = filled
+            present = np.zeros((n, columns), bool)
+            present[:, left : left + w] = valid
+            filled, valid = padded, present
+        column_sums = _every(filled, k, axis=1)
+        column_counts = _every(valid.astype(np.uint16), k, axis=1)
     # Blocks of rows: a partial one where the strip starts inside a block, whole ones, a
     # partial one where it ends inside a block.
     head = min((-first_row) % k, n)
