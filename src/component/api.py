@@ -500,7 +500,7 @@ def super_resolve(bands: Mapping[str, Any], *, rows: int = 600) -> xr.Dataset:
                 "each band on its native grid, with B02's top-left corner"
             )
         arrays[band] = data.astype(np.float32)
-    resolver = load_super_resolver()
+    resolver = load_super_resolver(threads=1)  # dask runs strips in parallel, one core each
     strips = []
     for start in range(0, height, rows):
         stop = min(start + rows, height)

@@ -166,7 +166,8 @@ def sharpen_job(
     """The eight bands of :func:`outputs` on the 10 m product grid (``<band>_10m``), strip by
     strip, from the complete *drafts* (by key: :func:`needs`), on *threads* threads: each
     takes every *threads*-th strip with readers of its own (the resolver's arithmetic and ONNX
-    Runtime release the GIL); the outputs are written one strip at a time."""
+    Runtime release the GIL; a resolver whose graphs run on one thread each fits this best);
+    the outputs are written one strip at a time."""
     check_plan(plan)
     fine = plan.grid_r
     frames = [lattice(plan, factor) for factor in (1, 2, 6)]
