@@ -37,8 +37,13 @@ the other:
 
 The ratio is the component's whole-process wall time over the floor's (``floor_process_s``:
 ``floor_s`` plus what a bare interpreter importing rasterio takes), measured just before the
-run it is compared with. Each child's peak resident memory is its own (``wait4``; the floor's
-covers both modes). On noisy shared machines only ratios measured within one run mean anything.
+run it is compared with. CPU seconds (user + system, every thread) are counted too: the
+floor's in its faster mode (``floor_cpu_s``, and ``floor_cores``, how many cores it kept busy
+on average), the run's (``cpu_s``), their ratio (``cpu_ratio``), and ``min_ratio``, the run's
+CPU seconds spread over every core of the machine, over ``floor_process_s``: no schedule of
+the same work can give a lower ratio. Each child's peak resident memory is its own
+(``wait4``; the floor's covers both modes). On noisy shared machines only ratios measured
+within one run mean anything.
 
     .venv/bin/python benchmarks/pipeline.py                    # all cases (~20 min on 2 cores)
     .venv/bin/python benchmarks/pipeline.py --cases tile60 tile10 --repeat 3
@@ -220,12 +225,17 @@ def floor(item_path: str, resolution: int, output: Path) -> dict[str, object]:
     jobs = {"direct": direct, "once": once, "zarr": zarr}
     ways = ALL_WAYS[kind] if os.environ.get("BENCHMARK_ALL_FLOOR_WAYS") else None
     result: dict[str, object] = {}
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+        return usage.ru_utime + usage.ru_stime
+
     for mode in ("sequential", "parallel"):
-        timings = {}
+        timings, cpus = {}, {}
         for way in ways or FLOOR_WAYS[kind][mode]:
             folder = output / f"{mode}-{way}"
             folder.mkdir(parents=True, exist_ok=True)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu()
             if mode == "sequential":
                 for band in L2A_BANDS:
                     jobs[way](band, folder, True)
@@ -233,12 +243,16 @@ def floor(item_path: str, resolution: int, output: Path) -> dict[str, object]:
                 with ThreadPoolExecutor(workers(settings)) as pool:
                     list(pool.map(jobs[way], L2A_BANDS, repeat(folder), repeat(False)))
             timings[way] = round(time.perf_counter() - started, 2)
+            cpus[way] = round(cpu() - cpu_started, 2)
             shutil.rmtree(folder)
             result[f"floor_{mode}_{way}_s"] = timings[way]
         best = min(timings, key=timings.__getitem__)
         result[f"floor_{mode}_s"] = timings[best]
+        result[f"floor_{mode}_cpu_s"] = cpus[best]
         result[f"floor_{mode}_way"] = best
-    result["floor_s"] = min(result["floor_sequential_s"], result["floor_parallel_s"])
+    fastest = min(("sequential", "parallel"), key=lambda m: float(result[f"floor_{m}_s"]))
+    result["floor_s"] = result[f"floor_{fastest}_s"]
+    result["floor_cpu_s"] = result[f"floor_{fastest}_cpu_s"]
     result["floor_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
@@ -267,8 +281,9 @@ def network(item: str, resolution: int, output: Path) -> dict[str, object]:
             f"{grid.height}x{grid.width}", "engine": engine}  # fmt: skip
 
 
-def timed(command: list[str], logs: Path) -> tuple[float, int, int]:
-    """Wall seconds from exec to exit, exit code and peak RSS (MB) of that process alone.
+def timed(command: list[str], logs: Path) -> tuple[float, int, int, float]:
+    """Wall seconds from exec to exit, exit code, peak RSS (MB) and CPU seconds (user +
+    system, every thread) of that process alone.
 
     Output goes to files under *logs* (a pipe nobody reads could fill and stall the child).
     """
@@ -279,7 +294,8 @@ def timed(command: list[str], logs: Path) -> tuple[float, int, int]:
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, process.returncode, round(usage.ru_maxrss / 1024)
+    cpu = usage.ru_utime + usage.ru_stime
+    return elapsed, process.returncode, round(usage.ru_maxrss / 1024), round(cpu, 2)
 
 
 def end_to_end(
@@ -289,7 +305,7 @@ def end_to_end(
     subprocess.run(["rm", "-rf", str(output)], check=True)
     command = [sys.executable, "-m", "component", "run", "--item", item,
                "--resolution", str(resolution), "--output", str(output), *flags]  # fmt: skip
-    elapsed, code, peak_mb = timed(command, output.with_name(output.name + "-logs"))
+    elapsed, code, peak_mb, cpu_s = timed(command, output.with_name(output.name + "-logs"))
     if code != 0:
         raise SystemExit(f"run failed with exit code {code}: see {output}-logs/stderr")
     summary = json.loads((output / "run-summary.json").read_text())
@@ -300,6 +316,7 @@ def end_to_end(
     return {
         "grid": f"{height}x{width}",
         "run_s": round(elapsed, 2),
+        "cpu_s": cpu_s,
         "startup_s": round(elapsed - float(summary["seconds"]["total"]), 2),
         "peak_mb": peak_mb,
         "stages": result["seconds"],
@@ -312,7 +329,7 @@ def _child(kind: str, case: str, item: str, output: Path) -> dict[str, object]:
     subprocess.run(["rm", "-rf", str(output)], check=True)
     command = [sys.executable, __file__, "--child", kind, case, item, str(output)]
     logs = output.with_name(output.name + "-logs")
-    _, code, _ = timed(command, logs)
+    _, code, _, _ = timed(command, logs)
     if code != 0:
         raise SystemExit(f"{kind} {case} failed:\n{(logs / 'stderr').read_text()[-3000:]}")
     line = next(x for x in (logs / "stdout").read_text().splitlines() if x.startswith("RESULT "))
@@ -338,10 +355,17 @@ def pair(case: str, item: str, startup: float) -> dict[str, object]:
     row["floor_process_s"] = floor_process_s
     row |= end_to_end(item, CASES[case], base / "run", FLAGS.get(case, ()))
     row["ratio"] = round(float(str(row["run_s"])) / floor_process_s, 2)
+    # On cores the floor keeps busy, the run's extra CPU work is extra time: it cannot finish
+    # before its CPU seconds spread over every core, however it is scheduled.
+    cpu_s, floor_cpu_s = float(str(row["cpu_s"])), float(str(row["floor_cpu_s"]))
+    row["cpu_ratio"] = round(cpu_s / floor_cpu_s, 2)
+    row["floor_cores"] = round(floor_cpu_s / float(str(row["floor_s"])), 2)
+    row["min_ratio"] = round(cpu_s / (os.cpu_count() or 1) / floor_process_s, 2)
     if case in FLAGS:
         plain = end_to_end(item, CASES[case], base / "plain")
         row["plain_s"] = plain["run_s"]
         row["over_plain"] = round(float(str(row["run_s"])) / float(str(plain["run_s"])), 2)
+        row["over_plain_cpu"] = round(float(str(row["cpu_s"])) / float(str(plain["cpu_s"])), 2)
     print(json.dumps(row), flush=True)
     return row
 
@@ -387,9 +411,10 @@ def main() -> None:
         row["network_share"] = round(float(str(row["network_s"])) / float(str(row["run_s"])), 3)
         rows.append(row)
     columns = ["case", "grid", "floor_process_s", "floor_s", "floor_sequential_s",
-               "floor_parallel_s", "run_s", "ratio", "ratios",
+               "floor_parallel_s", "run_s", "ratio", "ratios", "floor_cpu_s", "floor_cores",
+               "cpu_s", "cpu_ratio", "min_ratio",
                "startup_s", "network_s", "network_share", "peak_mb", "floor_peak_mb",
-               "plain_s", "over_plain", "stages"]  # fmt: skip
+               "plain_s", "over_plain", "over_plain_cpu", "stages"]  # fmt: skip
     print("\n| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:

@@ -60,7 +60,8 @@ def _instrument() -> None:
                          (assemble, "_band_job"), (assemble, "_tci_job"),
                          (assemble, "_scene_job"), (pipeline, "classify_scene"),
                          (assemble, "correct_window"), (assemble, "field_window"),
-                         (assemble, "quicklook_from_dn")):  # fmt: skip
+                         (assemble, "quicklook_from_dn"), (assemble.sharpen, "read_padded"),
+                         (assemble.sharpen, "sharpen_strip")):  # fmt: skip
         setattr(module, name, _recorded(getattr(module, name), name))
     write.multihash_sha256 = _recorded(write.multihash_sha256, "checksum")
     overviews.build = _recorded(overviews.build, "overviews")
