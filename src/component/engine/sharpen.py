@@ -176,9 +176,8 @@ def sharpen_job(
         writer.open(sharpened_key(band), fine, "reflectance", (band,), "upsampled", resolver.name)
         for band in outputs()
     ]
-    keys = needs(plan)
-    sizes = [len(group) for group in band_sets()]
-    groups = [keys[: sizes[0]], keys[sizes[0] : sizes[0] + sizes[1]], keys[sizes[0] + sizes[1] :]]
+    # the keys of :func:`needs`, by group: the guide's, the 20 m bands', the 60 m bands'
+    groups = [[native_key(band, plan) for band in group] for group in band_sets()]
     writing = threading.Lock()  # a GDAL dataset is written by one thread at a time
 
     def work(part: list[tuple[int, int, int, int]]) -> None:
