@@ -128,6 +128,7 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
     lineage = item["properties"]["processing:lineage"]
     assert "item view:* properties" in lineage
     assert "follows the terrain's elevation" in lineage
+    assert "no terrain illumination (slope, aspect) correction" in lineage
     _check_scene(item, item_path.parent, "60m")
     derived = [link for link in item["links"] if link["rel"] == "derived_from"]
     assert derived and derived[0]["href"].endswith("sample/item.json")

@@ -277,7 +277,10 @@ def lineage(
             "snow kept out of the atmosphere estimate."
         )
     if elevation is not None:
-        text += f" The air above each cell follows the terrain's elevation, {elevation}."
+        text += (
+            f" The air above each cell follows the terrain's elevation, {elevation}; no terrain"
+            " illumination (slope, aspect) correction."
+        )
     if meteorology is not None:
         text += (
             f" Meteorology: {meteorology}; its ozone and sea-level pressure enter the physics,"
