@@ -37,6 +37,19 @@ $graph:
         doc: >-
           A DEM (GeoTIFF, VRT, COG; path or URL) for the terrain's air; empty: the Copernicus
           DEM of the CDSE STAC (with S3 keys), else the component's offline 5 arc-minute map.
+      elevation:
+        type:
+          - "null"
+          - type: enum
+            name: elevation_source
+            symbols: [auto, copernicus-90, copernicus-30, offline, sea-level]
+        label: elevation source
+        doc: >-
+          Where the elevation comes from when no dem is given: auto (the Copernicus DEM of the
+          CDSE STAC with S3 keys, else the offline map), copernicus-90 or copernicus-30 (that
+          collection; the run stops if it cannot be read), offline (the component's 5
+          arc-minute map, no network) or sea-level.
+        default: auto
       cirrus_correction:
         type: boolean?
         label: cirrus correction
@@ -67,6 +80,7 @@ $graph:
           resolution: resolution
           bbox: bbox
           dem: dem
+          elevation: elevation
           cirrus_correction: cirrus_correction
           super_resolve: super_resolve
         out:
@@ -108,6 +122,14 @@ $graph:
         type: string?
         inputBinding:
           prefix: --dem
+      elevation:
+        type:
+          - "null"
+          - type: enum
+            name: elevation_source
+            symbols: [auto, copernicus-90, copernicus-30, offline, sea-level]
+        inputBinding:
+          prefix: --elevation
       cirrus_correction:
         type: boolean?
         inputBinding:

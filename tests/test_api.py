@@ -90,6 +90,11 @@ def test_values_equal_the_cli_product(cli_60m: Path) -> None:
             dn = reflectance_to_dn(values).astype(np.int32)
         assert np.abs(dn - reference).max() <= 1, name
     assert (transform.c, transform.f) == (float(l2a.x[0]) - 30, float(l2a.y[0]) + 30)
+    # elevation= reaches the physics: at sea level the blue loses more Rayleigh path
+    sea = component.correct(l1c, device="cpu", elevation="sea-level")["B02"].values
+    terrain = computed["B02"].values
+    valid = np.isfinite(sea) & np.isfinite(terrain)
+    assert valid.any() and (sea[valid] < terrain[valid] - 1e-4).mean() > 0.5
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +217,11 @@ def test_bbox_window_and_other_inputs() -> None:
         component.correct(l1c.expand_dims(time=2))
     with pytest.raises(InvalidParameterError, match="unknown band"):
         component.load_l1c(sample_item_path(), bands=["B13"])
+
+
+def test_correct_takes_the_cli_elevation_sources() -> None:
+    """``elevation=`` as ``--elevation``: checked when called, before any pixel is read."""
+    with pytest.raises(InvalidParameterError, match="--elevation 'srtm'"):
+        component.correct(None, elevation="srtm")
+    with pytest.raises(InvalidParameterError, match="--dem and --elevation offline"):
+        component.correct(None, dem="dem.tif", elevation="offline")

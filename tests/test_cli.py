@@ -276,6 +276,23 @@ def test_a_missing_dem_file_is_refused_before_any_work(tmp_path: Path) -> None:
     assert cli.main(["run", "--dem", str(tmp_path / "none.tif"), "--output", "unused"]) == 2
 
 
+def test_a_bad_elevation_source_is_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--elevation`` unknown, or beside ``--dem``: exit 2; a Copernicus DEM source without
+    S3 keys: exit 7, one line that names the keys."""
+    from component import cli
+
+    assert cli.main(["run", "--elevation", "srtm", "--output", "unused"]) == 2
+    both = ["run", "--dem", "https://example.org/dem.tif", "--elevation", "offline"]
+    assert cli.main([*both, "--output", "unused"]) == 2
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    capsys.readouterr()
+    assert cli.main(["run", "--elevation", "copernicus-30", "--output", "unused"]) == 7
+    assert "AWS_ACCESS_KEY_ID" in capsys.readouterr().err
+
+
 def test_negative_bbox_value_is_parsed() -> None:
     """``--bbox -60,-30,-59,-29`` (a value starting with '-') reaches the bbox parser."""
     from component import cli

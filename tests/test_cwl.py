@@ -56,6 +56,14 @@ def test_switches_reach_the_command_line() -> None:
         assert workflow["steps"]["correct"]["in"][name] == name
         assert tool["inputs"][name] == {"type": "boolean?", "inputBinding": {"prefix": flag}}
     assert "resolution 10" in workflow["inputs"]["super_resolve"]["doc"]
+    # the elevation source: an enum of the CLI's choices, auto by default, to --elevation
+    from component.core.settings import ELEVATION_SOURCES
+
+    assert workflow["inputs"]["elevation"]["default"] == "auto"
+    for node in (workflow["inputs"]["elevation"], tool["inputs"]["elevation"]):
+        assert node["type"][1]["symbols"] == list(ELEVATION_SOURCES)
+    assert workflow["steps"]["correct"]["in"]["elevation"] == "elevation"
+    assert tool["inputs"]["elevation"]["inputBinding"] == {"prefix": "--elevation"}
 
 
 def _l1c_catalog(folder: Path) -> Path:

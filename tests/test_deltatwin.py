@@ -45,6 +45,7 @@ EXPECTED_INPUTS = {
     "limit": "integer",
     "resolution": "integer",
     "dem": "string",
+    "elevation": "string",
     "cirrus_correction": "boolean",
     "super_resolve": "boolean",
     "s3_access_key_id": "secret",
@@ -124,6 +125,7 @@ def test_inputs_are_described_and_mirror_the_model_ports(
         assert inputs[name]["value"] == "", f"optional {name} must default to empty"
     assert inputs["resolution"]["value"] == 60
     assert inputs["cirrus_correction"]["value"] is False  # Sen2Cor's default
+    assert inputs["elevation"]["value"] == "auto"
     assert inputs["super_resolve"]["value"] is False  # the native grids only, as CDSE's L2A
     assert isinstance(inputs["max_cloud_cover"]["value"], float)  # a JSON int is not "number"
     assert inputs["stac_url"]["value"] == "https://stac.dataspace.copernicus.eu/v1/"
@@ -212,6 +214,7 @@ def test_defaults_render_a_search_command(tmp_path: Path, parsed: dict[str, Any]
     assert "--datetime P1D" in joined
     assert "--max-cloud-cover 20.0" in joined
     assert "--limit 1 --resolution 60" in joined
+    assert "--elevation auto" in joined
     assert "--output catalog --archive l2a_catalog.tar.gz" in joined
     assert "--s3-access-key-id TESTKEYID" in joined
     assert "TESTSECRET" not in rendered["secure_command"]
@@ -231,6 +234,7 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         cirrus_correction=True,
         super_resolve=True,
         dem="https://example.org/dem.vrt",
+        elevation="copernicus-30",
     )
     joined = " ".join(_tokens(build_command(tmp_path, spec)["command"]))
     for expected in (
@@ -244,6 +248,7 @@ def test_user_values_render_each_flag(tmp_path: Path, parsed: dict[str, Any]) ->
         "--cirrus-correction",
         "--super-resolve",
         "--dem https://example.org/dem.vrt",
+        "--elevation copernicus-30",
     ):
         assert expected in joined
 

@@ -182,3 +182,25 @@ def test_super_resolve_needs_the_10m_grid(tmp_path: Path) -> None:
         with pytest.raises(InvalidParameterError, match="--super-resolve needs --resolution 10"):
             RunParams(output=tmp_path, resolution=resolution, super_resolve=True)
     assert InvalidParameterError.exit_code == 2
+
+
+def test_elevation_names_a_source_or_is_refused(tmp_path: Path) -> None:
+    """``--elevation``: one of the sources (any case, empty is auto); an unknown one and one
+    beside ``--dem`` are parameter errors (exit 2); a Copernicus DEM source without S3 keys is
+    a credentials error (exit 7) that names the keys, before any work."""
+    from component.core.settings import ELEVATION_SOURCES, Settings
+    from component.errors import CredentialsError
+    from component.params import RunParams, parse_elevation
+
+    assert [parse_elevation(s.upper()) for s in ELEVATION_SOURCES] == list(ELEVATION_SOURCES)
+    assert parse_elevation(" ") == "auto"
+    with pytest.raises(InvalidParameterError, match=r"--elevation 'srtm'.*copernicus-30"):
+        parse_elevation("srtm")
+    with pytest.raises(InvalidParameterError, match="--dem and --elevation offline"):
+        RunParams(output=tmp_path, dem="dem.tif", elevation="offline")
+    assert RunParams(output=tmp_path, dem="dem.tif").elevation == "auto"
+    with pytest.raises(CredentialsError, match="AWS_SECRET_ACCESS_KEY") as raised:
+        RunParams(output=tmp_path, elevation="copernicus-30")
+    assert raised.value.exit_code == 7
+    keyed = Settings().with_keys("id", "secret")
+    assert RunParams(output=tmp_path, elevation="copernicus-30", settings=keyed).elevation

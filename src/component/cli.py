@@ -29,6 +29,7 @@ from component.params import (
     parse_bbox,
     parse_cloud_cover,
     parse_datetime,
+    parse_elevation,
     parse_limit,
     parse_resolution,
     parse_switch,
@@ -87,6 +88,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH_OR_URL",
         help="elevation raster (GeoTIFF, VRT, COG URL, s3://) for the terrain's air; default: "
         "the Copernicus DEM of the CDSE STAC (with S3 keys), else an offline 5 arc-minute map",
+    )
+    parser.add_argument(
+        "--elevation",
+        default="auto",
+        metavar="SOURCE",
+        help="where the elevation comes from without --dem: auto (the Copernicus DEM with S3 "
+        "keys, else the offline map), copernicus-90, copernicus-30 (the CDSE STAC's DEM; a "
+        "failure stops the item), offline (the 5 arc-minute map, no network) or sea-level",
     )
     parser.add_argument(
         "--cirrus-correction",
@@ -182,6 +191,7 @@ def run_params(args: argparse.Namespace) -> RunParams:
         ),
         super_resolve=super_resolve,
         dem=dem,
+        elevation=parse_elevation(args.elevation or ""),
         archive=_optional(args.archive, Path),
         dask_scheduler=_optional(args.dask_scheduler, str),
         progress="off" if getattr(args, "quiet", False) else "auto",

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from component.core.settings import Settings
-from component.errors import InvalidParameterError
+from component.core.settings import DEM_COLLECTIONS, ELEVATION_SOURCES, Settings
+from component.errors import CredentialsError, InvalidParameterError
 
 DEFAULT_STAC_URL = "https://stac.dataspace.copernicus.eu/v1/"
 DEFAULT_COLLECTION = "sentinel-2-l1c"
@@ -133,6 +133,31 @@ def parse_switch(text: str, name: str) -> bool:
     raise InvalidParameterError(f"bad {name} {text!r}: give true or false")
 
 
+def parse_elevation(text: str) -> str:
+    """``--elevation``: one of :data:`~component.core.settings.ELEVATION_SOURCES`."""
+    source = text.strip().lower() or "auto"
+    if source not in ELEVATION_SOURCES:
+        raise InvalidParameterError(
+            f"unsupported --elevation {text!r}: choose {', '.join(ELEVATION_SOURCES)}"
+        )
+    return source
+
+
+def check_elevation(source: str, dem: str | None, settings: Settings) -> None:
+    """``--dem`` is itself a source (only with ``--elevation auto``); a Copernicus DEM source
+    is read from CDSE's S3, so it needs the keys."""
+    if dem and source != "auto":
+        raise InvalidParameterError(
+            f"--dem and --elevation {source} name two elevation sources: give one of them"
+        )
+    if source in DEM_COLLECTIONS and not settings.has_s3_keys:
+        raise CredentialsError(
+            f"--elevation {source} reads the Copernicus DEM from CDSE's S3: set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the s3 secret inputs), or use "
+            "--elevation auto"
+        )
+
+
 def parse_limit(text: str) -> int:
     """A positive item count."""
     try:
@@ -177,7 +202,9 @@ class RunParams:
     """Also write B01, B05-B07, B8A, B09, B11, B12 sharpened onto the 10 m grid
     (``<band>_10m``); needs ``resolution`` 10."""
     dem: str | None = None
-    """A DEM raster (path or URL) for the terrain's elevation; None: the offline map."""
+    """A DEM raster (path or URL) for the terrain's elevation; None: *elevation* decides."""
+    elevation: str = "auto"
+    """Where the elevation comes from without *dem* (:func:`parse_elevation`)."""
     archive: Path | None = None
     dask_scheduler: str | None = None
     progress: str = "auto"
@@ -188,6 +215,7 @@ class RunParams:
 
     def __post_init__(self) -> None:
         check_super_resolve(self.super_resolve, self.resolution)
+        check_elevation(self.elevation, self.dem, self.settings)
 
 
 def check_super_resolve(super_resolve: bool, resolution: int) -> None:

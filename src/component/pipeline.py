@@ -76,6 +76,10 @@ class ItemResult:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     """Fallbacks taken (no geometry, no B10...): also in the product's processing:lineage."""
+    elevation: str = ""
+    """The elevation the physics used: its source and range (as in the lineage)."""
+    meteorology: str = ""
+    """The product's forecasts the physics used (as in the lineage); empty: none."""
 
 
 @dataclass
@@ -437,7 +441,7 @@ def _produce(
     plan = load.plan(product, params.resolution, params.bbox, coarse_m, settings)
     load.check_assets(product, plan.inputs, settings)
     angles = in_background(geometry.resolve, product, plan.coarse, settings)
-    terrain = in_background(elevation.resolve, params.dem, plan.coarse, settings)
+    terrain = in_background(elevation.resolve, params.dem, plan.coarse, settings, params.elevation)
     weather = in_background(meteorology.resolve, product, plan.coarse, settings)
     clock.lap("read")  # headers checked, grids known; no pixel read yet
     # Steps: every strip decoded, classify, estimate, every job of pass 2, described, published.
@@ -453,6 +457,8 @@ def _produce(
         heights, elevation_notes = terrain.result()
         forecast, weather_notes = weather.result()
         notes += elevation_notes + weather_notes
+        result.elevation = heights.describe()
+        result.meteorology = forecast.describe() if forecast is not None else ""
         if not has_valid_pixel(decoded.coarse_toa, corrector.input_bands):
             result.reason = "no valid pixel in the requested area (all nodata or saturated)"
             show.close("skipped")

@@ -104,6 +104,52 @@ def test_the_copernicus_dem_comes_from_the_loopback_stac_api_and_s3(
     assert heights.source == elevation.OFFLINE_SOURCE and "Copernicus DEM not read" in notes[0]
 
 
+@pytest.mark.slow
+def test_elevation_names_one_source(tmp_path: Path, s3_server: Any, stac_api: Any) -> None:
+    """``--elevation``: copernicus-30 and copernicus-90 read that collection of the loopback
+    STAC API (a 2500 m and a 1500 m plateau), auto the 90 m one; offline the map even with S3
+    keys; sea-level none. A named collection that cannot be read stops the item (exit 5) where
+    auto falls back."""
+    import os
+
+    bbox = [9.8, 45.82, 10.1, 46.12]
+    items = []
+    for metres, collection in ((1500.0, "cop-dem-glo-90-dged-cog"),
+                               (2500.0, "cop-dem-glo-30-dged-cog")):  # fmt: skip
+        dem = write_dem(tmp_path / f"{collection}.tif", bbox, metres)
+        href = s3_server.upload_file(dem, f"auxdata/{collection}/N46_E009.tif")
+        items.append(copernicus_dem_item(href, bbox, collection) | {"id": collection})
+    url = stac_api(items)
+    settings = Settings.from_environ(
+        {**os.environ, **s3_server.gdal_env(), "COMPONENT_DEM_STAC_URL": url}
+    )
+    for source, metres in (("copernicus-30", 2500.0), ("copernicus-90", 1500.0),
+                           ("auto", 1500.0)):  # fmt: skip
+        heights, notes = elevation.resolve(None, ALPS, settings, source)
+        assert notes == [] and np.allclose(heights.metres, metres, atol=1.0), source
+    heights, notes = elevation.resolve(None, ALPS, settings, "offline")
+    assert heights.source == elevation.OFFLINE_SOURCE and notes == []
+    assert 1200 < float(np.mean(heights.metres)) < 2600
+    heights, notes = elevation.resolve(None, ALPS, settings, "sea-level")
+    assert not np.any(heights.metres) and "sea level" in heights.describe()
+    only90 = stac_api([items[0]])
+    elsewhere = Settings.from_environ(
+        {**os.environ, **s3_server.gdal_env(), "COMPONENT_DEM_STAC_URL": only90}
+    )
+    with pytest.raises(AssetReadError, match="cop-dem-glo-30-dged-cog") as raised:
+        elevation.resolve(None, ALPS, elsewhere, "copernicus-30")
+    assert raised.value.exit_code == 5 and "\n" not in str(raised.value)
+
+
+def test_a_named_offline_map_that_cannot_be_read_stops_the_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(elevation, "offline_map", lambda: tmp_path / "gone.tif")
+    with pytest.raises(AssetReadError, match="offline") as raised:
+        elevation.resolve(None, ALPS, SETTINGS, "offline")
+    assert raised.value.exit_code == 5
+
+
 def test_copernicus_dem_tiles_are_mosaicked_each_where_it_has_data(
     tmp_path: Path, s3_server: Any, stac_api: Any
 ) -> None:

@@ -660,15 +660,17 @@ def write_dem(path: Path, bbox: list[float] | tuple[float, ...], metres: float) 
     return path
 
 
-def copernicus_dem_item(href: str, bbox: list[float] | tuple[float, ...]) -> dict[str, Any]:
-    """A CDSE-shaped Copernicus DEM item (collection cop-dem-glo-90-dged-cog, asset ``data``)."""
+def copernicus_dem_item(
+    href: str, bbox: list[float] | tuple[float, ...], collection: str = "cop-dem-glo-90-dged-cog"
+) -> dict[str, Any]:
+    """A CDSE-shaped Copernicus DEM item (by default of the 90 m collection, asset ``data``)."""
     west, south, east, north = bbox
     ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
     return {
         "type": "Feature",
         "stac_version": "1.1.0",
         "id": f"Copernicus_DSM_COG_30_{south:.0f}_{west:.0f}_DEM",
-        "collection": "cop-dem-glo-90-dged-cog",
+        "collection": collection,
         "geometry": {"type": "Polygon", "coordinates": [ring]},
         "bbox": list(bbox),
         "properties": {"datetime": "2021-04-22T00:00:00Z"},

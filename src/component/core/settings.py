@@ -23,6 +23,14 @@ CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
 CDSE_STAC_URL = "https://stac.dataspace.copernicus.eu/v1/"
 DEM_COLLECTION = "cop-dem-glo-90-dged-cog"
 """The Copernicus DEM (90 m, DGED COGs) in CDSE's STAC: the default elevation source."""
+DEM_COLLECTIONS = {
+    "copernicus-90": DEM_COLLECTION,
+    "copernicus-30": "cop-dem-glo-30-dged-cog",
+}
+"""``--elevation`` sources read from the CDSE STAC, by name: their collections."""
+ELEVATION_SOURCES = ("auto", *DEM_COLLECTIONS, "offline", "sea-level")
+"""``--elevation``: ``auto`` takes the best available (``--dem``, else the Copernicus DEM with
+S3 keys, else the offline map, else sea level); any other names the one source to use."""
 DEM_STAC_ENV = "COMPONENT_DEM_STAC_URL"
 DEM_COLLECTION_ENV = "COMPONENT_DEM_COLLECTION"
 CDSE_MAX_CONNECTIONS = 4

@@ -15,6 +15,11 @@ cell gets an elevation (the 6S table's altitude axis does the rest), from, in tu
    that a run without network still corrects mountains for most of their air.
 4. Sea level, when none can be read (said in the notes and the lineage).
 
+That order is ``--elevation auto``. ``--elevation`` can name one source instead:
+``copernicus-90`` or ``copernicus-30`` (the CDSE collection of that resolution; a search or
+read that fails stops the item with exit 5, as a named ``--dem`` does), ``offline`` (the map of
+3., no network) or ``sea-level`` (no elevation: the table's sea level, for comparisons).
+
 Cells without elevation data (the sea, in the offline map) are at sea level.
 """
 
@@ -31,7 +36,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from component.core.grid import Grid
-from component.core.settings import Settings
+from component.core.settings import DEM_COLLECTIONS, Settings
 from component.errors import AssetReadError
 from component.io.load import gdal, masked_onto
 
@@ -146,33 +151,61 @@ def _beyond_filled(
     return Elevation(metres, found.source), [note]
 
 
-def resolve(dem: str | None, grid: Grid, settings: Settings) -> tuple[Elevation, list[str]]:
-    """The elevation of every cell of *grid* from the best source available, and notes on any
-    fallback taken. A *dem* the user named that cannot be read raises
-    :class:`~component.errors.AssetReadError` (exit 5): they asked for that file."""
+def _reason(error: BaseException, limit: int = 200) -> str:
+    return str(error).splitlines()[0][:limit] if str(error) else type(error).__name__
+
+
+def resolve(
+    dem: str | None, grid: Grid, settings: Settings, source: str = "auto"
+) -> tuple[Elevation, list[str]]:
+    """The elevation of every cell of *grid* and notes on any fallback taken: from the best
+    source available (*source* ``auto``), or from the one *source* names (module docstring).
+    A source the user named (a *dem*, or a *source* other than ``auto``) that cannot be read
+    raises :class:`~component.errors.AssetReadError` (exit 5): they asked for it."""
     notes: list[str] = []
+    if source == "sea-level":
+        return Elevation(0.0, "--elevation sea-level"), ["elevation: sea level, as asked"]
+    if source in DEM_COLLECTIONS:
+        import dataclasses
+
+        wanted = dataclasses.replace(settings, dem_collection=DEM_COLLECTIONS[source])
+        try:
+            if grid.epsg is None:
+                raise LookupError("the product's grid has no EPSG code")
+            return _beyond_filled(*copernicus_dem(grid, wanted), grid, wanted)
+        except Exception as error:  # the user asked for this source: say why, stop the item
+            raise AssetReadError(
+                f"cannot read the Copernicus DEM {wanted.dem_collection} of "
+                f"{wanted.dem_stac_url} ({_reason(error, 160)}): check the S3 keys and the "
+                "network, or use --elevation auto"
+            ) from None
     if dem:
         try:
             metres, covered = _masked_on_grid(dem, grid, settings)
         except RasterioError as error:
-            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             raise AssetReadError(
-                f"cannot read --dem {dem} ({reason}): give a raster GDAL reads (GeoTIFF, VRT, "
-                "COG URL), or leave --dem out for the offline elevation"
+                f"cannot read --dem {dem} ({_reason(error)}): give a raster GDAL reads (GeoTIFF, "
+                "VRT, COG URL), or leave --dem out for the offline elevation"
             ) from None
         return _beyond_filled(Elevation(metres, f"--dem {dem}"), covered, grid, settings)
-    if settings.dem_stac_url and settings.has_s3_keys and grid.epsg is not None:
+    auto = source == "auto"
+    if auto and settings.dem_stac_url and settings.has_s3_keys and grid.epsg is not None:
         try:
             return _beyond_filled(*copernicus_dem(grid, settings), grid, settings)
         except Exception as error:  # any search or read failure: the offline map stands in
-            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-            notes.append(f"Copernicus DEM not read ({reason})")
+            notes.append(f"Copernicus DEM not read ({_reason(error, 160)})")
             log.warning("%s", notes[-1])
     try:
         metres = on_grid(str(offline_map()), grid, settings)
     except (RasterioError, OSError) as error:
+        if not auto:
+            raise AssetReadError(
+                f"cannot read {OFFLINE_SOURCE} ({_reason(error)}): reinstall the component, "
+                "or use --elevation auto"
+            ) from None
         notes.append(f"no elevation ({type(error).__name__}): the table's sea level assumed")
         log.warning("%s", notes[-1])
         return SEA_LEVEL, notes
-    notes.append(f"elevation from {OFFLINE_SOURCE}: give --dem for a finer one")
+    if auto:
+        notes.append(f"elevation from {OFFLINE_SOURCE}: give --dem for a finer one")
     return Elevation(metres, OFFLINE_SOURCE), notes
