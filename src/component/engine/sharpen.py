@@ -68,9 +68,15 @@ def native_key(band: str, plan: ReadPlan) -> str:
     return f"{band}_{round(plan.grids[band].resolution)}m"
 
 
+def draft_groups(plan: ReadPlan) -> tuple[tuple[str, ...], ...]:
+    """The keys of the drafts the job reads, by group: the guide's, the 20 m bands', the 60 m
+    bands'."""
+    return tuple(tuple(native_key(band, plan) for band in group) for group in band_sets())
+
+
 def needs(plan: ReadPlan) -> tuple[str, ...]:
-    """The keys of the drafts the job reads: the guide's, the 20 m bands', the 60 m bands'."""
-    return tuple(native_key(band, plan) for group in band_sets() for band in group)
+    """The keys of the drafts the job reads (:func:`draft_groups`, one after the other)."""
+    return tuple(key for group in draft_groups(plan) for key in group)
 
 
 def outputs() -> tuple[str, ...]:
@@ -176,8 +182,7 @@ def sharpen_job(
         writer.open(sharpened_key(band), fine, "reflectance", (band,), "upsampled", resolver.name)
         for band in outputs()
     ]
-    # the keys of :func:`needs`, by group: the guide's, the 20 m bands', the 60 m bands'
-    groups = [[native_key(band, plan) for band in group] for group in band_sets()]
+    groups = draft_groups(plan)
     writing = threading.Lock()  # a GDAL dataset is written by one thread at a time
 
     def work(part: list[tuple[int, int, int, int]]) -> None:
