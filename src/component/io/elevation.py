@@ -26,7 +26,7 @@ Cells without elevation data (the sea, in the offline map) are at sea level.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -94,15 +94,11 @@ def copernicus_dem(grid: Grid, settings: Settings) -> tuple[Elevation, np.ndarra
     onto it, and the cells they cover (the DEM has no tile over the open sea); raises
     ``LookupError`` when the API holds none, and the search's or the reader's own errors when
     they fail."""
-    import dataclasses
-
     from rasterio.warp import transform_bounds
 
     from component.io.search import open_client
 
-    brief = dataclasses.replace(
-        settings, stac_retries=DEM_SEARCH_RETRIES, stac_timeout_s=DEM_SEARCH_TIMEOUT_S
-    )
+    brief = replace(settings, stac_retries=DEM_SEARCH_RETRIES, stac_timeout_s=DEM_SEARCH_TIMEOUT_S)
     client = open_client(settings.dem_stac_url, brief)
     bbox = transform_bounds(f"EPSG:{grid.epsg}", "EPSG:4326", *grid.bounds, densify_pts=21)
     found = client.search(collections=[settings.dem_collection], bbox=bbox, max_items=64)
@@ -165,20 +161,6 @@ def resolve(
     notes: list[str] = []
     if source == "sea-level":
         return Elevation(0.0, "--elevation sea-level"), ["elevation: sea level, as asked"]
-    if source in DEM_COLLECTIONS:
-        import dataclasses
-
-        wanted = dataclasses.replace(settings, dem_collection=DEM_COLLECTIONS[source])
-        try:
-            if grid.epsg is None:
-                raise LookupError("the product's grid has no EPSG code")
-            return _beyond_filled(*copernicus_dem(grid, wanted), grid, wanted)
-        except Exception as error:  # the user asked for this source: say why, stop the item
-            raise AssetReadError(
-                f"cannot read the Copernicus DEM {wanted.dem_collection} of "
-                f"{wanted.dem_stac_url} ({_reason(error, 160)}): check the S3 keys and the "
-                "network, or use --elevation auto"
-            ) from None
     if dem:
         try:
             metres, covered = _masked_on_grid(dem, grid, settings)
@@ -189,11 +171,23 @@ def resolve(
             ) from None
         return _beyond_filled(Elevation(metres, f"--dem {dem}"), covered, grid, settings)
     auto = source == "auto"
-    if auto and settings.dem_stac_url and settings.has_s3_keys and grid.epsg is not None:
+    if source in DEM_COLLECTIONS or (
+        auto and settings.dem_stac_url and settings.has_s3_keys and grid.epsg is not None
+    ):
+        if source in DEM_COLLECTIONS:
+            settings = replace(settings, dem_collection=DEM_COLLECTIONS[source])
         try:
+            if grid.epsg is None:
+                raise LookupError("the product's grid has no EPSG code")
             return _beyond_filled(*copernicus_dem(grid, settings), grid, settings)
-        except Exception as error:  # any search or read failure: the offline map stands in
-            notes.append(f"Copernicus DEM not read ({_reason(error, 160)})")
+        except Exception as error:  # any search or read failure
+            if not auto:  # the user asked for this source: say why, stop the item
+                raise AssetReadError(
+                    f"cannot read the Copernicus DEM {settings.dem_collection} of "
+                    f"{settings.dem_stac_url} ({_reason(error, 160)}): check the S3 keys and "
+                    "the network, or use --elevation auto"
+                ) from None
+            notes.append(f"Copernicus DEM not read ({_reason(error, 160)})")  # the map stands in
             log.warning("%s", notes[-1])
     try:
         metres = on_grid(str(offline_map()), grid, settings)
