@@ -118,16 +118,20 @@ class Scene:
     b60: np.ndarray  # (2, H/6, W/6) BANDS_60M
 
 
+def _reflectance(dn: np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """float32 reflectance ``(DN + offset) / 10000``; DN 0 and 65535 (no data) NaN."""
+    out = (dn.astype(np.float32) + np.float32(offset)) / np.float32(10000.0)
+    out[(dn == 0) | (dn == 65535)] = np.nan
+    return out
+
+
 def read_scene(folder: Path, offset: float = 0.0, pattern: str = "*{band}.tif") -> Scene:
     import rasterio
 
     def band(name: str) -> np.ndarray:
         (path,) = sorted(folder.glob(pattern.format(band=name)))
         with rasterio.open(path) as src:
-            dn = src.read(1).astype(np.float32)
-        out = (dn + offset) / 10000.0
-        out[(dn == 0) | (dn == 65535)] = np.nan
-        return out
+            return _reflectance(src.read(1), offset)
 
     b10 = np.stack([band(b) for b in GUIDE_BANDS])
     h, w = b10.shape[1] // 6 * 6, b10.shape[2] // 6 * 6
@@ -154,9 +158,7 @@ def read_nearest_stack(path: Path) -> Scene:
     import rasterio
 
     with rasterio.open(path) as src:
-        dn = src.read().astype(np.float32)
-    data = dn / 10000.0
-    data[(dn == 0) | (dn == 65535)] = np.nan
+        data = _reflectance(src.read())
     index = {band: i for i, band in enumerate(PAIR_BANDS)}
 
     def native(band: str, factor: int) -> np.ndarray:
@@ -604,10 +606,10 @@ def native_grid_metrics(scores: dict) -> dict:
         }
 
     goal = {}
-    for key, label in (("x2", "x2"), ("x6", "x6")):
+    for key in ("x2", "x6"):
         ours, base = scores[shipped][key]["mean_rmse"], scores["bicubic"][key]["mean_rmse"]
         ratio = ours / base
-        goal[label] = (
+        goal[key] = (
             f"{'yes' if ratio <= 0.5 else 'no'}: {ratio:.2f} ({ours:.5f} against {base:.5f})"
         )
     return {
