@@ -56,6 +56,29 @@ def test_a_short_run_lowers_the_loss(factor: int, shuffle: int) -> None:
     assert out.shape == examples[0].target.shape
 
 
+def test_the_projected_loss_is_the_error_left_after_consistent() -> None:
+    import torch
+
+    from component.model.super_resolution import consistent
+
+    rng = np.random.default_rng(4)
+    target = rng.uniform(0.0, 0.5, (2, 3, 12, 12)).astype(np.float32)
+    estimate = target + rng.normal(0.0, 0.01, target.shape).astype(np.float32)
+    valid = np.ones((2, 12, 12), np.float32)
+    # the product projects onto the coarse pixels (the target's block means); the loss scores
+    # that projection without running it
+    pairs = zip(estimate, target, strict=True)
+    projected = np.stack([consistent(e, block_mean(t, 2), 2) for e, t in pairs])
+    expected = np.abs(projected - target).mean()
+    tensors = [torch.from_numpy(a) for a in (estimate, target, valid)]
+    assert float(sr.residual_loss(*tensors, factor=2)) == pytest.approx(expected, rel=1e-5)
+    assert float(sr.residual_loss(*tensors)) == pytest.approx(np.abs(estimate - target).mean())
+    # an error constant on each block is what consistent() removes: it costs nothing
+    offset = np.repeat(np.repeat(rng.normal(0, 0.05, (2, 3, 6, 6)), 2, 2), 2, 3)
+    shifted = torch.from_numpy((target + offset).astype(np.float32))
+    assert float(sr.residual_loss(shifted, *tensors[1:], factor=2)) < 1e-7
+
+
 def test_scores_and_files(tmp_path: Path) -> None:
     scenes = [_scene(3, 72)]
     scores = sr.evaluate(scenes, {"bicubic": Bicubic(), "ghp": GuidedHighPass()})

@@ -334,9 +334,12 @@ def patches(
 def train(
     examples: list[Example], features: int, layers: int, shuffle: int, steps: int,
     batch: int = 16, size: int = 48, lr: float = 2e-3, seed: int = SEED, log_every: int = 100,
+    projected: bool = False,
 ) -> tuple[SuperResolutionNet, list[float]]:  # fmt: skip
     """Adam on the L1 loss of the residual over valid pixels, cosine-decayed; returns the
-    network and the mean loss of each ``log_every`` steps."""
+    network and the mean loss of each ``log_every`` steps. *projected*: the loss is taken
+    after :func:`consistent`, as the product applies it (the error less its block mean, since
+    the target's block means are the coarse input's)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     factor = examples[0].factor
@@ -350,7 +353,7 @@ def train(
     history, running = [], []
     for step in range(steps):
         x, y, m = patches(arrays, size, batch, align, rng)
-        loss = ((model(x) - y).abs().mean(dim=1) * m).sum() / m.sum().clamp(min=1)
+        loss = residual_loss(model(x), y, m, factor if projected else 1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -360,6 +363,21 @@ def train(
             history.append(float(np.mean(running)))
             running = []
     return model.eval(), history
+
+
+def residual_loss(
+    estimate: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, factor: int = 1
+) -> torch.Tensor:
+    """The L1 loss of the residual (batch, bands, H, W) over *valid* pixels (batch, H, W).
+    With *factor* > 1 the error is taken after :func:`consistent`: each ``factor``-block's
+    mean error is removed first (the target's block means are the coarse input's, so that is
+    the error that remains once the product has projected the estimate); H and W are whole
+    blocks."""
+    error = estimate - target
+    if factor > 1:
+        block = nn.functional.avg_pool2d(error, factor)
+        error = error - block.repeat_interleave(factor, 2).repeat_interleave(factor, 3)
+    return (error.abs().mean(dim=1) * valid).sum() / valid.sum().clamp(min=1)
 
 
 class TorchResolver:
@@ -668,6 +686,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="train without the scene resampled off the Sentinel-2 grid (T33NZA)",
     )
+    t.add_argument(
+        "--projected-loss",
+        action="store_true",
+        help="take the loss after consistent(), as the product applies it",
+    )
+    t.add_argument("--seed", type=int, default=SEED)
     s = sub.add_parser("score", help="score bicubic, guided high-pass and the networks")
     s.add_argument("--set", choices=("selection", "test", "native-selection", "native-test"),
                    required=True)  # fmt: skip
@@ -723,13 +747,15 @@ def main(argv: list[str] | None = None) -> None:
             examples = [degraded(scene, args.factor) for scene in split["train"]]
         start = time.perf_counter()
         model, history = train(examples, args.features, args.layers, args.shuffle, args.steps,
-                               batch=args.batch)  # fmt: skip
+                               batch=args.batch, seed=args.seed,
+                               projected=args.projected_loss)  # fmt: skip
         seconds = time.perf_counter() - start
         _, graph, difference = save(model, args.output)
         channels = 10 if args.factor == 2 else 12
         report = {
             "factor": args.factor, "features": args.features, "layers": args.layers,
             "shuffle": args.shuffle, "steps": args.steps, "batch": args.batch,
+            "seed": args.seed, "projected_loss": args.projected_loss,
             "train_seconds": round(seconds, 1), "loss_history": history,
             "parameters": sum(p.numel() for p in model.parameters()),
             "onnx_vs_torch": difference,
