@@ -290,19 +290,26 @@ def test_thinned_terms_match_per_pixel_terms_on_smooth_fields(tables) -> None:  
     np.testing.assert_allclose(thin.path[:, ::2, ::2], exact.path[:, ::2, ::2], atol=1e-6)
 
 
+def _uniform_toa(
+    everything: Atmosphere, rho: float, aot: float, water: float, geometry: Geometry
+) -> np.ndarray:
+    """TOA (13, 12, 12) of a uniform surface *rho* under one atmosphere, through the table."""
+    surface = np.full((len(L1C_BANDS), 12, 12), rho, np.float32)
+    terms = everything.terms(aot, water, geometry)
+    shape = (len(L1C_BANDS), 1, 1)
+    single = type(terms)(
+        *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
+    )
+    return Atmosphere.forward(surface, single)
+
+
 def test_an_aerosol_estimate_that_blackens_clear_pixels_is_shrunk(tables) -> None:  # type: ignore[no-untyped-def]
     """A dark scene under AOT 0.1 with an estimator saying 1.0: blue and red invert far below
     zero, so the estimate's excess over the standard atmosphere is scaled down, and said; the
     same scene with a right estimate is left as it is."""
     everything, out, b10 = tables
     geometry = Geometry(35.0, 4.0, 70.0)
-    surface = np.full((len(L1C_BANDS), 12, 12), 0.03, np.float32)  # dark: water, forest
-    terms = everything.terms(0.1, 1.5, geometry)
-    shape = (len(L1C_BANDS), 1, 1)
-    single = type(terms)(
-        *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
-    )
-    toa = Atmosphere.forward(surface, single)
+    toa = _uniform_toa(everything, 0.03, 0.1, 1.5, geometry)  # dark: water, forest
     for aot, shrunk in ((1.0, True), (0.1, False)):
         scene = SceneCorrector(out, StandardAtmosphere(aot, 1.5), L1C_BANDS, 0.0, 0.0, b10, 120.0)
         state = scene.estimate(toa, grid(120, 12, 12), geometry)
@@ -328,13 +335,7 @@ def test_the_guard_shrinks_toward_the_aerosol_forecast_where_there_is_one(tables
     a CAMS forecast of 0.03 it shrinks further, until the water is at or above zero."""
     everything, out, b10 = tables
     geometry = Geometry(35.0, 4.0, 70.0)
-    surface = np.full((len(L1C_BANDS), 12, 12), 0.005, np.float32)
-    terms = everything.terms(0.02, 1.5, geometry)
-    shape = (len(L1C_BANDS), 1, 1)
-    single = type(terms)(
-        *(t.reshape(shape) for t in (terms.path, terms.transmittance, terms.spherical_albedo))
-    )
-    toa = Atmosphere.forward(surface, single)
+    toa = _uniform_toa(everything, 0.005, 0.02, 1.5, geometry)
     scene = SceneCorrector(out, StandardAtmosphere(1.0, 1.5), L1C_BANDS, 0.0, 0.0, b10, 120.0)
     alone = scene.estimate(toa, grid(120, 12, 12), geometry)
     np.testing.assert_allclose(alone.aot, 0.1, atol=1e-6)
@@ -346,3 +347,30 @@ def test_the_guard_shrinks_toward_the_aerosol_forecast_where_there_is_one(tables
     unclipped = Atmosphere.inverse(toa[index], guided.terms)
     blue, red = L2A_BANDS.index("B02"), L2A_BANDS.index("B04")
     assert float(unclipped[[blue, red]].min()) >= -0.002
+
+
+def test_the_water_vapour_forecast_replaces_the_estimate_where_it_is_known(tables) -> None:  # type: ignore[no-untyped-def]
+    """A surface under 3.5 cm of water, an estimator that says 1.5: where the product's ECMWF
+    forecast (3.5) is known, the physics takes it and the water-vapour bands come back right;
+    where it is NaN the estimate stays; without the policy the estimate stays everywhere."""
+    everything, out, b10 = tables
+    geometry = Geometry(35.0, 4.0, 70.0)
+    toa = _uniform_toa(everything, 0.25, 0.1, 3.5, geometry)
+    forecast = np.full((12, 12), 3.5, np.float32)
+    forecast[:4, :4] = np.nan
+    estimator = StandardAtmosphere(0.1, 1.5)
+    index = [L1C_BANDS.index(b) for b in L2A_BANDS]
+    water_band = L2A_BANDS.index("B09")
+    for policy in (True, False):
+        scene = SceneCorrector(
+            out, estimator, L1C_BANDS, 0.0, 0.0, b10, 120.0, forecast_water=policy
+        )
+        state = scene.estimate(toa, grid(120, 12, 12), geometry, water_prior=forecast)
+        boa = Atmosphere.inverse(toa[index], state.terms)[water_band]
+        if policy:
+            np.testing.assert_allclose(state.water[4:, 4:], 3.5)
+            np.testing.assert_allclose(boa[4:, 4:], 0.25, atol=0.002)
+        else:
+            np.testing.assert_allclose(state.water[4:, 4:], 1.5)
+            assert float(np.abs(boa[4:, 4:] - 0.25).min()) > 0.01  # the wrong column shows
+        np.testing.assert_allclose(state.water[:4, :4], 1.5)

@@ -162,6 +162,7 @@ class SceneCorrector:
         grid_m: float = 120.0,
         cirrus_correction: bool = False,
         guard: bool = True,
+        forecast_water: bool = True,
     ) -> None:
         """*atmosphere* holds the output bands' table, *cirrus_atmosphere* B10's (for the
         clear-sky B10 signal; without it B10 is taken as cirrus whole). *cirrus_correction*:
@@ -172,6 +173,11 @@ class SceneCorrector:
         self.guard = guard
         """Shrink an aerosol estimate that would leave clear pixels below zero (see
         :meth:`_guarded`)."""
+        self.forecast_water = forecast_water
+        """Where the product has its ECMWF water-vapour forecast, that is the column the
+        physics uses and the product reports, not the estimate's (models/README.md,
+        "Meteorology": the estimate's scene-mean error on simulation is about twice the
+        forecast's against GNSS)."""
         self.atmosphere = atmosphere
         self.cirrus_atmosphere = cirrus_atmosphere
         self.estimator = estimator
@@ -205,7 +211,9 @@ class SceneCorrector:
         *ozone* (h, w): the ozone column, atm-cm (None: the climatological 0.33).
         *water_prior* (cm) and *aot_prior* (h, w): the product's own forecasts of the water
         vapour (ECMWF) and the aerosol (CAMS), NaN or None where unknown: the estimator sees
-        them (with the elevation and the geometry) where its card lists them as channels.
+        them (with the elevation and the geometry) where its card lists them as channels, and
+        with :attr:`forecast_water` the water-vapour forecast replaces the estimate where it
+        is known (the lineage says so).
         """
         toa, notes = substitute_missing(toa, self.input_bands, self.cirrus_correction)
         if exclude is not None and exclude.any() and not exclude.all():
@@ -223,6 +231,8 @@ class SceneCorrector:
         sigma = max(self.smoothing_m, 2.0 * grid.resolution) / grid.resolution
         aot = _filled(aot, sigma, self.smoothing_m > 0, FALLBACK.aot)
         water = _filled(water, sigma, self.smoothing_m > 0, FALLBACK.water)
+        if self.forecast_water and water_prior is not None:
+            water = np.where(np.isfinite(water_prior), water_prior, water).astype(np.float32)
         if not np.isfinite(toa).any():
             notes.append("no valid pixel: the standard atmosphere stands in")
         shape = toa.shape[1:]
