@@ -376,10 +376,12 @@ def test_search_s3_at_10m_then_skip_and_archive(
         assert tuple(data.odc.geobox.shape) == tuple(item["assets"][key]["proj:shape"]), key
         boa = _from_metadata(stac_item.assets[key], data[key].isel(time=0).values)
         np.testing.assert_allclose(boa, _reference(item_path, key), equal_nan=True, atol=1e-9)
-    # The water vapour is the granule's forecast (13.9-14.9 mm), not the scene's estimate.
+    # The water vapour takes its level from the granule's forecast (13.9-14.9 mm, 14.4 at the
+    # centre), its detail within the forecast's 14 km from the scene's estimate (0.84-0.93 cm
+    # here without the forecast).
     data = odc.stac.load([stac_item], bands=["WVP_10m"], chunks=None)
     wvp = _from_metadata(stac_item.assets["WVP_10m"], data["WVP_10m"].isel(time=0).values)
-    assert float(np.nanmin(wvp)) >= 1.39 and float(np.nanmax(wvp)) <= 1.49, (wvp.min(), wvp.max())
+    assert 1.40 <= float(np.nanmean(wvp)) <= 1.48, float(np.nanmean(wvp))
 
     archive = tmp_path / "catalog.tar.gz"
     again = run_component(

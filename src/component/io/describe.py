@@ -284,8 +284,9 @@ def lineage(
     if meteorology is not None:
         text += (
             f" Meteorology: {meteorology}; its ozone and sea-level pressure enter the physics,"
-            " its water vapour replaces the scene's estimate (physics and WVP), its aerosol"
-            " forecast (if any) bounds the guard against an excessive aerosol estimate."
+            " its water vapour sets the level of the scene's estimate (physics and WVP; the"
+            " estimate's detail within the forecast's 14 km kept), its aerosol forecast (if"
+            " any) bounds the guard against an excessive aerosol estimate."
         )
     if cirrus_correction:
         text += (

@@ -19,9 +19,9 @@ read: the estimate's aerosol prior. An EOPF product holds both as arrays,
 
 What the physics takes from them: the ozone column (the table's ozone term) and the sea-level
 pressure (which moves the Rayleigh scattering as an altitude would: see
-:func:`effective_elevation`) and the water-vapour column, which replaces the scene's estimate
-(:class:`component.model.correction.SceneCorrector`); the AOD550 is the estimator's prior and
-bounds its guard.
+:func:`effective_elevation`) and the water-vapour column, which sets the level of the scene's
+estimate (:func:`component.model.correction.anchored_water`); the AOD550 is the estimator's
+prior and bounds its guard.
 """
 
 from __future__ import annotations
