@@ -526,8 +526,7 @@ def anchored_water(
     if not known.any():
         return estimate
     level = large_scale(estimate, FORECAST_SCALE_M / resolution_m)
-    with np.errstate(invalid="ignore"):
-        anchored = estimate * forecast / np.maximum(level, np.float32(0.05))
+    anchored = estimate * forecast / np.maximum(level, np.float32(0.05))
     water = np.where(known, anchored, estimate)
     return np.clip(water, *atmosphere.water_range).astype(np.float32)
 
